@@ -1,0 +1,368 @@
+package trigger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileBytes bounds one trigger file; a larger file is almost certainly not
+// a trigger file and would only make the loader slow.
+const MaxFileBytes = 8 << 20
+
+// File is the shape of a trigger file. Tenant and RetryPolicy are defaults
+// for the triggers in the file; a trigger's own fields win.
+type File struct {
+	Tenant      string       `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+	RetryPolicy *RetryPolicy `json:"retryPolicy,omitempty" yaml:"retryPolicy,omitempty"`
+	Triggers    []*Trigger   `json:"triggers" yaml:"triggers"`
+}
+
+// LoadTriggers loads path, a trigger file or a directory of them, and
+// validates the whole set with v (nil means any tenant, default limits). It
+// returns every problem at once in a *ValidationError and no triggers when
+// there is any.
+func LoadTriggers(path string, v *Validator) ([]*Trigger, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTriggers, err)
+	}
+	if st.IsDir() {
+		return LoadTriggersFromDir(path, v)
+	}
+	return LoadTriggersFromFile(path, v)
+}
+
+// LoadTriggersFromFile loads and validates one YAML or JSON trigger file.
+func LoadTriggersFromFile(path string, v *Validator) ([]*Trigger, error) {
+	var ps problems
+	ts := parseFile(path, &ps)
+	return finish(ts, ps, v)
+}
+
+// LoadTriggersFromDir loads every *.yaml, *.yml and *.json file below dir,
+// in lexical order, skipping names that start with '.', and validates them
+// as one set: duplicate ids across files are errors too.
+func LoadTriggersFromDir(dir string, v *Validator) ([]*Trigger, error) {
+	var ps problems
+	var ts []*Trigger
+	found := false
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			ps.add(Problem{File: p, Reason: err.Error()})
+			return nil
+		}
+		if p != dir && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+			found = true
+			ts = append(ts, parseFile(p, &ps)...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTriggers, err)
+	}
+	if !found && len(ps) == 0 {
+		ps.add(Problem{File: dir, Reason: "holds no .yaml, .yml or .json trigger files"})
+	}
+	return finish(ts, ps, v)
+}
+
+func finish(ts []*Trigger, ps problems, v *Validator) ([]*Trigger, error) {
+	if v == nil {
+		var err error
+		if v, err = NewValidator("", Limits{}, nil); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := v.Validate(ts); err != nil {
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			return nil, err
+		}
+		// A field that failed to parse is left zero; do not report it a
+		// second time as "is required".
+		parsed := make(map[string]bool, len(ps))
+		for _, p := range ps {
+			parsed[p.TriggerID+"\x00"+p.Field] = true
+		}
+		for _, p := range ve.Problems {
+			if !parsed[p.TriggerID+"\x00"+p.Field] {
+				ps.add(p)
+			}
+		}
+	}
+	if err := ps.err(); err != nil {
+		sortProblems(ps)
+		return nil, err
+	}
+	return ts, nil
+}
+
+// sortProblems orders problems by file and line so a report reads top to
+// bottom like the files it describes.
+func sortProblems(ps problems) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		af, al := splitLine(a.File)
+		bf, bl := splitLine(b.File)
+		if c := strings.Compare(af, bf); c != 0 {
+			return c
+		}
+		return al - bl
+	})
+}
+
+func splitLine(file string) (string, int) {
+	i := strings.LastIndexByte(file, ':')
+	if i < 0 {
+		return file, 0
+	}
+	n, err := strconv.Atoi(file[i+1:])
+	if err != nil {
+		return file, 0
+	}
+	return file[:i], n
+}
+
+// parseFile reads one file, reporting problems instead of stopping at the
+// first, and applies the file-level defaults.
+func parseFile(path string, ps *problems) []*Trigger {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		ps.add(Problem{File: path, Reason: err.Error()})
+		return nil
+	}
+	if len(data) > MaxFileBytes {
+		ps.add(Problem{File: path, Reason: fmt.Sprintf("is %d bytes, larger than the %d byte limit", len(data), MaxFileBytes)})
+		return nil
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		ps.add(Problem{File: path, Reason: "is empty"})
+		return nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		ps.add(Problem{File: path, Reason: "cannot be parsed: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+		return nil
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		ps.add(Problem{File: at(path, root), Reason: "must be a mapping with a triggers list (and optional tenant and retryPolicy)"})
+		return nil
+	}
+
+	p := fileParser{path: path, ps: ps}
+	var f File
+	var triggersNode *yaml.Node
+	p.fields(root, "", "", fileFields, func(key string, val *yaml.Node) {
+		switch key {
+		case "tenant":
+			p.decode(val, "", "tenant", &f.Tenant)
+		case "retryPolicy":
+			f.RetryPolicy = p.retryPolicy(val, "", "retryPolicy")
+		case "triggers":
+			triggersNode = val
+		}
+	})
+	if triggersNode == nil {
+		ps.add(Problem{File: path, Field: "triggers", Reason: "is missing"})
+		return nil
+	}
+	if triggersNode.Kind != yaml.SequenceNode {
+		ps.add(Problem{File: at(path, triggersNode), Field: "triggers", Reason: "must be a list"})
+		return nil
+	}
+	out := make([]*Trigger, 0, len(triggersNode.Content))
+	for i, n := range triggersNode.Content {
+		t := p.trigger(n, i)
+		if t == nil {
+			continue
+		}
+		if t.Tenant == "" {
+			t.Tenant = f.Tenant
+		}
+		if f.RetryPolicy != nil {
+			merged := t.RetryPolicy.Merge(*f.RetryPolicy)
+			t.RetryPolicy = &merged
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+var (
+	fileFields    = yamlKeys(reflect.TypeFor[File]())
+	triggerFields = yamlKeys(reflect.TypeFor[Trigger]())
+	retryFields   = yamlKeys(reflect.TypeFor[RetryPolicy]())
+)
+
+type fileParser struct {
+	path string
+	ps   *problems
+}
+
+func (p fileParser) trigger(n *yaml.Node, index int) *Trigger {
+	if n.Kind != yaml.MappingNode {
+		p.ps.add(Problem{File: at(p.path, n), Field: fmt.Sprintf("triggers[%d]", index), Reason: "must be a mapping"})
+		return nil
+	}
+	id := ""
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "triggerId" && n.Content[i+1].Kind == yaml.ScalarNode {
+			id = n.Content[i+1].Value
+		}
+	}
+	if id == "" {
+		id = fmt.Sprintf("#%d", index+1)
+	}
+	t := &Trigger{Source: at(p.path, n)}
+	p.fields(n, id, "", triggerFields, func(key string, val *yaml.Node) {
+		switch key {
+		case "retryPolicy":
+			t.RetryPolicy = p.retryPolicy(val, id, "retryPolicy")
+		case "timeout":
+			if p.decode(val, id, key, &t.Timeout) && t.Timeout == 0 {
+				p.ps.add(Problem{File: at(p.path, val), TriggerID: id, Field: key, Value: val.Value, Reason: "must be positive; omit it to use the worker default"})
+			}
+		default:
+			f := reflect.ValueOf(t).Elem().FieldByIndex(triggerFields[key])
+			p.decode(val, id, key, f.Addr().Interface())
+		}
+	})
+	return t
+}
+
+func (p fileParser) retryPolicy(n *yaml.Node, id, field string) *RetryPolicy {
+	if n.Kind != yaml.MappingNode {
+		p.ps.add(Problem{File: at(p.path, n), TriggerID: id, Field: field, Reason: "must be a mapping of maxAttempts, initialBackoff, maxBackoff, multiplier"})
+		return nil
+	}
+	rp := &RetryPolicy{}
+	p.fields(n, id, field+".", retryFields, func(key string, val *yaml.Node) {
+		f := reflect.ValueOf(rp).Elem().FieldByIndex(retryFields[key])
+		if !p.decode(val, id, field+"."+key, f.Addr().Interface()) {
+			return
+		}
+		// Zero means "unset" in the struct, so an explicit zero would
+		// silently become the default; refuse it instead.
+		if f.IsZero() {
+			p.ps.add(Problem{File: at(p.path, val), TriggerID: id, Field: field + "." + key, Value: val.Value, Reason: "must be positive; omit it to use the default"})
+		}
+	})
+	return rp
+}
+
+// fields walks a mapping, reporting unknown and duplicate keys, and calls fn
+// for each known one.
+func (p fileParser) fields(n *yaml.Node, id, prefix string, known map[string][]int, fn func(key string, val *yaml.Node)) {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := k.Value
+		if _, ok := known[key]; !ok {
+			reason := "is not a known field"
+			if s := suggest(key, known); s != "" {
+				reason += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			p.ps.add(Problem{File: at(p.path, k), TriggerID: id, Field: prefix + key, Reason: reason})
+			continue
+		}
+		if seen[key] {
+			p.ps.add(Problem{File: at(p.path, k), TriggerID: id, Field: prefix + key, Reason: "is set twice"})
+			continue
+		}
+		seen[key] = true
+		fn(key, val)
+	}
+}
+
+func (p fileParser) decode(n *yaml.Node, id, field string, dst any) bool {
+	if err := n.Decode(dst); err != nil {
+		msg := err.Error()
+		var te *yaml.TypeError
+		if errors.As(err, &te) && len(te.Errors) > 0 {
+			msg = "has the wrong type"
+		}
+		p.ps.add(Problem{File: at(p.path, n), TriggerID: id, Field: field, Reason: strings.TrimPrefix(msg, "yaml: ")})
+		return false
+	}
+	return true
+}
+
+func at(path string, n *yaml.Node) string {
+	if n == nil || n.Line == 0 {
+		return path
+	}
+	return fmt.Sprintf("%s:%d", path, n.Line)
+}
+
+// yamlKeys maps yaml key names to field indexes, skipping "-".
+func yamlKeys(t reflect.Type) map[string][]int {
+	m := map[string][]int{}
+	for _, f := range reflect.VisibleFields(t) {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		m[name] = f.Index
+	}
+	return m
+}
+
+// suggest returns the known key closest to key when it is close enough to
+// be a typo.
+func suggest(key string, known map[string][]int) string {
+	best, bestD := "", 3
+	keys := make([]string, 0, len(known))
+	for k := range known {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,124 @@
+package trigger
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TaskVersion is the wire version of DeliveryTask. Consumers refuse tasks of
+// a version they do not know instead of guessing at their meaning.
+const TaskVersion = 1
+
+// ErrInvalidTask is wrapped by every DecodeTask and DeliveryTask.Validate error.
+var ErrInvalidTask = errors.New("invalid delivery task")
+
+// DeliveryTask is the message the publisher puts on JetStream. It carries
+// everything ingest and the worker need, so neither reads trigger files: the
+// delivery that runs is the one the trigger described when the change was
+// matched, even if the trigger changes later.
+type DeliveryTask struct {
+	// V is TaskVersion.
+	V int `json:"v"`
+	// EventID identifies this (trigger, change) pair; it is the same on every
+	// republish and redelivery, so it is the dedupe key end to end and the
+	// webhook-id the receiver sees.
+	EventID        string    `json:"eventId"`
+	Tenant         string    `json:"tenant"`
+	TriggerID      string    `json:"triggerId"`
+	TriggerVersion string    `json:"triggerVersion,omitempty"`
+	Collection     string    `json:"collection"`
+	DocKey         string    `json:"docKey"`
+	Type           EventType `json:"type"`
+	// Before and After are the document images as JSON; either may be absent
+	// (no before image for a create, no after image for a delete).
+	Before json.RawMessage `json:"before,omitempty"`
+	After  json.RawMessage `json:"after,omitempty"`
+	// Position is the source's opaque resume token for this change.
+	Position string `json:"position"`
+	// CommitTime is when the change committed at the source; end-to-end
+	// latency is measured from here.
+	CommitTime time.Time         `json:"commitTime"`
+	URL        string            `json:"url"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	SecretsRef string            `json:"secretsRef,omitempty"`
+	// RetryPolicy is the trigger's policy after the file default was
+	// applied; fields still zero take the worker's defaults.
+	RetryPolicy RetryPolicy `json:"retryPolicy"`
+	Timeout     Duration    `json:"timeout,omitempty"`
+	OnFailure   FailureMode `json:"onFailure,omitempty"`
+	// SubjectHashed is true when the subject's docKey token is a hash; the
+	// DocKey field is always the real key.
+	SubjectHashed bool `json:"subjectHashed"`
+}
+
+// NewEventID derives the event id of a trigger firing on a change. It is a
+// pure function of its inputs so that a watcher that re-reads a change after
+// a crash produces the same id, which JetStream's duplicate window and the
+// workflow's dedupe set then drop. The parts are length-prefixed, so no two
+// different inputs hash the same bytes.
+func NewEventID(tenant, triggerID, collection, docKey, position string) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range []string{tenant, triggerID, collection, docKey, position} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	return "evt_" + hex.EncodeToString(h.Sum(nil)[:20])
+}
+
+// Encode returns the task as JSON.
+func (t *DeliveryTask) Encode() ([]byte, error) {
+	return json.Marshal(t)
+}
+
+// DecodeTask parses and validates a task. Unknown fields are allowed so a
+// newer publisher can add optional fields during a rolling upgrade; a newer
+// version number is not.
+func DecodeTask(b []byte) (*DeliveryTask, error) {
+	var t DeliveryTask
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidTask, err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Validate checks the fields a consumer relies on.
+func (t *DeliveryTask) Validate() error {
+	var errs []error
+	bad := func(field, msg string) { errs = append(errs, fmt.Errorf("%s %s", field, msg)) }
+	if t.V != TaskVersion {
+		bad("v", fmt.Sprintf("is %d, want %d", t.V, TaskVersion))
+	}
+	for _, f := range []struct{ name, v string }{
+		{"eventId", t.EventID}, {"tenant", t.Tenant}, {"triggerId", t.TriggerID},
+		{"collection", t.Collection}, {"docKey", t.DocKey}, {"position", t.Position}, {"url", t.URL},
+	} {
+		if f.v == "" {
+			bad(f.name, "is empty")
+		}
+	}
+	if !t.Type.Valid() {
+		bad("type", fmt.Sprintf("%q is not create, update or delete", t.Type))
+	}
+	if t.CommitTime.IsZero() {
+		bad("commitTime", "is missing")
+	}
+	for name, raw := range map[string]json.RawMessage{"before": t.Before, "after": t.After} {
+		if len(raw) > 0 && !json.Valid(raw) {
+			bad(name, "is not valid JSON")
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidTask, errors.Join(errs...))
+}
