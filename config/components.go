@@ -1,0 +1,940 @@
+package config
+
+import (
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/triggerflow/triggerflow/trigger"
+)
+
+// Each component below has WithDefaults, which returns a copy with every
+// zero field set to its default, and Validate, which checks the values as
+// they are; call it on the result of WithDefaults. Because zero means
+// "default", a key set to 0, "" or false in a file is the same as leaving
+// it out. The few switches whose default is on are *bool so that an
+// explicit false survives.
+
+// LogFormat is how log records are written.
+type LogFormat string
+
+// Log formats.
+const (
+	LogJSON LogFormat = "json"
+	LogText LogFormat = "text"
+)
+
+// LogLevel is a minimum log severity.
+type LogLevel string
+
+// Log levels.
+const (
+	LevelDebug LogLevel = "debug"
+	LevelInfo  LogLevel = "info"
+	LevelWarn  LogLevel = "warn"
+	LevelError LogLevel = "error"
+)
+
+// Slog returns l as a slog.Level; unknown values (which Validate rejects)
+// map to info.
+func (l LogLevel) Slog() slog.Level {
+	switch l {
+	case LevelDebug:
+		return slog.LevelDebug
+	case LevelWarn:
+		return slog.LevelWarn
+	case LevelError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Log configures the process's structured logs.
+type Log struct {
+	// Format is "json", one object per line for log shippers, or "text"
+	// for people. Defaults to "json"; the dev file defaults to "text".
+	Format LogFormat `yaml:"format"`
+	// Level is the least severe level written: "debug", "info", "warn" or
+	// "error". Defaults to "info".
+	Level LogLevel `yaml:"level"`
+	// TemporalLevel is the same threshold for the Temporal SDK's own
+	// records, which at info log every poller start and retry and drown
+	// ours. Defaults to "warn". The watcher has no Temporal client and
+	// ignores it.
+	TemporalLevel LogLevel `yaml:"temporalLevel"`
+}
+
+// WithDefaults returns l with zero fields set to their defaults.
+func (l Log) WithDefaults() Log {
+	if l.Format == "" {
+		l.Format = LogJSON
+	}
+	if l.Level == "" {
+		l.Level = LevelInfo
+	}
+	if l.TemporalLevel == "" {
+		l.TemporalLevel = LevelWarn
+	}
+	return l
+}
+
+// Validate reports every invalid field of l.
+func (l Log) Validate() error { p := &problems{}; l.check(p); return p.err() }
+
+func (l Log) check(p *problems) {
+	oneOf(p, "log.format", l.Format, LogJSON, LogText)
+	oneOf(p, "log.level", l.Level, LevelDebug, LevelInfo, LevelWarn, LevelError)
+	oneOf(p, "log.temporalLevel", l.TemporalLevel, LevelDebug, LevelInfo, LevelWarn, LevelError)
+}
+
+// Each binary listens on its own port so all three can share a host
+// without configuration.
+const (
+	defaultWatcherAddr = ":9464"
+	defaultIngestAddr  = ":9465"
+	defaultWorkerAddr  = ":9466"
+	defaultDevAddr     = defaultWatcherAddr
+)
+
+// HTTP configures the operations endpoint: metrics, liveness, readiness.
+type HTTP struct {
+	// Addr is the listen address. The default depends on the binary:
+	// watcher ":9464", ingest ":9465", worker ":9466", dev ":9464".
+	Addr string `yaml:"addr"`
+}
+
+// withDefaults is unexported because HTTP has no default of its own; each
+// file passes its binary's.
+func (h HTTP) withDefaults(addr string) HTTP {
+	if h.Addr == "" {
+		h.Addr = addr
+	}
+	return h
+}
+
+// Validate reports every invalid field of h.
+func (h HTTP) Validate() error { p := &problems{}; h.check(p); return p.err() }
+
+func (h HTTP) check(p *problems) {
+	if h.Addr == "" {
+		p.required("http.addr", h.Addr)
+		return
+	}
+	if _, port, err := net.SplitHostPort(h.Addr); err != nil || port == "" {
+		p.add("http.addr", h.Addr, `is not a listen address like ":9464" or "127.0.0.1:9464"`)
+	}
+}
+
+// TLS configures a client's TLS connection. Relative paths are relative
+// to the working directory.
+type TLS struct {
+	// Enabled forces TLS even when no other TLS key is set, for servers
+	// with certificates from a public CA. Defaults to false; setting any
+	// other TLS key turns TLS on as well.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM bundle of CAs to trust instead of the system pool.
+	// Defaults to "" (system pool).
+	CAFile string `yaml:"caFile"`
+	// CertFile is the PEM client certificate for mutual TLS; it needs
+	// KeyFile. Defaults to "" (no client certificate).
+	CertFile string `yaml:"certFile"`
+	// KeyFile is the PEM private key for CertFile. Defaults to "".
+	KeyFile string `yaml:"keyFile"`
+	// ServerName overrides the name checked against the server's
+	// certificate, for servers reached by IP or through a proxy. Defaults
+	// to "" (the host being dialled).
+	ServerName string `yaml:"serverName"`
+}
+
+// On reports whether t asks for TLS at all.
+func (t TLS) On() bool {
+	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
+
+func (t TLS) check(p *problems, prefix string) {
+	if t.CertFile != "" && t.KeyFile == "" {
+		p.add(prefix+".keyFile", nil, "must be set when %s.certFile is", prefix)
+	}
+	if t.KeyFile != "" && t.CertFile == "" {
+		p.add(prefix+".certFile", nil, "must be set when %s.keyFile is", prefix)
+	}
+}
+
+// Provisioning says whether a process may create the JetStream streams and
+// consumers it uses.
+type Provisioning string
+
+// Provisioning modes.
+const (
+	// ProvisionCreate creates missing streams and consumers and updates
+	// their settings to match the configuration.
+	ProvisionCreate Provisioning = "create"
+	// ProvisionVerify only checks that they exist with matching settings
+	// and fails otherwise, for accounts that may not manage streams.
+	ProvisionVerify Provisioning = "verify"
+)
+
+// NATS configures the connection to NATS and the JetStream resources that
+// carry delivery tasks between the watcher and ingest.
+type NATS struct {
+	// URL is the server to connect to; a comma-separated list names
+	// several servers of one cluster. Defaults to "nats://127.0.0.1:4222".
+	URL string `yaml:"url"`
+	// Stream is the JetStream stream holding delivery tasks. Defaults to
+	// "TRIGGERS".
+	Stream string `yaml:"stream"`
+	// Consumer is the durable consumer ingest reads Stream with. Defaults
+	// to "triggerflow-ingest".
+	Consumer string `yaml:"consumer"`
+	// Replicas is the stream's replication factor, 1 to 5; use 3 on a
+	// production cluster. Defaults to 1.
+	Replicas int `yaml:"replicas"`
+	// MaxAge is how long an undelivered task is kept; it bounds how long
+	// ingest may be down without losing work. Defaults to 168h (7 days).
+	MaxAge trigger.Duration `yaml:"maxAge"`
+	// DuplicateWindow is how long JetStream remembers message IDs to drop
+	// a task the watcher republishes after a crash. It must be at most
+	// MaxAge. Defaults to 2m.
+	DuplicateWindow trigger.Duration `yaml:"duplicateWindow"`
+	// Provisioning is "create" or "verify"; see the Provision constants.
+	// Defaults to "create".
+	Provisioning Provisioning `yaml:"provisioning"`
+	// DeadLetterSubject receives tasks ingest gives up on. Defaults to
+	// Stream + "_DLQ" ("TRIGGERS_DLQ").
+	DeadLetterSubject string `yaml:"deadLetterSubject"`
+	// AuditStream records the outcome of every delivery. Defaults to
+	// Stream + "_AUDIT" ("TRIGGERS_AUDIT").
+	AuditStream string `yaml:"auditStream"`
+	// Credentials authenticate the connection; at most one method may be
+	// set. Defaults to none.
+	Credentials NATSCredentials `yaml:"credentials"`
+	// TLS configures TLS to the server. A "tls://" URL or a server that
+	// requires TLS turns it on too.
+	TLS TLS `yaml:"tls"`
+}
+
+// NATSCredentials are the ways to authenticate to NATS. Use one.
+type NATSCredentials struct {
+	// CredsFile is a .creds file holding a user JWT and nkey seed
+	// (decentralized auth, Synadia Cloud). Defaults to "".
+	CredsFile string `yaml:"credsFile"`
+	// NKeyFile is a file holding a user nkey seed. Defaults to "".
+	NKeyFile string `yaml:"nkeyFile"`
+	// User is the user name for password auth; it needs Password.
+	// Defaults to "".
+	User string `yaml:"user"`
+	// Password is User's password. Defaults to "".
+	Password string `yaml:"password" secret:"true"`
+	// Token is a bearer token. Defaults to "".
+	Token string `yaml:"token" secret:"true"`
+}
+
+// WithDefaults returns n with zero fields set to their defaults; the
+// dead-letter subject and audit stream follow Stream.
+func (n NATS) WithDefaults() NATS {
+	if n.URL == "" {
+		n.URL = "nats://127.0.0.1:4222"
+	}
+	if n.Stream == "" {
+		n.Stream = "TRIGGERS"
+	}
+	if n.Consumer == "" {
+		n.Consumer = "triggerflow-ingest"
+	}
+	if n.Replicas == 0 {
+		n.Replicas = 1
+	}
+	if n.MaxAge == 0 {
+		n.MaxAge = trigger.Duration(168 * time.Hour)
+	}
+	if n.DuplicateWindow == 0 {
+		n.DuplicateWindow = trigger.Duration(2 * time.Minute)
+	}
+	if n.Provisioning == "" {
+		n.Provisioning = ProvisionCreate
+	}
+	if n.DeadLetterSubject == "" {
+		n.DeadLetterSubject = n.Stream + "_DLQ"
+	}
+	if n.AuditStream == "" {
+		n.AuditStream = n.Stream + "_AUDIT"
+	}
+	return n
+}
+
+// Validate reports every invalid field of n.
+func (n NATS) Validate() error { p := &problems{}; n.check(p); return p.err() }
+
+func (n NATS) check(p *problems) {
+	checkNATSURL(p, "nats.url", n.URL)
+	checkJetStreamName(p, "nats.stream", n.Stream)
+	checkJetStreamName(p, "nats.consumer", n.Consumer)
+	p.between("nats.replicas", n.Replicas, 1, 5)
+	p.positive("nats.maxAge", n.MaxAge)
+	p.positive("nats.duplicateWindow", n.DuplicateWindow)
+	if n.MaxAge > 0 && n.DuplicateWindow > n.MaxAge {
+		p.add("nats.duplicateWindow", n.DuplicateWindow, "must not exceed nats.maxAge (%s)", n.MaxAge)
+	}
+	oneOf(p, "nats.provisioning", n.Provisioning, ProvisionCreate, ProvisionVerify)
+	checkSubject(p, "nats.deadLetterSubject", n.DeadLetterSubject)
+	checkJetStreamName(p, "nats.auditStream", n.AuditStream)
+	if n.AuditStream != "" && n.AuditStream == n.Stream {
+		p.add("nats.auditStream", n.AuditStream, "must differ from nats.stream")
+	}
+	n.Credentials.check(p)
+	n.TLS.check(p, "nats.tls")
+}
+
+func (c NATSCredentials) check(p *problems) {
+	var methods []string
+	if c.CredsFile != "" {
+		methods = append(methods, "credsFile")
+	}
+	if c.NKeyFile != "" {
+		methods = append(methods, "nkeyFile")
+	}
+	if c.User != "" || c.Password != "" {
+		methods = append(methods, "user/password")
+	}
+	if c.Token != "" {
+		methods = append(methods, "token")
+	}
+	if len(methods) > 1 {
+		p.add("nats.credentials", nil, "sets %s; use only one", strings.Join(methods, " and "))
+	}
+	if c.User != "" && c.Password == "" {
+		p.add("nats.credentials.password", nil, "must be set when nats.credentials.user is")
+	}
+	if c.Password != "" && c.User == "" {
+		p.add("nats.credentials.user", nil, "must be set when nats.credentials.password is")
+	}
+}
+
+func checkNATSURL(p *problems, field, value string) {
+	if value == "" {
+		p.required(field, value)
+		return
+	}
+	for _, s := range strings.Split(value, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			p.add(field, value, "has an empty entry in its comma-separated list")
+			continue
+		}
+		if !strings.Contains(s, "://") {
+			continue // nats.go accepts host:port and assumes nats://
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			p.add(field, s, "is not a URL like nats://host:4222")
+			continue
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			p.add(field, s, "has scheme %q; want nats, tls, ws or wss", u.Scheme)
+		}
+	}
+}
+
+// checkJetStreamName applies the server's rules for stream and consumer
+// names, which double as file names on the server's disk.
+func checkJetStreamName(p *problems, field, value string) {
+	if value == "" {
+		p.required(field, value)
+		return
+	}
+	if len(value) > 255 {
+		p.add(field, value, "is longer than 255 bytes")
+		return
+	}
+	if strings.IndexFunc(value, func(r rune) bool {
+		return strings.ContainsRune(".*>/\\", r) || unicode.IsSpace(r) || unicode.IsControl(r)
+	}) >= 0 {
+		p.add(field, value, `is not a valid JetStream name: it must not contain '.', '*', '>', '/', '\' or whitespace`)
+	}
+}
+
+// checkSubject accepts a literal subject; wildcards are for subscribing,
+// and this one is published to.
+func checkSubject(p *problems, field, value string) {
+	if value == "" {
+		p.required(field, value)
+		return
+	}
+	for _, tok := range strings.Split(value, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.IndexFunc(tok, unicode.IsSpace) >= 0 {
+			p.add(field, value, "is not a literal NATS subject: tokens between dots must be non-empty, without whitespace or wildcards")
+			return
+		}
+	}
+}
+
+// Temporal configures the Temporal client of ingest and the worker.
+type Temporal struct {
+	// HostPort is the frontend address. Defaults to "127.0.0.1:7233".
+	HostPort string `yaml:"hostPort"`
+	// Namespace holds the delivery workflows. Defaults to "default".
+	Namespace string `yaml:"namespace"`
+	// TaskQueue is where ingest starts workflows and the worker polls.
+	// Defaults to "triggerflow".
+	TaskQueue string `yaml:"taskQueue"`
+	// APIKey authenticates to Temporal Cloud; it implies TLS. Defaults to
+	// "" (no API key).
+	APIKey string `yaml:"apiKey" secret:"true"`
+	// TLS configures TLS to the frontend.
+	TLS TLS `yaml:"tls"`
+}
+
+// WithDefaults returns t with zero fields set to their defaults.
+func (t Temporal) WithDefaults() Temporal {
+	if t.HostPort == "" {
+		t.HostPort = "127.0.0.1:7233"
+	}
+	if t.Namespace == "" {
+		t.Namespace = "default"
+	}
+	if t.TaskQueue == "" {
+		t.TaskQueue = "triggerflow"
+	}
+	return t
+}
+
+// TLSOn reports whether the client should use TLS. An API key implies it,
+// as the Temporal SDK does, because sending one in clear text leaks it.
+func (t Temporal) TLSOn() bool { return t.TLS.On() || t.APIKey != "" }
+
+// Validate reports every invalid field of t.
+func (t Temporal) Validate() error { p := &problems{}; t.check(p); return p.err() }
+
+func (t Temporal) check(p *problems) {
+	if t.HostPort == "" {
+		p.required("temporal.hostPort", t.HostPort)
+	} else if host, port, err := net.SplitHostPort(t.HostPort); err != nil || host == "" || port == "" {
+		p.add("temporal.hostPort", t.HostPort, `is not a host:port like "127.0.0.1:7233"`)
+	}
+	p.required("temporal.namespace", t.Namespace)
+	p.required("temporal.taskQueue", t.TaskQueue)
+	t.TLS.check(p, "temporal.tls")
+}
+
+// Source is where the watcher reads document changes.
+type Source string
+
+// Change sources.
+const (
+	SourceSQLite   Source = "sqlite"
+	SourcePostgres Source = "postgres"
+)
+
+// Watcher configures which document changes the watcher reads and where it
+// finds its triggers.
+type Watcher struct {
+	// Tenant is the one tenant this watcher serves; every trigger it loads
+	// must belong to it. Letters, digits, '-' and '_', at most 128
+	// characters. Required; the dev file defaults it to "dev".
+	Tenant string `yaml:"tenant"`
+	// Source is "sqlite" (the embedded document store) or "postgres"
+	// (logical replication). Defaults to "sqlite".
+	Source Source `yaml:"source"`
+	// SQLite configures the embedded store; used when Source is "sqlite".
+	SQLite SQLiteSource `yaml:"sqlite"`
+	// Postgres configures logical replication; used when Source is
+	// "postgres".
+	Postgres PostgresSource `yaml:"postgres"`
+	// Include lists collection prefixes to watch; empty watches all.
+	// Defaults to [].
+	Include []string `yaml:"include"`
+	// Exclude lists collection prefixes to skip even when included.
+	// Defaults to [].
+	Exclude []string `yaml:"exclude"`
+	// StartFromNow skips changes made before the first start instead of
+	// reading the whole history; it has no effect once a checkpoint
+	// exists. Defaults to false.
+	StartFromNow bool `yaml:"startFromNow"`
+	// ResumeToken starts from this position instead of the stored
+	// checkpoint, to replay or skip a stretch of changes. Defaults to "".
+	ResumeToken string `yaml:"resumeToken"`
+	// CheckpointEvery saves the position after this many changes...
+	// Defaults to 500.
+	CheckpointEvery int `yaml:"checkpointEvery"`
+	// CheckpointInterval ...or after this long, whichever comes first; it
+	// bounds how much is replayed (and deduplicated) after a crash.
+	// Defaults to 1s.
+	CheckpointInterval trigger.Duration `yaml:"checkpointInterval"`
+	// Triggers is a trigger file or a directory of them. Defaults to
+	// "triggers/".
+	Triggers string `yaml:"triggers"`
+}
+
+// SQLiteSource configures the embedded document store.
+type SQLiteSource struct {
+	// Path is the database file. Defaults to "data/documents.db"; the dev
+	// file defaults it to dev.dataDir + "/documents.db".
+	Path string `yaml:"path"`
+}
+
+// PostgresSource configures PostgreSQL logical replication.
+type PostgresSource struct {
+	// DSN is the connection string; the role needs the REPLICATION
+	// attribute. Required when the source is "postgres".
+	DSN string `yaml:"dsn" secret:"true"`
+	// Publication names the publication to stream. Defaults to
+	// "triggerflow".
+	Publication string `yaml:"publication"`
+	// Slot names the replication slot that holds our position; each
+	// watcher on one database needs its own. Defaults to "triggerflow".
+	Slot string `yaml:"slot"`
+	// Tables restricts the publication to these tables; empty means every
+	// table. Defaults to [].
+	Tables []string `yaml:"tables"`
+	// TenantColumn names the column holding a row's tenant; rows of other
+	// tenants are skipped. Defaults to "": every row belongs to
+	// watcher.tenant.
+	TenantColumn string `yaml:"tenantColumn"`
+}
+
+// WithDefaults returns w with zero fields set to their defaults.
+func (w Watcher) WithDefaults() Watcher {
+	if w.Source == "" {
+		w.Source = SourceSQLite
+	}
+	if w.SQLite.Path == "" {
+		w.SQLite.Path = filepath.Join("data", "documents.db")
+	}
+	if w.Postgres.Publication == "" {
+		w.Postgres.Publication = "triggerflow"
+	}
+	if w.Postgres.Slot == "" {
+		w.Postgres.Slot = "triggerflow"
+	}
+	if w.CheckpointEvery == 0 {
+		w.CheckpointEvery = 500
+	}
+	if w.CheckpointInterval == 0 {
+		w.CheckpointInterval = trigger.Duration(time.Second)
+	}
+	if w.Triggers == "" {
+		w.Triggers = "triggers/"
+	}
+	return w
+}
+
+// tenantRE matches the tenant names triggers may use.
+var tenantRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// slotRE is PostgreSQL's own rule for replication slot names.
+var slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Validate reports every invalid field of w.
+func (w Watcher) Validate() error { p := &problems{}; w.check(p); return p.err() }
+
+func (w Watcher) check(p *problems) {
+	if w.Tenant == "" {
+		p.required("watcher.tenant", w.Tenant)
+	} else if !tenantRE.MatchString(w.Tenant) {
+		p.add("watcher.tenant", w.Tenant, "is not a tenant name: use 1 to 128 letters, digits, '-' or '_'")
+	}
+	oneOf(p, "watcher.source", w.Source, SourceSQLite, SourcePostgres)
+	switch w.Source {
+	case SourceSQLite:
+		p.required("watcher.sqlite.path", w.SQLite.Path)
+	case SourcePostgres:
+		p.required("watcher.postgres.dsn", w.Postgres.DSN)
+		if w.Postgres.Publication == "" {
+			p.required("watcher.postgres.publication", w.Postgres.Publication)
+		} else if len(w.Postgres.Publication) > 63 {
+			p.add("watcher.postgres.publication", w.Postgres.Publication, "is longer than PostgreSQL's 63-byte identifier limit")
+		}
+		if !slotRE.MatchString(w.Postgres.Slot) {
+			p.add("watcher.postgres.slot", w.Postgres.Slot, "is not a replication slot name: use 1 to 63 lower-case letters, digits or '_'")
+		}
+		nonEmptyItems(p, "watcher.postgres.tables", w.Postgres.Tables)
+	}
+	nonEmptyItems(p, "watcher.include", w.Include)
+	nonEmptyItems(p, "watcher.exclude", w.Exclude)
+	if w.StartFromNow && w.ResumeToken != "" {
+		p.add("watcher.startFromNow", true, "contradicts watcher.resumeToken; set only one")
+	}
+	p.atLeast("watcher.checkpointEvery", w.CheckpointEvery, 1)
+	p.positive("watcher.checkpointInterval", w.CheckpointInterval)
+	p.required("watcher.triggers", w.Triggers)
+}
+
+func nonEmptyItems(p *problems, field string, items []string) {
+	for i, s := range items {
+		if strings.TrimSpace(s) == "" {
+			p.add(indexPath(field, i), s, "is empty")
+		}
+	}
+}
+
+// Backoff is an exponential backoff that doubles from Initial up to Max.
+type Backoff struct {
+	// Initial is the first wait.
+	Initial trigger.Duration `yaml:"initial"`
+	// Max caps the wait.
+	Max trigger.Duration `yaml:"max"`
+}
+
+func (b Backoff) check(p *problems, prefix string) {
+	p.positive(prefix+".initial", b.Initial)
+	if b.Max < b.Initial {
+		p.add(prefix+".max", b.Max, "must be at least %s.initial (%s)", prefix, b.Initial)
+	}
+}
+
+// maxNATSPayload is the largest max_payload a NATS server accepts.
+const maxNATSPayload = 64 << 20
+
+// Publisher configures how the watcher puts delivery tasks on JetStream.
+type Publisher struct {
+	// HashGuard keeps every subject within 1024 bytes: when the base64url
+	// docKey would make it longer, the docKey token becomes a 32-character
+	// SHA-256 hex prefix and the task is flagged subjectHashed. With it off,
+	// such a change is dead-lettered instead. Defaults to true; it is a
+	// pointer so that false can be told from unset (see HashGuardOn).
+	HashGuard *bool `yaml:"hashGuard"`
+	// MaxPayload is the largest task in bytes; a bigger one goes to the
+	// dead-letter subject with its reason and is counted, never blocking
+	// the stream or vanishing. It must not exceed the server's
+	// max_payload. Defaults to 262144 (256 KiB).
+	MaxPayload int `yaml:"maxPayload"`
+	// MaxPending is how many publishes may await their JetStream ack at
+	// once. Defaults to 1024.
+	MaxPending int `yaml:"maxPending"`
+	// AckTimeout is how long one publish may wait for its ack before it is
+	// retried. Defaults to 5s.
+	AckTimeout trigger.Duration `yaml:"ackTimeout"`
+	// RetryBackoff spaces retries of a failed publish. Defaults to
+	// initial 100ms, max 5s.
+	RetryBackoff Backoff `yaml:"retryBackoff"`
+}
+
+// HashGuardOn reports whether the hash guard is on; unset means on.
+func (p Publisher) HashGuardOn() bool { return p.HashGuard == nil || *p.HashGuard }
+
+// WithDefaults returns p with zero fields set to their defaults.
+func (p Publisher) WithDefaults() Publisher {
+	if p.HashGuard == nil {
+		p.HashGuard = new(true)
+	}
+	if p.MaxPayload == 0 {
+		p.MaxPayload = 256 << 10
+	}
+	if p.MaxPending == 0 {
+		p.MaxPending = 1024
+	}
+	if p.AckTimeout == 0 {
+		p.AckTimeout = trigger.Duration(5 * time.Second)
+	}
+	if p.RetryBackoff.Initial == 0 {
+		p.RetryBackoff.Initial = trigger.Duration(100 * time.Millisecond)
+	}
+	if p.RetryBackoff.Max == 0 {
+		p.RetryBackoff.Max = trigger.Duration(5 * time.Second)
+	}
+	return p
+}
+
+// Validate reports every invalid field of p.
+func (p Publisher) Validate() error { ps := &problems{}; p.check(ps); return ps.err() }
+
+func (p Publisher) check(ps *problems) {
+	ps.between("publisher.maxPayload", p.MaxPayload, 1, maxNATSPayload)
+	ps.atLeast("publisher.maxPending", p.MaxPending, 1)
+	ps.positive("publisher.ackTimeout", p.AckTimeout)
+	p.RetryBackoff.check(ps, "publisher.retryBackoff")
+}
+
+// CollisionPolicy is what ingest does when one hashed subject token is seen
+// with two different decoded docKeys (a hash collision of the subject
+// guard). Ordering and identity always use the decoded docKey, so a
+// collision never merges two documents; the policy decides how loudly it is
+// handled.
+type CollisionPolicy string
+
+// Collision policies.
+const (
+	// CollisionSerialize processes both keys in one lane, in stream order,
+	// and counts the collision.
+	CollisionSerialize CollisionPolicy = "serialize"
+	// CollisionAlert does the same and also logs a warning per collision.
+	CollisionAlert CollisionPolicy = "alert"
+	// CollisionFail dead-letters the colliding task with its reason.
+	CollisionFail CollisionPolicy = "fail"
+)
+
+// Ingest configures how ingest turns delivery tasks into Temporal
+// workflows.
+type Ingest struct {
+	// Lanes is how many tasks are handed to Temporal in parallel; tasks
+	// for one document always share a lane, which keeps them in order.
+	// Defaults to 16.
+	Lanes int `yaml:"lanes"`
+	// AckWait is how long JetStream waits for ingest to ack a task before
+	// redelivering it. Defaults to 30s.
+	AckWait trigger.Duration `yaml:"ackWait"`
+	// MaxAckPending caps tasks delivered but not yet acked. Defaults to
+	// 1024.
+	MaxAckPending int `yaml:"maxAckPending"`
+	// MaxDeliver caps deliveries of one task before it is dead-lettered;
+	// -1 means unlimited. Defaults to -1 (0 also means the default).
+	MaxDeliver int `yaml:"maxDeliver"`
+	// DrainTimeout is how long shutdown waits for in-flight tasks to be
+	// handed off before it stops fetching. Defaults to 5s.
+	DrainTimeout trigger.Duration `yaml:"drainTimeout"`
+	// ShutdownTimeout bounds the whole shutdown; it must be at least
+	// DrainTimeout. Defaults to 10s.
+	ShutdownTimeout trigger.Duration `yaml:"shutdownTimeout"`
+	// CollisionPolicy is "serialize", "alert" or "fail"; see the
+	// Collision constants. Defaults to "serialize".
+	CollisionPolicy CollisionPolicy `yaml:"collisionPolicy"`
+	// FetchBatch is how many tasks one pull requests; at most
+	// MaxAckPending. Defaults to 64.
+	FetchBatch int `yaml:"fetchBatch"`
+}
+
+// WithDefaults returns i with zero fields set to their defaults.
+func (i Ingest) WithDefaults() Ingest {
+	if i.Lanes == 0 {
+		i.Lanes = 16
+	}
+	if i.AckWait == 0 {
+		i.AckWait = trigger.Duration(30 * time.Second)
+	}
+	if i.MaxAckPending == 0 {
+		i.MaxAckPending = 1024
+	}
+	if i.MaxDeliver == 0 {
+		i.MaxDeliver = -1
+	}
+	if i.DrainTimeout == 0 {
+		i.DrainTimeout = trigger.Duration(5 * time.Second)
+	}
+	if i.ShutdownTimeout == 0 {
+		i.ShutdownTimeout = trigger.Duration(10 * time.Second)
+	}
+	if i.CollisionPolicy == "" {
+		i.CollisionPolicy = CollisionSerialize
+	}
+	if i.FetchBatch == 0 {
+		i.FetchBatch = 64
+	}
+	return i
+}
+
+// Validate reports every invalid field of i.
+func (i Ingest) Validate() error { p := &problems{}; i.check(p); return p.err() }
+
+func (i Ingest) check(p *problems) {
+	p.atLeast("ingest.lanes", i.Lanes, 1)
+	p.positive("ingest.ackWait", i.AckWait)
+	p.atLeast("ingest.maxAckPending", i.MaxAckPending, 1)
+	if i.MaxDeliver != -1 && i.MaxDeliver < 1 {
+		p.add("ingest.maxDeliver", i.MaxDeliver, "must be -1 (unlimited) or at least 1")
+	}
+	p.positive("ingest.drainTimeout", i.DrainTimeout)
+	p.positive("ingest.shutdownTimeout", i.ShutdownTimeout)
+	if i.ShutdownTimeout < i.DrainTimeout {
+		p.add("ingest.shutdownTimeout", i.ShutdownTimeout, "must be at least ingest.drainTimeout (%s)", i.DrainTimeout)
+	}
+	oneOf(p, "ingest.collisionPolicy", i.CollisionPolicy, CollisionSerialize, CollisionAlert, CollisionFail)
+	p.atLeast("ingest.fetchBatch", i.FetchBatch, 1)
+	if i.MaxAckPending >= 1 && i.FetchBatch > i.MaxAckPending {
+		// A pull larger than the pending cap can never be filled.
+		p.add("ingest.fetchBatch", i.FetchBatch, "must not exceed ingest.maxAckPending (%d)", i.MaxAckPending)
+	}
+}
+
+// SecretsBackend is where the worker reads webhook signing secrets.
+type SecretsBackend string
+
+// Secret backends.
+const (
+	// SecretsFile reads secrets from files under Secrets.Dir.
+	SecretsFile SecretsBackend = "file"
+	// SecretsEnv reads secrets from environment variables whose names
+	// start with Secrets.EnvPrefix.
+	SecretsEnv SecretsBackend = "env"
+	// SecretsNATSKV reads secrets from the JetStream key-value bucket
+	// Secrets.Bucket.
+	SecretsNATSKV SecretsBackend = "nats-kv"
+)
+
+// Secrets configures where webhook signing secrets come from.
+type Secrets struct {
+	// Backend is "file", "env" or "nats-kv"; see the Secrets constants.
+	// Defaults to "file".
+	Backend SecretsBackend `yaml:"backend"`
+	// Dir is the root of the file backend. Defaults to "secrets/".
+	Dir string `yaml:"dir"`
+	// EnvPrefix starts the variable names of the env backend. Defaults to
+	// "TRIGGERFLOW_SECRET_".
+	EnvPrefix string `yaml:"envPrefix"`
+	// Bucket is the key-value bucket of the nats-kv backend. Defaults to
+	// "triggerflow-secrets".
+	Bucket string `yaml:"bucket"`
+}
+
+// Worker configures how the worker delivers webhooks.
+type Worker struct {
+	// HTTPTimeout bounds one delivery attempt when the trigger sets no
+	// timeout. Defaults to 30s.
+	HTTPTimeout trigger.Duration `yaml:"httpTimeout"`
+	// MaxConnsPerHost caps connections to one receiver, so one busy
+	// tenant cannot exhaust a receiver or our sockets. Defaults to 64.
+	MaxConnsPerHost int `yaml:"maxConnsPerHost"`
+	// MaxBodyBytes caps the request body sent; a bigger one fails without
+	// retry. Defaults to 262144 (256 KiB).
+	MaxBodyBytes int `yaml:"maxBodyBytes"`
+	// MaxResponseBodyBytes is how much of a failed response's body is kept
+	// in the failure record. Defaults to 4096.
+	MaxResponseBodyBytes int `yaml:"maxResponseBodyBytes"`
+	// RetryableStatuses are the 4xx statuses retried like 5xx responses
+	// and network errors; other 4xx fail at once. An explicit empty list
+	// retries none. Defaults to [408, 429].
+	RetryableStatuses []int `yaml:"retryableStatuses"`
+	// AllowLoopback permits webhook URLs that resolve to loopback
+	// addresses. Off in production so that a trigger cannot reach the
+	// worker's own host. Defaults to false; the dev file defaults it to
+	// true. A pointer so that false can be told from unset (see
+	// LoopbackAllowed).
+	AllowLoopback *bool `yaml:"allowLoopback"`
+	// AllowPrivate permits URLs that resolve to private, link-local or
+	// unique-local addresses (RFC 1918, 169.254/16, fc00::/7), which
+	// include cloud metadata endpoints. Defaults to false.
+	AllowPrivate bool `yaml:"allowPrivate"`
+	// Retry is the retry policy for triggers that set none. Defaults to 5
+	// attempts, 1s initial backoff, 5m max backoff, multiplier 2.
+	Retry trigger.RetryPolicy `yaml:"retry"`
+	// QuietPeriod is how long a document's workflow waits idle for
+	// another change before it exits. Defaults to 1m.
+	QuietPeriod trigger.Duration `yaml:"quietPeriod"`
+	// Secrets configures where signing secrets come from.
+	Secrets Secrets `yaml:"secrets"`
+}
+
+// LoopbackAllowed reports whether loopback URLs are permitted; unset means
+// not.
+func (w Worker) LoopbackAllowed() bool { return w.AllowLoopback != nil && *w.AllowLoopback }
+
+// WithDefaults returns w with zero fields set to their defaults.
+func (w Worker) WithDefaults() Worker {
+	if w.HTTPTimeout == 0 {
+		w.HTTPTimeout = trigger.Duration(30 * time.Second)
+	}
+	if w.MaxConnsPerHost == 0 {
+		w.MaxConnsPerHost = 64
+	}
+	if w.MaxBodyBytes == 0 {
+		w.MaxBodyBytes = 256 << 10
+	}
+	if w.MaxResponseBodyBytes == 0 {
+		w.MaxResponseBodyBytes = 4096
+	}
+	if w.RetryableStatuses == nil {
+		w.RetryableStatuses = []int{408, 429}
+	}
+	if w.AllowLoopback == nil {
+		w.AllowLoopback = new(false)
+	}
+	w.Retry = w.Retry.Merge(trigger.DefaultRetryPolicy())
+	if w.QuietPeriod == 0 {
+		w.QuietPeriod = trigger.Duration(time.Minute)
+	}
+	if w.Secrets.Backend == "" {
+		w.Secrets.Backend = SecretsFile
+	}
+	if w.Secrets.Dir == "" {
+		w.Secrets.Dir = "secrets/"
+	}
+	if w.Secrets.EnvPrefix == "" {
+		w.Secrets.EnvPrefix = "TRIGGERFLOW_SECRET_"
+	}
+	if w.Secrets.Bucket == "" {
+		w.Secrets.Bucket = "triggerflow-secrets"
+	}
+	return w
+}
+
+var (
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	bucketRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// Validate reports every invalid field of w.
+func (w Worker) Validate() error { p := &problems{}; w.check(p); return p.err() }
+
+func (w Worker) check(p *problems) {
+	p.positive("worker.httpTimeout", w.HTTPTimeout)
+	p.atLeast("worker.maxConnsPerHost", w.MaxConnsPerHost, 1)
+	p.between("worker.maxBodyBytes", w.MaxBodyBytes, 1, maxNATSPayload)
+	p.atLeast("worker.maxResponseBodyBytes", w.MaxResponseBodyBytes, 1)
+	for i, s := range w.RetryableStatuses {
+		if s < 400 || s > 499 {
+			p.add(indexPath("worker.retryableStatuses", i), s, "is not a 4xx status; 5xx responses are always retried")
+		}
+	}
+	p.atLeast("worker.retry.maxAttempts", w.Retry.MaxAttempts, 1)
+	p.positive("worker.retry.initialBackoff", w.Retry.InitialBackoff)
+	if w.Retry.MaxBackoff < w.Retry.InitialBackoff {
+		p.add("worker.retry.maxBackoff", w.Retry.MaxBackoff, "must be at least worker.retry.initialBackoff (%s)", w.Retry.InitialBackoff)
+	}
+	if w.Retry.Multiplier < 1 {
+		p.add("worker.retry.multiplier", w.Retry.Multiplier, "must be at least 1")
+	}
+	p.positive("worker.quietPeriod", w.QuietPeriod)
+	oneOf(p, "worker.secrets.backend", w.Secrets.Backend, SecretsFile, SecretsEnv, SecretsNATSKV)
+	switch w.Secrets.Backend {
+	case SecretsFile:
+		p.required("worker.secrets.dir", w.Secrets.Dir)
+	case SecretsEnv:
+		if !envNameRE.MatchString(w.Secrets.EnvPrefix) {
+			p.add("worker.secrets.envPrefix", w.Secrets.EnvPrefix, "is not the start of an environment variable name: use letters, digits and '_'")
+		}
+	case SecretsNATSKV:
+		if !bucketRE.MatchString(w.Secrets.Bucket) {
+			p.add("worker.secrets.bucket", w.Secrets.Bucket, "is not a key-value bucket name: use letters, digits, '-' and '_'")
+		}
+	}
+}
+
+// Validation bounds what the watcher accepts in trigger files. Defaults
+// are trigger.DefaultLimits.
+type Validation = trigger.Limits
+
+func checkLimits(p *problems, l Validation) {
+	p.between("validation.maxTenantLength", l.MaxTenantLength, 1, 128)
+	p.atLeast("validation.maxCollectionLength", l.MaxCollectionLength, 1)
+	p.atLeast("validation.maxHeaderBytes", l.MaxHeaderBytes, 1)
+	p.positive("validation.minTimeout", l.MinTimeout)
+	if l.MaxTimeout < l.MinTimeout {
+		p.add("validation.maxTimeout", l.MaxTimeout, "must be at least validation.minTimeout (%s)", l.MinTimeout)
+	}
+}
+
+// Dev configures what only the all-in-one dev command has.
+type Dev struct {
+	// DataDir holds everything the dev command keeps between runs: the
+	// document store and the embedded servers' data. Defaults to "data/".
+	DataDir string `yaml:"dataDir"`
+}
+
+// WithDefaults returns d with zero fields set to their defaults.
+func (d Dev) WithDefaults() Dev {
+	if d.DataDir == "" {
+		d.DataDir = "data/"
+	}
+	return d
+}
+
+// Validate reports every invalid field of d.
+func (d Dev) Validate() error { p := &problems{}; d.check(p); return p.err() }
+
+func (d Dev) check(p *problems) { p.required("dev.dataDir", d.DataDir) }
