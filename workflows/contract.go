@@ -1,0 +1,57 @@
+// Package workflows holds the per-key delivery workflow: one mailbox
+// workflow per (tenant, trigger, collection, docKey) that receives delivery
+// tasks as signals and delivers them strictly in arrival order.
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/triggerflow/triggerflow/trigger"
+)
+
+// Names shared by ingest (which signals) and the worker (which runs the
+// workflow). They are part of the wire contract with Temporal histories:
+// changing one breaks running workflows and recorded histories.
+const (
+	// DeliveryWorkflow is the registered workflow type name.
+	DeliveryWorkflow = "triggerflow.Delivery"
+	// TaskSignal carries one trigger.DeliveryTask.
+	TaskSignal = "delivery-task"
+)
+
+// Search attributes set at start so operators can find every delivery of
+// a tenant, trigger, collection or document in the Temporal UI, and those
+// with failures.
+var (
+	TenantID         = temporal.NewSearchAttributeKeyKeyword("TenantId")
+	TriggerID        = temporal.NewSearchAttributeKeyKeyword("TriggerId")
+	Collection       = temporal.NewSearchAttributeKeyKeyword("Collection")
+	DocKey           = temporal.NewSearchAttributeKeyKeyword("DocKey")
+	FailedDeliveries = temporal.NewSearchAttributeKeyInt64("FailedDeliveries")
+)
+
+// SearchAttributes lists every custom search attribute the workflows use;
+// a Temporal namespace must have them registered.
+func SearchAttributes() temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		TenantID.ValueSet(""), TriggerID.ValueSet(""), Collection.ValueSet(""),
+		DocKey.ValueSet(""), FailedDeliveries.ValueSet(0),
+	)
+}
+
+// DeliveryParams is the workflow's input, both when ingest starts it and
+// when it continues as new. Ingest sets only the key fields.
+type DeliveryParams struct {
+	Tenant     string `json:"tenant"`
+	TriggerID  string `json:"triggerId"`
+	Collection string `json:"collection"`
+	DocKey     string `json:"docKey"`
+	// Pending are tasks received but not yet delivered, carried across
+	// continue-as-new.
+	Pending []trigger.DeliveryTask `json:"pending,omitempty"`
+	// Seen are recent event ids, the bounded dedupe set.
+	Seen []string `json:"seen,omitempty"`
+	// Failed counts deliveries that failed for good in this workflow's
+	// lifetime, mirrored in the FailedDeliveries search attribute.
+	Failed int64 `json:"failed,omitempty"`
+}
