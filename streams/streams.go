@@ -1,0 +1,141 @@
+// Package streams provisions the JetStream streams Triggerflow uses: the task
+// stream, the dead-letter stream and the audit stream.
+//
+// In "create" mode a missing stream is created and a drifted one is updated
+// to the configuration; in "verify" mode (streams managed by
+// infrastructure-as-code) nothing is changed and any missing stream or drift
+// is an error naming each difference, so a process refuses to start against
+// a stream it does not understand.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/config"
+)
+
+// ErrDrift is matched by errors.Is when a stream exists with a configuration
+// other than ours in verify mode.
+var ErrDrift = errors.New("stream configuration drift")
+
+// ErrMissing is matched by errors.Is when a stream is absent in verify mode.
+var ErrMissing = errors.New("stream missing")
+
+// Configs returns the wanted configuration of every stream for cfg, tasks
+// stream first.
+func Configs(cfg config.NATS) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
+		{
+			Name:        cfg.Stream,
+			Description: "Triggerflow delivery tasks",
+			Subjects:    []string{cfg.Stream + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			MaxAge:      cfg.MaxAge.D(),
+			Duplicates:  cfg.DuplicateWindow.D(),
+		},
+		{
+			// Dead letters are kept until an operator redrives or purges
+			// them: a failed delivery must never age out unseen.
+			Name:        cfg.DeadLetterSubject,
+			Description: "Triggerflow dead-lettered tasks and deliveries",
+			Subjects:    []string{cfg.DeadLetterSubject + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  cfg.DuplicateWindow.D(),
+		},
+		{
+			Name:        cfg.AuditStream,
+			Description: "Triggerflow audit trail",
+			Subjects:    []string{cfg.AuditStream + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  cfg.DuplicateWindow.D(),
+		},
+	}
+}
+
+// Ensure creates or verifies every stream according to cfg.Provisioning.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg config.NATS) error {
+	var errs []error
+	for _, want := range Configs(cfg) {
+		if err := ensure(ctx, js, want, cfg.Provisioning); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mode config.Provisioning) error {
+	s, err := js.Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if mode == config.ProvisionVerify {
+			return fmt.Errorf("%w: stream %q does not exist (provisioning is verify: create it with subjects %v, or set nats.provisioning: create)", ErrMissing, want.Name, want.Subjects)
+		}
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("create stream %q: %w", want.Name, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up stream %q: %w", want.Name, err)
+	}
+	diffs := Diff(want, s.CachedInfo().Config)
+	if len(diffs) == 0 {
+		return nil
+	}
+	if mode == config.ProvisionVerify {
+		return fmt.Errorf("%w: stream %q: %s", ErrDrift, want.Name, strings.Join(diffs, "; "))
+	}
+	if _, err := js.UpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("update drifted stream %q (%s): %w", want.Name, strings.Join(diffs, "; "), err)
+	}
+	return nil
+}
+
+// Diff lists the settings Triggerflow relies on where have differs from want.
+func Diff(want, have jetstream.StreamConfig) []string {
+	var d []string
+	if !slices.Equal(sorted(want.Subjects), sorted(have.Subjects)) {
+		d = append(d, fmt.Sprintf("subjects are %v, want %v", have.Subjects, want.Subjects))
+	}
+	if want.Retention != have.Retention {
+		d = append(d, fmt.Sprintf("retention is %s, want %s", have.Retention, want.Retention))
+	}
+	if want.Replicas != have.Replicas {
+		d = append(d, fmt.Sprintf("replicas are %d, want %d", have.Replicas, want.Replicas))
+	}
+	if want.MaxAge != have.MaxAge {
+		d = append(d, fmt.Sprintf("max age is %s, want %s", dur(have.MaxAge), dur(want.MaxAge)))
+	}
+	if want.Duplicates != have.Duplicates {
+		d = append(d, fmt.Sprintf("duplicate window is %s, want %s", have.Duplicates, want.Duplicates))
+	}
+	if want.Storage != have.Storage {
+		d = append(d, fmt.Sprintf("storage is %s, want %s", have.Storage, want.Storage))
+	}
+	return d
+}
+
+func sorted(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+func dur(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
+}

@@ -1,0 +1,66 @@
+package streams_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/trigger"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func natsConfig(mode config.Provisioning) config.NATS {
+	return config.NATS{Provisioning: mode}.WithDefaults()
+}
+
+func TestCreateThenVerify(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.NATS(t).Conn(t))
+	require.NoError(t, err)
+
+	verify := natsConfig(config.ProvisionVerify)
+	require.ErrorIs(t, streams.Ensure(ctx, js, verify), streams.ErrMissing, "verify never creates")
+
+	create := natsConfig(config.ProvisionCreate)
+	require.NoError(t, streams.Ensure(ctx, js, create))
+	for _, want := range streams.Configs(create) {
+		s, err := js.Stream(ctx, want.Name)
+		require.NoError(t, err)
+		require.Empty(t, streams.Diff(want, s.CachedInfo().Config))
+	}
+	require.NoError(t, streams.Ensure(ctx, js, verify), "our own streams verify")
+	require.NoError(t, streams.Ensure(ctx, js, create), "create is idempotent")
+}
+
+func TestVerifyRefusesDrift(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.NATS(t).Conn(t))
+	require.NoError(t, err)
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionCreate)))
+
+	// Someone changes the stream behind our back.
+	drifted := natsConfig(config.ProvisionCreate)
+	drifted.MaxAge = trigger.Duration(time.Hour)
+	drifted.DuplicateWindow = trigger.Duration(time.Minute)
+	_, err = js.UpdateStream(ctx, streams.Configs(drifted)[0])
+	require.NoError(t, err)
+
+	err = streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify))
+	require.ErrorIs(t, err, streams.ErrDrift)
+	require.ErrorContains(t, err, `stream "TRIGGERS"`)
+	require.ErrorContains(t, err, "max age is 1h0m0s, want 168h0m0s")
+	require.ErrorContains(t, err, "duplicate window is 1m0s, want 2m0s")
+
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionCreate)), "create mode repairs drift")
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify)))
+}
