@@ -1,0 +1,139 @@
+// Package audit keeps the trail of operator-visible decisions that change
+// what gets delivered: starting from now, replaying from a token, resetting
+// or re-seeding a checkpoint, reloading triggers, redriving dead letters.
+// Records go to a durable JetStream stream, so the trail survives the
+// process that wrote it, and are read back by `triggerflow audit list`.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Action names what happened.
+type Action string
+
+// Actions.
+const (
+	ActionStartFromNow     Action = "start-from-now"
+	ActionResumeToken      Action = "resume-token"
+	ActionCheckpointReset  Action = "checkpoint-reset"
+	ActionCheckpointSet    Action = "checkpoint-set"
+	ActionCheckpointReseed Action = "checkpoint-reseed"
+	ActionTriggersReload   Action = "triggers-reload"
+	ActionRedrive          Action = "dead-letter-redrive"
+)
+
+// Record is one audit entry.
+type Record struct {
+	Action Action `json:"action"`
+	Tenant string `json:"tenant"`
+	// Actor is who asked for it: an operator name, or the process.
+	Actor  string `json:"actor"`
+	Reason string `json:"reason"`
+	// Key is the checkpoint key or other object the action touched.
+	Key string `json:"key,omitempty"`
+	// Before and After are source positions (or other states) around the
+	// action; empty when not applicable.
+	Before string    `json:"before,omitempty"`
+	After  string    `json:"after,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// ErrInvalid is returned for a record without action, tenant or actor.
+var ErrInvalid = errors.New("audit: invalid record")
+
+// Writer appends records to the audit stream.
+type Writer struct {
+	js     jetstream.JetStream
+	stream string
+}
+
+// NewWriter returns a writer for the audit stream (provisioned by
+// streams.Ensure).
+func NewWriter(js jetstream.JetStream, stream string) *Writer {
+	return &Writer{js: js, stream: stream}
+}
+
+// Write stores rec durably; it returns after JetStream acknowledged it.
+func (w *Writer) Write(ctx context.Context, rec Record) error {
+	if rec.Action == "" || rec.Tenant == "" || rec.Actor == "" {
+		return fmt.Errorf("%w: action, tenant and actor are required", ErrInvalid)
+	}
+	if rec.Time.IsZero() {
+		rec.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("audit: encode: %w", err)
+	}
+	msg := nats.NewMsg(w.stream + "." + subjectToken(rec.Tenant) + "." + string(rec.Action))
+	msg.Data = b
+	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("audit: write %s for tenant %s: %w", rec.Action, rec.Tenant, err)
+	}
+	return nil
+}
+
+// List returns up to limit records, oldest first, optionally only one
+// tenant's ("" for all).
+func List(ctx context.Context, js jetstream.JetStream, stream, tenant string, limit int) ([]Record, error) {
+	filter := stream + ".>"
+	if tenant != "" {
+		filter = stream + "." + subjectToken(tenant) + ".>"
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
+	}
+	remaining := int(info.NumPending)
+	if limit > 0 && remaining > limit {
+		remaining = limit
+	}
+	out := make([]Record, 0, remaining)
+	for remaining > 0 {
+		batch, err := cons.Fetch(remaining, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("audit: read %s: %w", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var r Record
+			if err := json.Unmarshal(m.Data(), &r); err != nil {
+				return nil, fmt.Errorf("audit: record at %s: %w", m.Subject(), err)
+			}
+			out = append(out, r)
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("audit: read %s: %w", stream, err)
+		}
+		if n == 0 {
+			break
+		}
+		remaining -= n
+	}
+	return out, nil
+}
+
+func subjectToken(s string) string {
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "_"
+		}
+	}
+	if s == "" {
+		return "_"
+	}
+	return s
+}

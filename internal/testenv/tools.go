@@ -1,0 +1,94 @@
+// Package testenv starts the real servers that integration tests run
+// against: embedded NATS with JetStream, a Temporal dev server, a throwaway
+// PostgreSQL cluster and an HTTP webhook recorder. Every constructor takes a
+// testing.TB and registers its own teardown with t.Cleanup.
+//
+// Missing external tools skip the test locally but fail it when CI=true, so
+// a misconfigured CI machine can never go green by skipping everything.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// TemporalCLIVersion is the Temporal CLI release the harness is tested with.
+// The Makefile's `tools` target installs exactly this version into
+// DefaultTemporalCLIPath, so bump both together.
+const TemporalCLIVersion = "v1.5.1"
+
+// TemporalCLIEnv names the environment variable that overrides where the
+// Temporal CLI binary is looked up.
+const TemporalCLIEnv = "TRIGGERFLOW_TEMPORAL_CLI"
+
+// InCI reports whether the tests run under CI (CI=true), where a missing tool
+// is a failure rather than a reason to skip.
+func InCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// RequireTool returns the path of an executable the test cannot run without.
+// path is checked first; when empty, name is looked up on PATH. If neither
+// yields an executable, the test is skipped, or failed under CI, with how
+// telling the reader how to install it.
+func RequireTool(t testing.TB, name, path, how string) string {
+	t.Helper()
+	if path == "" {
+		if found, err := exec.LookPath(name); err == nil {
+			return found
+		}
+		MissingTool(t, name, "not found on PATH", how)
+		return ""
+	}
+	info, err := os.Stat(path)
+	switch {
+	case err != nil:
+		MissingTool(t, name, err.Error(), how)
+	case info.IsDir() || info.Mode().Perm()&0o111 == 0:
+		MissingTool(t, name, path+" is not an executable file", how)
+	}
+	return path
+}
+
+// MissingTool ends the test because a required tool is unavailable: Skipf
+// locally, Fatalf under CI.
+func MissingTool(t testing.TB, name, reason, how string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("required tool %s is missing (%s); CI must provide it: %s", name, reason, how)
+	}
+	t.Skipf("skipping: required tool %s is missing (%s); to run this test: %s", name, reason, how)
+}
+
+// DefaultTemporalCLIPath is where `make tools` installs the Temporal CLI:
+// $XDG_CACHE_HOME/triggerflow/tools/temporal-<version>/temporal, with
+// XDG_CACHE_HOME defaulting to $HOME/.cache. os.UserCacheDir is not used
+// because on macOS it points at ~/Library/Caches, which the Makefile doesn't
+// know about.
+func DefaultTemporalCLIPath() string {
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "triggerflow", "tools", "temporal-"+TemporalCLIVersion, "temporal")
+}
+
+// TemporalCLI returns the path of the Temporal CLI binary, honouring
+// TRIGGERFLOW_TEMPORAL_CLI, and skips (or fails under CI) when it is absent.
+// The harness never downloads the CLI itself: the SDK's auto-download reaches
+// the internet, which CI machines cannot.
+func TemporalCLI(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv(TemporalCLIEnv)
+	if path == "" {
+		path = DefaultTemporalCLIPath()
+	}
+	return RequireTool(t, "temporal", path,
+		"run `make tools` (installs github.com/temporalio/cli/cmd/temporal@"+TemporalCLIVersion+
+			" into "+filepath.Dir(DefaultTemporalCLIPath())+") or set "+TemporalCLIEnv)
+}

@@ -1,0 +1,341 @@
+package watcher_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/triggerflow/triggerflow/audit"
+	"github.com/triggerflow/triggerflow/watcher"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const key = watcher.CheckpointPrefix + "acme"
+
+// run starts the watcher in the background; the returned stop cancels it
+// and returns Run's error.
+func run(t *testing.T, w *watcher.DocumentWatcher, h watcher.Handler) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx, h) }()
+	return func() error {
+		cancel()
+		return <-errc
+	}
+}
+
+// collect is a handler that finishes every change at once and forwards it.
+func collect(ch chan<- watcher.Change) watcher.Handler {
+	return func(_ context.Context, c watcher.Change, done func()) error {
+		ch <- c
+		done()
+		return nil
+	}
+}
+
+func recv(t *testing.T, ch <-chan watcher.Change) watcher.Change {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change arrived")
+		return watcher.Change{}
+	}
+}
+
+// waitSaved waits until key is saved at p.
+func waitSaved(t *testing.T, src *memSource, want string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-src.store.saved:
+			if s == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("checkpoint %s never saved; have %q", want, src.store.get(key))
+		}
+	}
+}
+
+func newWatcher(t *testing.T, src watcher.Source, cfg watcher.Config) *watcher.DocumentWatcher {
+	t.Helper()
+	if cfg.Tenant == "" {
+		cfg.Tenant = "acme"
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 10 * time.Millisecond
+	}
+	w, err := watcher.New(src, cfg)
+	require.NoError(t, err)
+	return w
+}
+
+func TestMissingCheckpointFailsFast(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	err := newWatcher(t, src, watcher.Config{}).Run(context.Background(), collect(nil))
+	require.ErrorIs(t, err, watcher.ErrNoCheckpoint)
+	require.ErrorContains(t, err, "startFromNow")
+	require.ErrorContains(t, err, "resumeToken")
+}
+
+func TestCorruptedCheckpointIsMissing(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = "garbage"
+	src.store.bad = map[string]bool{key: true}
+	err := newWatcher(t, src, watcher.Config{}).Run(context.Background(), collect(nil))
+	require.ErrorIs(t, err, watcher.ErrNoCheckpoint)
+}
+
+func TestStartFromNowIsAuditedAndCounted(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("acme", "orders", "old")
+	head := src.add("acme", "orders", "old2")
+	aud := &memAuditor{}
+	reg := prometheus.NewRegistry()
+	w := newWatcher(t, src, watcher.Config{StartFromNow: true, Actor: "ops", Reason: "new tenant", Auditor: aud, Registerer: reg})
+
+	ch := make(chan watcher.Change, 10)
+	stop := run(t, w, collect(ch))
+	waitSaved(t, src, key+"="+head)
+	src.add("acme", "orders", "new")
+	require.Equal(t, "new", recv(t, ch).DocKey, "changes before now are not delivered")
+	require.NoError(t, stop())
+
+	recs := aud.records()
+	require.Len(t, recs, 1)
+	require.Equal(t, audit.ActionStartFromNow, recs[0].Action)
+	require.Equal(t, "acme", recs[0].Tenant)
+	require.Equal(t, "ops", recs[0].Actor)
+	require.Equal(t, "new tenant", recs[0].Reason)
+	require.Equal(t, head, recs[0].After)
+	require.Equal(t, 1.0, testutil.ToFloat64(prometheusCounter(t, reg, "triggerflow_checkpoint_start_from_now_total")))
+}
+
+func prometheusCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "copy"})
+			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return nil
+}
+
+func TestResumeTokenReplays(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	p1 := src.add("acme", "orders", "a")
+	src.add("acme", "orders", "b")
+	last := src.add("acme", "orders", "c")
+	src.store.m[key] = last
+	aud := &memAuditor{}
+	w := newWatcher(t, src, watcher.Config{ResumeToken: p1, Auditor: aud})
+
+	ch := make(chan watcher.Change, 10)
+	stop := run(t, w, collect(ch))
+	require.Equal(t, "b", recv(t, ch).DocKey)
+	require.Equal(t, "c", recv(t, ch).DocKey)
+	require.NoError(t, stop())
+	require.Equal(t, audit.ActionResumeToken, aud.records()[0].Action)
+	require.Equal(t, last, aud.records()[0].Before)
+	require.Equal(t, p1, aud.records()[0].After)
+}
+
+// The checkpoint advances only over the contiguous prefix of finished
+// changes, and the source is never confirmed past the saved checkpoint.
+func TestCheckpointFollowsContiguousPrefix(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	var positions []string
+	for _, k := range []string{"a", "b", "c", "d"} {
+		positions = append(positions, src.add("acme", "orders", k))
+	}
+	held := make(chan func(), 1)
+	seen := make(chan watcher.Change, 10)
+	h := func(_ context.Context, c watcher.Change, done func()) error {
+		if c.DocKey == "b" {
+			held <- done // finish later, out of order
+		} else {
+			done()
+		}
+		seen <- c
+		return nil
+	}
+	w := newWatcher(t, src, watcher.Config{})
+	stop := run(t, w, h)
+	for range 4 {
+		recv(t, seen)
+	}
+	waitSaved(t, src, key+"="+positions[0])
+	require.Equal(t, positions[0], src.store.get(key), "c and d finished, but b did not")
+
+	(<-held)()
+	waitSaved(t, src, key+"="+positions[3])
+	require.NoError(t, stop())
+
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for _, c := range src.confirms {
+		require.LessOrEqual(t, c, positions[3])
+	}
+	require.Equal(t, positions[3], src.confirms[len(src.confirms)-1])
+}
+
+func TestRestartResumesAfterCheckpoint(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	src.add("acme", "orders", "a")
+	p2 := src.add("acme", "orders", "b")
+
+	ch := make(chan watcher.Change, 10)
+	stop := run(t, newWatcher(t, src, watcher.Config{}), collect(ch))
+	recv(t, ch)
+	recv(t, ch)
+	require.NoError(t, stop(), "a clean stop saves the checkpoint")
+	require.Equal(t, p2, src.store.get(key))
+
+	src.add("acme", "orders", "c")
+	ch2 := make(chan watcher.Change, 10)
+	stop = run(t, newWatcher(t, src, watcher.Config{}), collect(ch2))
+	require.Equal(t, "c", recv(t, ch2).DocKey)
+	require.NoError(t, stop())
+	require.Empty(t, ch2)
+}
+
+func TestUnfinishedChangesReplayAfterStop(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	src.add("acme", "orders", "a")
+	seen := make(chan watcher.Change, 10)
+	never := func(_ context.Context, c watcher.Change, _ func()) error { seen <- c; return nil }
+	stop := run(t, newWatcher(t, src, watcher.Config{DrainTimeout: time.Millisecond}), never)
+	recv(t, seen)
+	require.NoError(t, stop())
+	require.Equal(t, pos(0), src.store.get(key), "an unfinished change is not checkpointed")
+
+	ch := make(chan watcher.Change, 10)
+	stop = run(t, newWatcher(t, src, watcher.Config{}), collect(ch))
+	require.Equal(t, "a", recv(t, ch).DocKey, "at-least-once: it is delivered again")
+	require.NoError(t, stop())
+}
+
+func TestSourceErrorReconnectsWithoutLossOrDuplicates(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	src.failAfter = 2
+	for _, k := range []string{"a", "b", "c", "d"} {
+		src.add("acme", "orders", k)
+	}
+	reg := prometheus.NewRegistry()
+	ch := make(chan watcher.Change, 10)
+	stop := run(t, newWatcher(t, src, watcher.Config{RetryInitial: time.Millisecond, Registerer: reg}), collect(ch))
+	for _, want := range []string{"a", "b", "c", "d"} {
+		require.Equal(t, want, recv(t, ch).DocKey)
+	}
+	require.NoError(t, stop())
+	require.Empty(t, ch)
+	require.Equal(t, 1.0, testutil.ToFloat64(prometheusCounter(t, reg, "triggerflow_watcher_source_errors_total")))
+}
+
+func TestFiltersAndPerCollectionCheckpoints(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0) // tenant-wide checkpoint from before filtering
+	src.add("acme", "orders", "o1")
+	src.add("acme", "chats/1/members", "m1")
+	src.add("acme", "chats/1/archive", "x1")
+	src.add("acme", "users", "u1")
+	last := src.add("other", "orders", "foreign")
+
+	aud := &memAuditor{}
+	cfg := watcher.Config{Include: []string{"orders", "chats"}, Exclude: []string{"chats/1/archive"}, Auditor: aud}
+	ch := make(chan watcher.Change, 10)
+	stop := run(t, newWatcher(t, src, cfg), collect(ch))
+	require.Equal(t, "o1", recv(t, ch).DocKey)
+	require.Equal(t, "m1", recv(t, ch).DocKey)
+	waitSaved(t, src, key+"/chats="+last)
+	require.NoError(t, stop())
+	require.Empty(t, ch, "excluded, unincluded and foreign changes are skipped")
+	require.Equal(t, last, src.store.get(key+"/orders"))
+	require.Equal(t, audit.ActionCheckpointReseed, aud.records()[0].Action, "turning filters on carries the tenant checkpoint over")
+
+	// Adding an include entry re-seeds it from the slowest existing checkpoint.
+	src.add("acme", "users", "u2")
+	ch2 := make(chan watcher.Change, 10)
+	cfg.Include = append(cfg.Include, "users")
+	stop = run(t, newWatcher(t, src, cfg), collect(ch2))
+	require.Equal(t, "u2", recv(t, ch2).DocKey)
+	require.NoError(t, stop())
+}
+
+func TestInvalidConfig(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []watcher.Config{
+		{},
+		{Tenant: "acme", StartFromNow: true, ResumeToken: "x"},
+		{Tenant: "acme", Include: []string{""}},
+	} {
+		_, err := watcher.New(newMemSource(), cfg)
+		require.ErrorIs(t, err, watcher.ErrInvalidConfig)
+	}
+}
+
+func TestHandlerErrorStopsWatcher(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	src.add("acme", "orders", "a")
+	boom := func(context.Context, watcher.Change, func()) error { return context.DeadlineExceeded }
+	err := newWatcher(t, src, watcher.Config{}).Run(context.Background(), boom)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestBackpressureBoundsInFlight(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	for i := range 10 {
+		src.add("acme", "orders", string(rune('a'+i)))
+	}
+	var dones []func()
+	seen := make(chan watcher.Change, 20)
+	h := func(_ context.Context, c watcher.Change, done func()) error {
+		dones = append(dones, done)
+		seen <- c
+		return nil
+	}
+	stop := run(t, newWatcher(t, src, watcher.Config{MaxInFlight: 3, DrainTimeout: time.Millisecond}), h)
+	for range 3 {
+		recv(t, seen)
+	}
+	select {
+	case c := <-seen:
+		t.Fatalf("a fourth change %q was handed out while three were unfinished", c.DocKey)
+	default:
+	}
+	dones[0]()
+	require.Equal(t, "d", recv(t, seen).DocKey, "finishing one frees one slot")
+	require.NoError(t, stop())
+}
