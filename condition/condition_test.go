@@ -45,16 +45,16 @@ func TestEval(t *testing.T) {
 		Before:    map[string]any{"status": "open"},
 	}
 	for expr, want := range map[string]bool{
-		``: true,
-		`event.type == "update"`:                                       true,
+		``:                       true,
+		`event.type == "update"`: true,
 		`event.document.status == "paid" && event.before.status != "paid"`: true,
-		`event.document.total > 100`:                                   true,
-		`event.document.count == 3`:                                    true,
-		`"vip" in event.document.tags`:                                 true,
-		`event.docKey.startsWith("o")`:                                 true,
-		`event.timestamp > timestamp("2026-01-01T00:00:00Z")`:          true,
-		`event.document.status == "open"`:                              false,
-		`has(event.document.missing)`:                                  false,
+		`event.document.total > 100`:                                       true,
+		`event.document.count == 3`:                                        true,
+		`"vip" in event.document.tags`:                                     true,
+		`event.docKey.startsWith("o")`:                                     true,
+		`event.timestamp > timestamp("2026-01-01T00:00:00Z")`:              true,
+		`event.document.status == "open"`:                                  false,
+		`has(event.document.missing)`:                                      false,
 	} {
 		p, err := c.Compile(expr)
 		require.NoError(t, err, expr)

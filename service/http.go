@@ -1,0 +1,117 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check reports whether one dependency is usable; nil means ready.
+type Check func(ctx context.Context) error
+
+// OpsServer serves /metrics, /healthz and /readyz.
+//
+// /healthz answers 200 while the process runs: a failing liveness probe
+// restarts the process, which never helps a dependency outage. /readyz runs
+// every registered check (each bounded by a timeout) and answers 503 with
+// the failing ones, so a load balancer or operator sees why.
+type OpsServer struct {
+	log      *slog.Logger
+	srv      *http.Server
+	ln       net.Listener
+	mu       sync.Mutex
+	checks   map[string]Check
+	timeout  time.Duration
+	serveErr chan error
+}
+
+// NewOpsServer listens on addr (":0" picks a free port) and serves reg.
+func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*OpsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &OpsServer{log: log, ln: ln, checks: map[string]Check{}, timeout: 2 * time.Second, serveErr: make(chan error, 1)}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { s.serveErr <- s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *OpsServer) Addr() string { return s.ln.Addr().String() }
+
+// AddCheck registers a readiness check under name.
+func (s *OpsServer) AddCheck(name string, c Check) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = c
+}
+
+// Ready runs every check and returns the failures by name.
+func (s *OpsServer) Ready(ctx context.Context) map[string]error {
+	s.mu.Lock()
+	checks := make(map[string]Check, len(s.checks))
+	for k, v := range s.checks {
+		checks[k] = v
+	}
+	s.mu.Unlock()
+	failed := map[string]error{}
+	for name, c := range checks {
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		if err := c(cctx); err != nil {
+			failed[name] = err
+		}
+		cancel()
+	}
+	return failed
+}
+
+func (s *OpsServer) readyz(w http.ResponseWriter, r *http.Request) {
+	failed := s.Ready(r.Context())
+	body := struct {
+		Status string            `json:"status"`
+		Failed map[string]string `json:"failed,omitempty"`
+	}{Status: "ready"}
+	if len(failed) > 0 {
+		body.Status = "not ready"
+		body.Failed = map[string]string{}
+		names := make([]string, 0, len(failed))
+		for n := range failed {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			body.Failed[n] = failed[n].Error()
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// Close stops the server, waiting briefly for open requests.
+func (s *OpsServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if serr := <-s.serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
