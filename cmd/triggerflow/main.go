@@ -1,0 +1,13 @@
+// Command triggerflow operates and inspects a Triggerflow installation; see
+// `triggerflow --help`.
+package main
+
+import (
+	"os"
+
+	"github.com/triggerflow/triggerflow/cli"
+)
+
+func main() {
+	os.Exit(cli.Execute(os.Args[1:], os.Stdout, os.Stderr))
+}
