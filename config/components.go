@@ -806,9 +806,10 @@ type Worker struct {
 	// true. A pointer so that false can be told from unset (see
 	// LoopbackAllowed).
 	AllowLoopback *bool `yaml:"allowLoopback"`
-	// AllowPrivate permits URLs that resolve to private, link-local or
-	// unique-local addresses (RFC 1918, 169.254/16, fc00::/7), which
-	// include cloud metadata endpoints. Defaults to false.
+	// AllowPrivate permits URLs that resolve to private or unique-local
+	// addresses (RFC 1918, 100.64/10, fc00::/7). Link-local and cloud
+	// metadata addresses (169.254/16, fd00:ec2::254, …) stay refused
+	// whatever this says. Defaults to false.
 	AllowPrivate bool `yaml:"allowPrivate"`
 	// Retry is the retry policy for triggers that set none. Defaults to 5
 	// attempts, 1s initial backoff, 5m max backoff, multiplier 2.
