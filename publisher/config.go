@@ -1,0 +1,161 @@
+package publisher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/deadletter"
+)
+
+// DeadLetterPublisher records the tasks the publisher cannot put on the
+// stream. *deadletter.Publisher implements it.
+type DeadLetterPublisher interface {
+	// Publish stores rec durably; an error means it was not stored.
+	Publish(ctx context.Context, rec deadletter.Record) error
+}
+
+// Config configures a Publisher. Zero fields take the documented defaults.
+type Config struct {
+	// Stream is the task stream; subjects are <Stream>.<tenant>.… and the
+	// stream must capture <Stream>.> with a duplicate window. Defaults to
+	// "TRIGGERS".
+	Stream string
+	// HashGuard keeps subjects within MaxSubjectBytes by hashing an overlong
+	// docKey token (the task is then flagged subjectHashed). Off, such a
+	// task is dead-lettered with reason "subject-too-long". Defaults to on;
+	// it is a pointer so that off can be told from unset.
+	HashGuard *bool
+	// MaxPayload is the largest encoded task in bytes; a larger one is
+	// dead-lettered with reason "oversize". It must not exceed the server's
+	// max_payload. Defaults to 262144 (256 KiB).
+	MaxPayload int
+	// MaxPending bounds the tasks accepted but not yet acknowledged by
+	// JetStream (or dead-lettered); Publish blocks while it is reached.
+	// Defaults to 1024.
+	MaxPending int
+	// AckTimeout is how long one publish attempt waits for its PubAck
+	// before it is retried. Defaults to 5s.
+	AckTimeout time.Duration
+	// RetryInitial is the wait before the first retry of a failed publish;
+	// it doubles (with jitter) up to RetryMax. Default 100ms.
+	RetryInitial time.Duration
+	// RetryMax caps the wait between retries. Defaults to 5s.
+	RetryMax time.Duration
+	// DeadLetter receives oversize tasks and tasks without a valid
+	// subject. Required.
+	DeadLetter DeadLetterPublisher
+	// CollectionLabel maps a task's collection to the value of the
+	// collection metric label. Defaults to the collection itself; set it
+	// when collection paths embed document ids ("chats/42/members") so that
+	// label values stay bounded, for example to the matching trigger's
+	// collection pattern.
+	CollectionLabel func(collection string) string
+	// Logger receives retry warnings and dead-letter notices. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the publisher's metrics. Defaults to a private
+	// registry, so metrics are kept but not exported.
+	Registerer prometheus.Registerer
+}
+
+// FromConfig returns the Config for the task stream of nc and the publisher
+// settings of pc (both already defaulted and validated by package config);
+// DeadLetter, CollectionLabel, Logger and Registerer are left for the
+// caller.
+func FromConfig(nc config.NATS, pc config.Publisher) Config {
+	hg := pc.HashGuardOn()
+	return Config{
+		Stream:       nc.Stream,
+		HashGuard:    &hg,
+		MaxPayload:   pc.MaxPayload,
+		MaxPending:   pc.MaxPending,
+		AckTimeout:   pc.AckTimeout.D(),
+		RetryInitial: pc.RetryBackoff.Initial.D(),
+		RetryMax:     pc.RetryBackoff.Max.D(),
+	}
+}
+
+// Defaults.
+const (
+	DefaultStream       = "TRIGGERS"
+	DefaultMaxPayload   = 256 << 10
+	DefaultMaxPending   = 1024
+	DefaultAckTimeout   = 5 * time.Second
+	DefaultRetryInitial = 100 * time.Millisecond
+	DefaultRetryMax     = 5 * time.Second
+)
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.HashGuard == nil {
+		c.HashGuard = new(true)
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.RetryInitial == 0 {
+		c.RetryInitial = DefaultRetryInitial
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.CollectionLabel == nil {
+		c.CollectionLabel = func(collection string) string { return collection }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case !safeToken(c.Stream):
+		return fmt.Errorf("publisher: config: %w: %q", ErrInvalidStream, c.Stream)
+	case c.MaxPayload < 1:
+		return fmt.Errorf("publisher: config: MaxPayload is %d, must be positive", c.MaxPayload)
+	case c.MaxPending < 1:
+		return fmt.Errorf("publisher: config: MaxPending is %d, must be positive", c.MaxPending)
+	case c.AckTimeout <= 0:
+		return fmt.Errorf("publisher: config: AckTimeout is %s, must be positive", c.AckTimeout)
+	case c.RetryInitial <= 0:
+		return fmt.Errorf("publisher: config: RetryInitial is %s, must be positive", c.RetryInitial)
+	case c.RetryMax < c.RetryInitial:
+		return fmt.Errorf("publisher: config: RetryMax (%s) is below RetryInitial (%s)", c.RetryMax, c.RetryInitial)
+	case c.DeadLetter == nil:
+		return fmt.Errorf("publisher: config: DeadLetter is required: oversize and unroutable tasks must be recorded, not dropped")
+	}
+	return nil
+}
+
+// JetStreamOptions are the options the JetStream handed to New should be
+// created with: the library's own ack timeout forgets a publish whose ack
+// never comes (the publisher retries it after AckTimeout either way), and
+// its async window must not be smaller than MaxPending, or publishes stall
+// inside the library instead of in Publish.
+func (c Config) JetStreamOptions() []jetstream.JetStreamOpt {
+	c = c.WithDefaults()
+	return []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncTimeout(c.AckTimeout),
+		jetstream.WithPublishAsyncMaxPending(max(c.MaxPending, 4000)),
+	}
+}
