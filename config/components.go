@@ -488,7 +488,9 @@ type PostgresSource struct {
 	// "triggerflow".
 	Publication string `yaml:"publication"`
 	// Slot names the replication slot that holds our position; each
-	// watcher on one database needs its own. Defaults to "triggerflow".
+	// watcher on one database needs its own. Defaults to "" meaning
+	// "triggerflow_<tenant>" (lower-cased, other characters as '_'), so
+	// each tenant scope gets its own slot.
 	Slot string `yaml:"slot"`
 	// Tables restricts the publication to these tables; empty means every
 	// table. Defaults to [].
@@ -509,9 +511,6 @@ func (w Watcher) WithDefaults() Watcher {
 	}
 	if w.Postgres.Publication == "" {
 		w.Postgres.Publication = "triggerflow"
-	}
-	if w.Postgres.Slot == "" {
-		w.Postgres.Slot = "triggerflow"
 	}
 	if w.CheckpointEvery == 0 {
 		w.CheckpointEvery = 500
@@ -551,7 +550,7 @@ func (w Watcher) check(p *problems) {
 		} else if len(w.Postgres.Publication) > 63 {
 			p.add("watcher.postgres.publication", w.Postgres.Publication, "is longer than PostgreSQL's 63-byte identifier limit")
 		}
-		if !slotRE.MatchString(w.Postgres.Slot) {
+		if w.Postgres.Slot != "" && !slotRE.MatchString(w.Postgres.Slot) {
 			p.add("watcher.postgres.slot", w.Postgres.Slot, "is not a replication slot name: use 1 to 63 lower-case letters, digits or '_'")
 		}
 		nonEmptyItems(p, "watcher.postgres.tables", w.Postgres.Tables)

@@ -50,7 +50,7 @@ var (
 		Tenant:             "acme",
 		Source:             SourceSQLite,
 		SQLite:             SQLiteSource{Path: "data/documents.db"},
-		Postgres:           PostgresSource{Publication: "triggerflow", Slot: "triggerflow"},
+		Postgres:           PostgresSource{Publication: "triggerflow", Slot: ""},
 		CheckpointEvery:    500,
 		CheckpointInterval: dur(time.Second),
 		Triggers:           "triggers/",

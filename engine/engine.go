@@ -3,9 +3,11 @@
 // dependencies hands out a TriggerEngine, which loads a validated trigger set
 // and runs watcher → evaluator → publisher.
 //
-// Ingest (JetStream → Temporal) and the delivery worker run as separate
-// services with their own constructors; they need no trigger files because
-// every delivery task carries what they need.
+// A change is checkpointed only after every delivery task it produced was
+// acknowledged by JetStream, so a crash replays and never skips. Ingest
+// (JetStream → Temporal) and the delivery worker run as separate services
+// with their own constructors; they need no trigger files because every
+// delivery task carries what they need.
 package engine
 
 import (
@@ -15,9 +17,20 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/triggerflow/triggerflow/condition"
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/evaluator"
+	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 // TriggerEngine matches document changes against a trigger set and publishes
@@ -29,9 +42,13 @@ type TriggerEngine interface {
 	// (errors.Is(err, trigger.ErrInvalidTriggers)). Events already being
 	// evaluated finish under the set they started with.
 	LoadTriggers(ts []*trigger.Trigger) error
-	// Start runs the pipeline until ctx is done or a stage fails for good.
+	// Start runs the pipeline until ctx is done (returning nil after a
+	// clean drain) or a stage fails for good.
 	Start(ctx context.Context) error
-	// Close stops the pipeline and releases what the engine owns.
+	// Ready returns nil while the pipeline runs: triggers loaded, streams
+	// provisioned or verified, NATS connected. Binaries serve it on /readyz.
+	Ready(ctx context.Context) error
+	// Close releases what the engine owns; call it after Start returned.
 	Close() error
 }
 
@@ -45,6 +62,8 @@ type TriggerFactory interface {
 var (
 	ErrNoTriggers = errors.New("engine: no trigger set loaded")
 	ErrClosed     = errors.New("engine: closed")
+	ErrNotReady   = errors.New("engine: not ready")
+	ErrNoDeps     = errors.New("engine: missing dependency")
 )
 
 // Config configures a factory. Zero fields take the documented defaults.
@@ -55,6 +74,15 @@ type Config struct {
 	Limits trigger.Limits
 	// CostLimit bounds CEL evaluation cost. Defaults to condition.DefaultCostLimit.
 	CostLimit uint64
+	// NATS names the streams and says whether to create or verify them.
+	// Defaults to config.NATS defaults.
+	NATS config.NATS
+	// Watcher configures checkpointing and filters; its Tenant, Logger,
+	// Registerer and Auditor are filled from the factory.
+	Watcher watcher.Config
+	// Publisher configures JetStream publishing; its Stream, DeadLetter,
+	// Logger and Registerer are filled from the factory.
+	Publisher publisher.Config
 }
 
 // Deps are the dependencies a factory is built with. The engine never
@@ -63,6 +91,15 @@ type Config struct {
 type Deps struct {
 	// Logger receives the engine's logs. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Source is the document change stream. Required by Start.
+	Source watcher.Source
+	// NATS is the connection to publish on. Required by Start.
+	NATS *nats.Conn
+	// Registerer receives the metrics of every stage; nil registers none.
+	Registerer prometheus.Registerer
+	// Auditor receives audit records (start-from-now, resume tokens,
+	// re-seeds, reloads); nil only logs them.
+	Auditor watcher.Auditor
 }
 
 // Option adjusts a factory at construction.
@@ -89,6 +126,7 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 		f.deps.Logger = slog.Default()
 	}
 	f.cfg.Limits = f.cfg.Limits.WithDefaults()
+	f.cfg.NATS = f.cfg.NATS.WithDefaults()
 	if f.cfg.Tenant == "" {
 		return nil, fmt.Errorf("engine: config: Tenant is required")
 	}
@@ -100,10 +138,16 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: config: %w", err)
 	}
-	f.eng = &triggerEngine{
-		validator: v,
-		log:       f.deps.Logger.With("component", "engine", "tenant", f.cfg.Tenant),
+	log := f.deps.Logger.With("component", "engine", "tenant", f.cfg.Tenant)
+	ev, err := evaluator.New(evaluator.Config{Logger: f.deps.Logger, Registerer: f.deps.Registerer})
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
+	m, err := newMetrics(f.deps.Registerer, f.cfg.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, validator: v, evaluator: ev, log: log, metrics: m}
 	return f, nil
 }
 
@@ -122,46 +166,199 @@ type Set struct {
 	Generation uint64
 	Triggers   []*trigger.Trigger
 	Conditions []*condition.Program
+	index      *evaluator.Index
 }
 
 type triggerEngine struct {
+	cfg       Config
+	deps      Deps
 	validator *trigger.Validator
+	evaluator *evaluator.Evaluator
 	log       *slog.Logger
+	metrics   *metrics
 
 	active atomic.Pointer[Set]
 	gen    atomic.Uint64
 
-	mu     sync.Mutex
-	closed bool
+	// Set once the pipeline runs; read by Ready.
+	running atomic.Bool
+	dl      *deadletter.Publisher
+	pub     *publisher.Publisher
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
 }
 
 func (e *triggerEngine) LoadTriggers(ts []*trigger.Trigger) error {
 	progs, err := e.validator.Validate(ts)
-	if err != nil {
-		e.log.Error("trigger set rejected; previous set stays active", "error", err)
-		return err
+	if err == nil {
+		var ix *evaluator.Index
+		ix, err = e.evaluator.Compile(ts, progs)
+		if err == nil {
+			set := &Set{Generation: e.gen.Add(1), Triggers: ts, Conditions: progs, index: ix}
+			e.active.Store(set)
+			e.metrics.loadFailed.Set(0)
+			e.metrics.triggers.Set(float64(len(ts)))
+			e.log.Info("trigger set loaded", "generation", set.Generation, "triggers", len(ts))
+			return nil
+		}
 	}
-	set := &Set{Generation: e.gen.Add(1), Triggers: ts, Conditions: progs}
-	e.active.Store(set)
-	e.log.Info("trigger set loaded", "generation", set.Generation, "triggers", len(ts))
-	return nil
+	e.metrics.loadFailed.Set(1)
+	e.log.Error("trigger set rejected; previous set stays active", "error", err)
+	return err
 }
 
 // Active returns the current trigger set, or nil before the first load.
 func (e *triggerEngine) Active() *Set { return e.active.Load() }
 
+func (e *triggerEngine) Ready(context.Context) error {
+	switch {
+	case e.active.Load() == nil:
+		return fmt.Errorf("%w: %w", ErrNotReady, ErrNoTriggers)
+	case !e.running.Load():
+		return fmt.Errorf("%w: pipeline not started", ErrNotReady)
+	case !e.deps.NATS.IsConnected():
+		return fmt.Errorf("%w: NATS %s", ErrNotReady, e.deps.NATS.Status())
+	}
+	return nil
+}
+
 func (e *triggerEngine) Start(ctx context.Context) error {
 	e.mu.Lock()
-	closed := e.closed
-	e.mu.Unlock()
-	if closed {
+	switch {
+	case e.closed:
+		e.mu.Unlock()
 		return ErrClosed
-	}
-	if e.active.Load() == nil {
+	case e.started:
+		e.mu.Unlock()
+		return errors.New("engine: already started")
+	case e.active.Load() == nil:
+		e.mu.Unlock()
 		return ErrNoTriggers
+	case e.deps.Source == nil || e.deps.NATS == nil:
+		e.mu.Unlock()
+		return fmt.Errorf("%w: Source and NATS are required to start", ErrNoDeps)
 	}
-	<-ctx.Done()
+	e.started = true
+	e.mu.Unlock()
+
+	pcfg := e.cfg.Publisher
+	pcfg.Stream = e.cfg.NATS.Stream
+	pcfg.Logger = e.deps.Logger
+	pcfg.Registerer = e.deps.Registerer
+	pcfg.CollectionLabel = nil
+	js, err := jetstream.New(e.deps.NATS, pcfg.WithDefaults().JetStreamOptions()...)
+	if err != nil {
+		return fmt.Errorf("engine: jetstream: %w", err)
+	}
+	if err := streams.Ensure(ctx, js, e.cfg.NATS); err != nil {
+		return fmt.Errorf("engine: streams: %w", err)
+	}
+	e.dl = deadletter.NewPublisher(js, e.cfg.NATS.DeadLetterSubject)
+	pcfg.DeadLetter = e.dl
+	pub, err := publisher.New(js, pcfg)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.pub = pub
+	defer func() {
+		// Tasks still unacknowledged here are not checkpointed; they are
+		// republished on the next start and dropped as duplicates.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := pub.Flush(fctx); err != nil {
+			e.log.Warn("publisher did not drain", "error", err)
+		}
+		_ = pub.Close()
+	}()
+
+	wcfg := e.cfg.Watcher
+	wcfg.Tenant = e.cfg.Tenant
+	wcfg.Logger = e.deps.Logger
+	wcfg.Registerer = e.deps.Registerer
+	wcfg.Auditor = e.deps.Auditor
+	w, err := watcher.New(e.deps.Source, wcfg)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+
+	e.running.Store(true)
+	defer e.running.Store(false)
+	return w.Run(ctx, e.handle)
+}
+
+// handle evaluates one change and publishes a task per matching trigger.
+// done is called once every task is acknowledged by JetStream (or
+// dead-lettered with its reason); until then the change is not checkpointed.
+func (e *triggerEngine) handle(ctx context.Context, c watcher.Change, done func()) error {
+	if c.Problem != "" {
+		if err := e.deadLetterChange(ctx, c); err != nil {
+			return err
+		}
+		done()
+		return nil
+	}
+	set := e.active.Load()
+	ec := evaluator.Change{
+		Tenant: c.Tenant, Collection: c.Collection, DocKey: c.DocKey, Type: c.Type,
+		Before: c.Before, After: c.After, Position: c.Position, CommitTime: c.CommitTime,
+	}
+	matches, err := set.index.Match(ctx, &ec)
+	if err != nil {
+		return err
+	}
+	if len(matches) == 0 {
+		done()
+		return nil
+	}
+	var remaining atomic.Int32
+	remaining.Store(int32(len(matches)))
+	for _, m := range matches {
+		task := m.Task(&ec)
+		err := e.pub.Publish(ctx, task, func(err error) {
+			if err != nil {
+				// The publisher gives up only when it is closing; leaving
+				// the change unfinished makes the next start replay it.
+				e.log.Warn("task not published; it will be replayed", "trigger", task.TriggerID, "event_id", task.EventID, "error", err)
+				return
+			}
+			if remaining.Add(-1) == 0 {
+				done()
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// deadLetterChange records a change the source could not decode. It retries
+// until the record is stored or ctx ends: a bad row is never dropped
+// silently, and never checkpointed past before it is recorded.
+func (e *triggerEngine) deadLetterChange(ctx context.Context, c watcher.Change) error {
+	rec := deadletter.Record{
+		ID: trigger.NewEventID(c.Tenant, "", c.Collection, c.DocKey, c.Position), Stage: deadletter.StageWatch,
+		Reason: "undecodable-change", Detail: c.Problem,
+		Tenant: c.Tenant, Collection: c.Collection, DocKey: c.DocKey,
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := e.dl.Publish(ctx, rec)
+		if err == nil {
+			e.metrics.undecodable.Inc()
+			e.log.Warn("change dead-lettered", "collection", c.Collection, "doc_key", c.DocKey, "position", c.Position, "problem", c.Problem)
+			return nil
+		}
+		e.log.Warn("dead-letter write failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func (e *triggerEngine) Close() error {
@@ -169,4 +366,37 @@ func (e *triggerEngine) Close() error {
 	defer e.mu.Unlock()
 	e.closed = true
 	return nil
+}
+
+type metrics struct {
+	loadFailed  prometheus.Gauge
+	triggers    prometheus.Gauge
+	undecodable prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, tenant string) (*metrics, error) {
+	labels := prometheus.Labels{"tenant": tenant}
+	m := &metrics{
+		loadFailed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triggerflow_triggers_load_failed", ConstLabels: labels,
+			Help: "1 while the last trigger reload failed (the previous set stays active), else 0.",
+		}),
+		triggers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triggerflow_triggers_active", ConstLabels: labels,
+			Help: "Triggers in the active set.",
+		}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triggerflow_watcher_changes_dead_lettered_total", ConstLabels: labels,
+			Help: "Changes the source could not decode, dead-lettered with the reason.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.loadFailed, m.triggers, m.undecodable} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }

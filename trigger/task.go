@@ -27,13 +27,17 @@ type DeliveryTask struct {
 	// EventID identifies this (trigger, change) pair; it is the same on every
 	// republish and redelivery, so it is the dedupe key end to end and the
 	// webhook-id the receiver sees.
-	EventID        string    `json:"eventId"`
-	Tenant         string    `json:"tenant"`
-	TriggerID      string    `json:"triggerId"`
-	TriggerVersion string    `json:"triggerVersion,omitempty"`
-	Collection     string    `json:"collection"`
-	DocKey         string    `json:"docKey"`
-	Type           EventType `json:"type"`
+	EventID        string `json:"eventId"`
+	Tenant         string `json:"tenant"`
+	TriggerID      string `json:"triggerId"`
+	TriggerVersion string `json:"triggerVersion,omitempty"`
+	Collection     string `json:"collection"`
+	// CollectionPattern is the trigger's collection glob. Metrics label
+	// by it rather than by Collection, whose paths may embed ids
+	// ("chats/42/members") and would make label values unbounded.
+	CollectionPattern string    `json:"collectionPattern,omitempty"`
+	DocKey            string    `json:"docKey"`
+	Type              EventType `json:"type"`
 	// Before and After are the document images as JSON; either may be absent
 	// (no before image for a create, no after image for a delete).
 	Before json.RawMessage `json:"before,omitempty"`
