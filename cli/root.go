@@ -32,7 +32,7 @@ reads the audit trail.`,
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(newValidateCmd())
+	root.AddCommand(newValidateCmd(), newDocCmd(), newCheckpointCmd(), newReplayCmd(), newAuditCmd(), newDLQCmd())
 	return root
 }
 

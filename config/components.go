@@ -489,8 +489,9 @@ type PostgresSource struct {
 	Publication string `yaml:"publication"`
 	// Slot names the replication slot that holds our position; each
 	// watcher on one database needs its own. Defaults to "" meaning
-	// "triggerflow_<tenant>" (lower-cased, other characters as '_'), so
-	// each tenant scope gets its own slot.
+	// "triggerflow_<tenant>" (lower-cased, other characters as '_', with a
+	// short hash appended when that changed the name or it had to be cut
+	// to 63 bytes), so each tenant scope gets its own slot.
 	Slot string `yaml:"slot"`
 	// Tables restricts the publication to these tables; empty means every
 	// table. Defaults to [].

@@ -71,7 +71,7 @@ var errAckTimeout = errors.New("no PubAck within the ack timeout")
 // therefore limited to one ack round trip per task; every other document
 // proceeds meanwhile.
 //
-// Each message carries Nats-Msg-Id = EventID, which is deterministic, so a
+// Each message carries Nats-Msg-Id = the task's DedupeKey (its EventID unless redriven), which is deterministic, so a
 // retry whose first attempt did land, or a republish after a crash, is
 // dropped by the stream's duplicate window rather than stored twice.
 type Publisher struct {
@@ -302,7 +302,7 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 	it.msg = &nats.Msg{
 		Subject: subj.Name,
 		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{task.EventID}},
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{task.DedupeKey()}},
 	}
 	return it
 }

@@ -58,6 +58,21 @@ type DeliveryTask struct {
 	// SubjectHashed is true when the subject's docKey token is a hash; the
 	// DocKey field is always the real key.
 	SubjectHashed bool `json:"subjectHashed"`
+	// Redrive is non-zero when an operator redrove this task from the
+	// dead-letter stream (it is the dead letter's sequence number). It
+	// changes the dedupe key so the redriven task is delivered again, while
+	// EventID, and so the receiver's webhook-id, stays the same.
+	Redrive uint64 `json:"redrive,omitempty"`
+}
+
+// DedupeKey identifies this delivery for duplicate suppression (the
+// JetStream message id and the workflow's dedupe set): the event id, plus
+// the redrive number for a redriven task.
+func (t *DeliveryTask) DedupeKey() string {
+	if t.Redrive == 0 {
+		return t.EventID
+	}
+	return fmt.Sprintf("%s#redrive-%d", t.EventID, t.Redrive)
 }
 
 // NewEventID derives the event id of a trigger firing on a change. It is a

@@ -186,6 +186,15 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 	if err != nil {
 		return err
 	}
+	if w.cfg.StartFromNow || w.cfg.ResumeToken != "" {
+		// The start was saved as the checkpoint; let the source release
+		// what lies behind it now rather than at the first save.
+		if start != "" {
+			if err := w.src.Confirm(ctx, start); err != nil {
+				w.log.Warn("source confirm of the start position failed", "error", err, "position", start)
+			}
+		}
+	}
 	w.log.Info("watching", "from", start, "checkpoint_keys", w.keys)
 
 	tr := newTracker(start, w.cfg.MaxInFlight)

@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/watcher"
+)
+
+// watcherFlags are the flags of commands that act on a watcher's source,
+// checkpoints or streams: the watcher's own config file, and overrides.
+type watcherFlags struct {
+	config string
+	tenant string
+}
+
+func (f *watcherFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.config, "config", "", "the watcher's config file (its source, NATS and tenant are used; TRIGGERFLOW_* variables apply)")
+	cmd.Flags().StringVar(&f.tenant, "tenant", "", "tenant (default: watcher.tenant from the config)")
+}
+
+// load reads the watcher config like the watcher does, with --tenant
+// taking the place of watcher.tenant.
+func (f *watcherFlags) load() (*config.WatcherFile, error) {
+	var data []byte
+	name := "(no config file)"
+	if f.config != "" {
+		var err error
+		if data, err = os.ReadFile(f.config); err != nil {
+			return nil, err
+		}
+		name = f.config
+	}
+	lookup := os.LookupEnv
+	if f.tenant != "" {
+		lookup = func(k string) (string, bool) {
+			if k == config.EnvName("watcher.tenant") {
+				return f.tenant, true
+			}
+			return os.LookupEnv(k)
+		}
+	}
+	return config.Parse[config.WatcherFile](name, data, lookup)
+}
+
+func (f *watcherFlags) source(ctx context.Context, cfg *config.WatcherFile) (watcher.Source, error) {
+	return daemon.OpenSource(ctx, cfg, quiet(), nil)
+}
+
+// jetStream connects to the NATS of cfg without retrying forever: an
+// operator command should fail fast when NATS is away.
+func jetStream(cfg config.NATS) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(cfg.URL, nats.Name("triggerflow-cli"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func quiet() *slog.Logger {
+	return service.NewLogger(config.Log{Format: config.LogText, Level: config.LevelError}, io.Discard)
+}

@@ -1,0 +1,600 @@
+package pgsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
+)
+
+// item is one message the reader hands the decoder.
+type item struct {
+	keepalive bool
+	// lsn is the XLogData's WALStart (the change's WAL record for row
+	// messages) or, for a keepalive, the server's WAL end.
+	lsn  pglogrepl.LSN
+	data []byte
+}
+
+type column struct {
+	name     string
+	jsonKey  []byte // `"name":`, encoded once
+	identity bool   // part of the replica identity (sent in a delete's key tuple)
+	conv     converter
+}
+
+// relation is what the decoder knows of a table from its Relation message.
+type relation struct {
+	id         uint32
+	collection string
+	cols       []column
+	// key lists the docKey columns: the primary key, else the replica
+	// identity index. keyProblem explains why there is none.
+	key          []int
+	keyProblem   string
+	identityFull bool
+	// tenant is the index of Config.TenantColumn, tenantUnset without
+	// tenant filtering, tenantMissing when the table lacks the column.
+	tenant int
+	// skip marks the checkpoint table, whose writes are ours, not documents.
+	skip bool
+}
+
+const (
+	tenantUnset   = -1
+	tenantMissing = -2
+)
+
+// emitError carries emit's error so Watch can return it as is.
+type emitError struct{ err error }
+
+func (e *emitError) Error() string { return e.err.Error() }
+func (e *emitError) Unwrap() error { return e.err }
+
+// decoder turns pgoutput messages into Changes. One decoder serves a whole
+// Watch; reset starts each (re)connected stream afresh.
+type decoder struct {
+	src  *Source
+	conv *converters
+	prog *progress
+	emit func(watcher.Change) error
+
+	// Changes at or before resume were delivered already: the server
+	// restarts at transaction boundaries, so a resumed or reconnected
+	// stream repeats the head of a partly delivered transaction.
+	resume     position
+	hasResume  bool
+	afterNoted bool // reset has recorded after as needed, if it is
+
+	rels map[uint32]*relation
+
+	inTxn      bool
+	commit     pglogrepl.LSN
+	commitTime time.Time
+	lastLSN    pglogrepl.LSN
+	seq        uint32
+	started    bool // a change of this transaction got a position
+	txnNeed    position
+	txnHasNeed bool
+	commits    uint64 // transactions read completely
+}
+
+func newDecoder(src *Source, prog *progress, after position, hasAfter bool, emit func(watcher.Change) error) *decoder {
+	return &decoder{
+		src:       src,
+		conv:      src.converters,
+		prog:      prog,
+		emit:      emit,
+		resume:    after,
+		hasResume: hasAfter,
+	}
+}
+
+// reset prepares for a new stream from a slot confirmed at base:
+// relations are announced again, and an interrupted transaction is sent
+// again from its start.
+func (d *decoder) reset(base pglogrepl.LSN) {
+	d.rels = make(map[uint32]*relation)
+	d.inTxn = false
+	if !d.afterNoted {
+		d.afterNoted = true
+		if d.hasResume && d.resume.commit >= base {
+			// The slot has not released the transactions up to after, and
+			// nobody confirmed them to us: the flush must not pass them
+			// before the watcher confirms after.
+			d.prog.needed(d.resume)
+		}
+	}
+}
+
+// startLSN is where a (re)connected stream starts: the commit of the
+// transaction holding the last delivered change, which the server then
+// sends again in full.
+func (d *decoder) startLSN() pglogrepl.LSN {
+	if !d.hasResume {
+		return 0
+	}
+	return d.resume.commit
+}
+
+// handle processes one item. It reports whether the safe flush advanced.
+func (d *decoder) handle(ctx context.Context, it item) (bool, error) {
+	if it.keepalive {
+		if d.inTxn {
+			return false, nil
+		}
+		return d.prog.caughtUp(it.lsn), nil
+	}
+	msg, err := parseMessage(it.data)
+	if err != nil {
+		return false, err
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		d.inTxn = true
+		d.commit, d.commitTime = m.FinalLSN, m.CommitTime
+		d.lastLSN, d.seq, d.started = 0, 0, false
+		d.txnHasNeed = false
+	case *pglogrepl.CommitMessage:
+		d.inTxn = false
+		d.commits++
+		return d.prog.txnDone(d.txnNeed, d.txnHasNeed, m.TransactionEndLSN), nil
+	case *pglogrepl.RelationMessage:
+		return false, d.onRelation(ctx, m)
+	case *pglogrepl.InsertMessage:
+		return false, d.onInsert(it.lsn, m)
+	case *pglogrepl.UpdateMessage:
+		return false, d.onUpdate(it.lsn, m)
+	case *pglogrepl.DeleteMessage:
+		return false, d.onDelete(it.lsn, m)
+	case *pglogrepl.TruncateMessage:
+		return false, d.onTruncate(it.lsn, m)
+	case *pglogrepl.TypeMessage:
+		// Column types are resolved from the catalog by OID when the
+		// Relation message arrives; the name adds nothing.
+	default:
+		// Origin and logical decoding messages carry no row changes.
+	}
+	return false, nil
+}
+
+// errProtocol marks a message we cannot parse: a server bug or a protocol
+// we do not speak. Reconnecting would read the same bytes again.
+var errProtocol = errors.New("pgsource: unreadable pgoutput message")
+
+func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
+	// pglogrepl indexes tuple data without bounds checks.
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("%w: %v", errProtocol, r)
+		}
+	}()
+	msg, err = pglogrepl.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errProtocol, err)
+	}
+	return msg, nil
+}
+
+// next returns the position of the next change, decoded from the WAL record
+// at lsn.
+func (d *decoder) next(lsn pglogrepl.LSN) position {
+	switch {
+	case !d.started || lsn > d.lastLSN:
+		d.lastLSN, d.seq = lsn, 0
+	default:
+		// Same record (multi-insert), or, defensively, an LSN that went
+		// backwards: keep positions increasing either way.
+		d.seq++
+	}
+	d.started = true
+	return position{commit: d.commit, lsn: d.lastLSN, seq: d.seq}
+}
+
+func (d *decoder) onRelation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	rel := &relation{id: m.RelationID, collection: collectionName(m.Namespace, m.RelationName), tenant: tenantUnset}
+	d.rels[m.RelationID] = rel
+	if m.RelationID == d.src.ckptOID {
+		rel.skip = true
+		return nil
+	}
+	rel.identityFull = m.ReplicaIdentity == 'f'
+	rel.cols = make([]column, len(m.Columns))
+	byName := make(map[string]int, len(m.Columns))
+	for i, c := range m.Columns {
+		conv, err := d.conv.forOID(ctx, c.DataType)
+		if err != nil {
+			return fmt.Errorf("pgsource: table %s column %q: %w", rel.collection, c.Name, err)
+		}
+		jk, _ := appendString(nil, []byte(c.Name))
+		rel.cols[i] = column{name: c.Name, jsonKey: append(jk, ':'), identity: c.Flags&1 != 0, conv: conv}
+		byName[c.Name] = i
+	}
+
+	key, err := d.keyColumns(ctx, m, rel, byName)
+	if err != nil {
+		return fmt.Errorf("pgsource: primary key of %s: %w", rel.collection, err)
+	}
+	rel.key = key
+	if len(rel.key) == 0 {
+		rel.keyProblem = "table has no primary key and no replica identity index to take the document key from"
+		d.src.warnOnce("nokey", rel.id, "table has no primary key; its changes are reported as problems", "collection", rel.collection)
+	}
+
+	if !rel.identityFull {
+		d.src.warnOnce("identity", rel.id, "table lacks REPLICA IDENTITY FULL; updates and deletes carry no before image",
+			"collection", rel.collection, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL")
+	}
+	if col := d.src.cfg.TenantColumn; col != "" {
+		i, ok := byName[col]
+		switch {
+		case !ok:
+			rel.tenant = tenantMissing
+			d.src.warnOnce("notenant", rel.id, "table has no tenant column; its changes are not reported",
+				"collection", rel.collection, "tenant_column", col)
+		default:
+			rel.tenant = i
+			if !rel.identityFull && !rel.cols[i].identity {
+				d.src.warnOnce("tenantdelete", rel.id, "tenant column is not part of the replica identity; deletes cannot be attributed to a tenant and are not reported",
+					"collection", rel.collection, "tenant_column", col, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL, or include the column in the primary key")
+			}
+		}
+	}
+	return nil
+}
+
+// keyColumns picks the docKey columns. Under the default replica identity
+// the Relation message flags exactly the primary key, as of the decoded
+// WAL; otherwise (FULL flags every column, USING INDEX another index) the
+// primary key comes from the catalog, falling back to the identity index.
+func (d *decoder) keyColumns(ctx context.Context, m *pglogrepl.RelationMessage, rel *relation, byName map[string]int) ([]int, error) {
+	var flagged []int
+	for i, c := range rel.cols {
+		if c.identity {
+			flagged = append(flagged, i)
+		}
+	}
+	if m.ReplicaIdentity == 'd' && len(flagged) > 0 {
+		return flagged, nil
+	}
+	pk, err := d.src.primaryKey(ctx, m.RelationID)
+	if err != nil {
+		return nil, err
+	}
+	var key []int
+	for _, name := range pk {
+		i, ok := byName[name]
+		if !ok {
+			key = nil
+			break
+		}
+		key = append(key, i)
+	}
+	if len(key) == 0 && !rel.identityFull {
+		key = flagged
+	}
+	return key, nil
+}
+
+// collectionName is the table name, schema-qualified with '/' outside
+// the public schema.
+func collectionName(namespace, name string) string {
+	if namespace == "public" || namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+func (d *decoder) relation(id uint32) (*relation, error) {
+	rel, ok := d.rels[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: change for relation %d before its Relation message", errProtocol, id)
+	}
+	return rel, nil
+}
+
+// tenantOf returns the tenant column's value in t and whether it is known:
+// a key tuple ('K') only carries replica identity columns, and an unchanged
+// TOAST value is only known from a full old tuple.
+func (rel *relation) tenantOf(t *pglogrepl.TupleData, keyOnly bool, old *pglogrepl.TupleData) (string, bool) {
+	if t == nil || rel.tenant < 0 || rel.tenant >= len(t.Columns) {
+		return "", false
+	}
+	c := t.Columns[rel.tenant]
+	switch c.DataType {
+	case pglogrepl.TupleDataTypeText:
+		return string(c.Data), true
+	case pglogrepl.TupleDataTypeNull:
+		if keyOnly && !rel.cols[rel.tenant].identity {
+			return "", false
+		}
+		return "", true // NULL: the row belongs to no tenant
+	case pglogrepl.TupleDataTypeToast:
+		return rel.tenantOf(old, false, nil)
+	}
+	return "", false
+}
+
+// scope tells whether a row version belongs to the source's tenant, and
+// whether that is known.
+func (d *decoder) scope(rel *relation, t *pglogrepl.TupleData, keyOnly bool, old *pglogrepl.TupleData) (in, known bool) {
+	switch rel.tenant {
+	case tenantUnset:
+		return true, true
+	case tenantMissing:
+		return false, true
+	}
+	v, ok := rel.tenantOf(t, keyOnly, old)
+	return ok && v == d.src.cfg.Tenant, ok
+}
+
+func (d *decoder) onInsert(lsn pglogrepl.LSN, m *pglogrepl.InsertMessage) error {
+	rel, err := d.relation(m.RelationID)
+	if err != nil {
+		return err
+	}
+	pos := d.next(lsn)
+	if rel.skip {
+		return nil
+	}
+	if in, _ := d.scope(rel, m.Tuple, false, nil); !in {
+		return nil
+	}
+	return d.deliver(pos, d.rowChange(rel, trigger.EventCreate, nil, m.Tuple, nil))
+}
+
+func (d *decoder) onUpdate(lsn pglogrepl.LSN, m *pglogrepl.UpdateMessage) error {
+	rel, err := d.relation(m.RelationID)
+	if err != nil {
+		return err
+	}
+	pos := d.next(lsn)
+	if rel.skip {
+		return nil
+	}
+	var full *pglogrepl.TupleData // the old row, when the table sends it whole
+	if m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld {
+		full = m.OldTuple
+	}
+	keyOnly := m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey
+	inNew, newKnown := d.scope(rel, m.NewTuple, false, full)
+	inOld, oldKnown := d.scope(rel, m.OldTuple, keyOnly, nil)
+	if !newKnown {
+		d.src.warnOnce("tenantunknown", rel.id, "tenant of an updated row is unknown; change not reported", "collection", rel.collection)
+		return nil
+	}
+
+	if !inNew && !(oldKnown && inOld) {
+		return nil
+	}
+	if !inNew {
+		// The row moved to another tenant: for this one it is gone.
+		return d.deliver(pos, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full))
+	}
+	if oldKnown && !inOld {
+		// The row moved in from another tenant.
+		return d.deliver(pos, d.rowChange(rel, trigger.EventCreate, nil, m.NewTuple, full))
+	}
+	if m.OldTuple != nil && rel.keyProblem == "" {
+		oldKey, errOld := d.docKey(rel, m.OldTuple, nil)
+		newKey, errNew := d.docKey(rel, m.NewTuple, m.OldTuple)
+		if errOld == nil && errNew == nil && oldKey != newKey {
+			// A new primary key is a different document: the old one is
+			// deleted and the new one created, so per-key order holds.
+			if err := d.deliver(pos, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full)); err != nil {
+				return err
+			}
+			return d.deliver(d.next(lsn), d.rowChange(rel, trigger.EventCreate, nil, m.NewTuple, full))
+		}
+	}
+	return d.deliver(pos, d.rowChange(rel, trigger.EventUpdate, m.OldTuple, m.NewTuple, full))
+}
+
+func (d *decoder) onDelete(lsn pglogrepl.LSN, m *pglogrepl.DeleteMessage) error {
+	rel, err := d.relation(m.RelationID)
+	if err != nil {
+		return err
+	}
+	pos := d.next(lsn)
+	if rel.skip {
+		return nil
+	}
+	var full *pglogrepl.TupleData
+	if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeOld {
+		full = m.OldTuple
+	}
+	in, known := d.scope(rel, m.OldTuple, full == nil, nil)
+	if !known {
+		// Warned about when the relation arrived; see onRelation.
+		d.src.metrics.unattributed.WithLabelValues(d.src.cfg.Tenant, rel.collection).Inc()
+		return nil
+	}
+	if !in {
+		return nil
+	}
+	return d.deliver(pos, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full))
+}
+
+// onTruncate reports a Problem per truncated table: TRUNCATE removes rows
+// without row-level WAL, so no per-document delete can be reported, and
+// ignoring it would silently leave triggers unaware of the removals.
+func (d *decoder) onTruncate(lsn pglogrepl.LSN, m *pglogrepl.TruncateMessage) error {
+	for _, id := range m.RelationIDs {
+		rel, err := d.relation(id)
+		if err != nil {
+			return err
+		}
+		pos := d.next(lsn)
+		if rel.skip || rel.tenant == tenantMissing {
+			continue
+		}
+		ch := watcher.Change{
+			Collection: rel.collection,
+			Type:       trigger.EventDelete,
+			Problem:    "table truncated: TRUNCATE removes rows without per-row changes, so no document deletes are reported",
+		}
+		if err := d.deliver(pos, ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowChange builds a change from the row versions at hand: old is the old
+// tuple as sent (key or full), newT the new one, full the old tuple when
+// it is complete. Decoding failures become a Problem change.
+func (d *decoder) rowChange(rel *relation, typ trigger.EventType, old, newT, full *pglogrepl.TupleData) watcher.Change {
+	ch := watcher.Change{Collection: rel.collection, Type: typ}
+	keyFrom, keyFallback := newT, old
+	if newT == nil {
+		keyFrom, keyFallback = old, nil
+	}
+	var problems []string
+	if rel.keyProblem != "" {
+		problems = append(problems, rel.keyProblem)
+	} else if key, err := d.docKey(rel, keyFrom, keyFallback); err != nil {
+		problems = append(problems, "document key: "+err.Error())
+	} else {
+		ch.DocKey = key
+	}
+	if full != nil && typ != trigger.EventCreate {
+		doc, err := d.row(rel, full, nil)
+		if err != nil {
+			problems = append(problems, "before image: "+err.Error())
+		}
+		ch.Before = doc
+	}
+	if newT != nil {
+		doc, err := d.row(rel, newT, full)
+		if err != nil {
+			problems = append(problems, "after image: "+err.Error())
+		}
+		ch.After = doc
+	}
+	if len(problems) > 0 {
+		ch.Problem = strings.Join(problems, "; ")
+		ch.Before, ch.After = nil, nil
+	}
+	return ch
+}
+
+// row renders a tuple as a JSON object in column order. Unchanged TOAST
+// values are taken from full (the old row under REPLICA IDENTITY FULL),
+// else left out: PostgreSQL does not send them.
+func (d *decoder) row(rel *relation, t *pglogrepl.TupleData, full *pglogrepl.TupleData) ([]byte, error) {
+	if len(t.Columns) != len(rel.cols) {
+		return nil, fmt.Errorf("%w: tuple has %d columns, table %s has %d", errProtocol, len(t.Columns), rel.collection, len(rel.cols))
+	}
+	size := 2
+	for i := range t.Columns {
+		size += len(rel.cols[i].jsonKey) + len(t.Columns[i].Data) + 3
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, '{')
+	first := true
+	for i, c := range rel.cols {
+		tc := t.Columns[i]
+		kind, data := tc.DataType, tc.Data
+		if kind == pglogrepl.TupleDataTypeToast {
+			if full != nil && i < len(full.Columns) && full.Columns[i].DataType == pglogrepl.TupleDataTypeText {
+				kind, data = pglogrepl.TupleDataTypeText, full.Columns[i].Data
+			} else {
+				d.src.warnOnce("toast", rel.id, "unchanged TOAST values are left out of after images; set REPLICA IDENTITY FULL to include them",
+					"collection", rel.collection, "column", c.name)
+				continue
+			}
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, c.jsonKey...)
+		switch kind {
+		case pglogrepl.TupleDataTypeNull:
+			buf = append(buf, "null"...)
+		case pglogrepl.TupleDataTypeText:
+			var err error
+			if buf, err = c.conv(buf, data); err != nil {
+				return nil, fmt.Errorf("column %q: %w", c.name, err)
+			}
+		default:
+			return nil, fmt.Errorf("column %q: unexpected tuple data kind %q", c.name, kind)
+		}
+	}
+	return append(buf, '}'), nil
+}
+
+// docKey is the primary key value as text: a single column's value (a
+// string's content, else its JSON text), several as a JSON array text.
+func (d *decoder) docKey(rel *relation, t, fallback *pglogrepl.TupleData) (string, error) {
+	if t == nil {
+		return "", errors.New("no row to read the key from")
+	}
+	if len(rel.key) == 1 {
+		v, err := d.keyValue(rel, rel.key[0], t, fallback)
+		if err != nil {
+			return "", err
+		}
+		return keyText(v)
+	}
+	buf := []byte{'['}
+	for n, i := range rel.key {
+		if n > 0 {
+			buf = append(buf, ',')
+		}
+		v, err := d.keyValue(rel, i, t, fallback)
+		if err != nil {
+			return "", err
+		}
+		buf = append(buf, v...)
+	}
+	return string(append(buf, ']')), nil
+}
+
+func (d *decoder) keyValue(rel *relation, i int, t, fallback *pglogrepl.TupleData) ([]byte, error) {
+	c := rel.cols[i]
+	if i >= len(t.Columns) {
+		return nil, fmt.Errorf("%w: key column %q missing from tuple", errProtocol, c.name)
+	}
+	tc := t.Columns[i]
+	if tc.DataType == pglogrepl.TupleDataTypeToast && fallback != nil && i < len(fallback.Columns) {
+		tc = fallback.Columns[i]
+	}
+	if tc.DataType != pglogrepl.TupleDataTypeText {
+		return nil, fmt.Errorf("key column %q is not in the row (null, or not part of the replica identity)", c.name)
+	}
+	v, err := c.conv(nil, tc.Data)
+	if err != nil {
+		return nil, fmt.Errorf("key column %q: %w", c.name, err)
+	}
+	return v, nil
+}
+
+// deliver emits ch at pos unless an earlier stream delivered it already.
+func (d *decoder) deliver(pos position, ch watcher.Change) error {
+	d.prog.needed(pos)
+	d.txnNeed, d.txnHasNeed = pos, true
+	if d.hasResume && pos.compare(d.resume) <= 0 {
+		return nil
+	}
+	ch.Tenant = d.src.cfg.Tenant
+	ch.Position = pos.String()
+	ch.CommitTime = d.commitTime
+	d.src.metrics.events.WithLabelValues(d.src.cfg.Tenant, ch.Collection).Inc()
+	if ch.Problem != "" {
+		d.src.metrics.problems.WithLabelValues(d.src.cfg.Tenant, ch.Collection).Inc()
+		d.src.log.Warn("change could not be decoded; reported as a problem",
+			"collection", ch.Collection, "doc_key", ch.DocKey, "position", ch.Position, "problem", ch.Problem)
+	}
+	d.resume, d.hasResume = pos, true
+	if err := d.emit(ch); err != nil {
+		return &emitError{err}
+	}
+	return nil
+}
