@@ -171,7 +171,7 @@ func TestPipelineUpdateDeleteAndRestart(t *testing.T) {
 	types := []trigger.EventType{trigger.EventCreate, trigger.EventUpdate, trigger.EventDelete}
 	for i, m := range msgs {
 		task := decode(t, m)
-		require.Equal(t, types[i], task.Type, "stream order is commit order")
+		require.Equal(t, types[i], task.Type, "one key: stream order is commit order")
 	}
 	upd := decode(t, msgs[1])
 	require.JSONEq(t, `{"v":1}`, string(upd.Before))

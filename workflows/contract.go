@@ -49,9 +49,14 @@ type DeliveryParams struct {
 	// Pending are tasks received but not yet delivered, carried across
 	// continue-as-new.
 	Pending []trigger.DeliveryTask `json:"pending,omitempty"`
-	// Seen are recent event ids, the bounded dedupe set.
+	// Seen are the dedupe keys (trigger.DeliveryTask.DedupeKey: the event id,
+	// plus the redrive number of a redriven task) of recent tasks, oldest
+	// first: the bounded dedupe set.
 	Seen []string `json:"seen,omitempty"`
 	// Failed counts deliveries that failed for good in this workflow's
 	// lifetime, mirrored in the FailedDeliveries search attribute.
 	Failed int64 `json:"failed,omitempty"`
+	// Blocked is set while the key waits for an operator's UnblockSignal;
+	// the blocked task is Pending[0].
+	Blocked *BlockState `json:"blocked,omitempty"`
 }

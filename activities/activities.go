@@ -1,0 +1,232 @@
+// Package activities holds the Temporal activities of the delivery
+// workflow: POSTing one or several delivery tasks as Standard Webhooks and
+// recording deliveries that failed for good on the dead-letter stream.
+//
+// The HTTP client makes one request per activity attempt. It retries only a
+// refused connection (the receiver never saw the request), so Temporal owns
+// every retry of a request that reached the receiver and each one shows as
+// an attempt in the workflow's history.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/egress"
+	"github.com/triggerflow/triggerflow/signature"
+)
+
+// Registered activity type names. Register the struct with
+// activity.RegisterOptions{Name: Prefix} so the worker and the workflow agree
+// on them; they are part of every recorded history.
+const (
+	Prefix           = "triggerflow."
+	DeliverName      = Prefix + "Deliver"
+	DeliverBatchName = Prefix + "DeliverBatch"
+	DeadLetterName   = Prefix + "DeadLetter"
+)
+
+// SecretResolver returns the signing secrets a trigger's secretsRef names
+// within a tenant; secrets.Manager implements it. Several secrets mean a
+// rotation is in progress: every one signs the delivery, so receivers
+// holding the old or the new secret accept it. An error is retried as a
+// failed attempt, never treated as "unsigned".
+type SecretResolver interface {
+	Resolve(ctx context.Context, tenant, ref string) ([]signature.Secret, error)
+}
+
+// TokenSource returns the bearer token sent as Authorization for a tenant's
+// deliveries; *authn.Issuer implements it. An empty token sends no
+// Authorization header.
+type TokenSource interface {
+	Token(ctx context.Context, tenant string) (string, error)
+}
+
+// DeadLetterPublisher stores a record of a delivery that failed for good;
+// *deadletter.Publisher implements it.
+type DeadLetterPublisher interface {
+	Publish(ctx context.Context, rec deadletter.Record) error
+}
+
+// Config tunes delivery. The zero value of each field takes its default.
+type Config struct {
+	// Timeout bounds one attempt of a task that sets no timeout. Defaults
+	// to 30s.
+	Timeout time.Duration
+	// MaxConnsPerHost caps connections to one receiver. Defaults to 64.
+	MaxConnsPerHost int
+	// MaxBodyBytes caps the request body; a task whose body is bigger
+	// fails without retry (dead-letter reason "oversize"). Defaults to
+	// 262144 (256 KiB).
+	MaxBodyBytes int
+	// MaxResponseBodyBytes is how much of a failed response's body the
+	// failure details keep, so the Temporal UI shows what the receiver
+	// said. Defaults to 4096.
+	MaxResponseBodyBytes int
+	// RetryableStatuses are the 4xx statuses retried like 5xx; any other
+	// 4xx fails at once. nil means [408, 429]; an empty non-nil slice
+	// retries no 4xx.
+	RetryableStatuses []int
+	// MaxRetryAfter caps a receiver's Retry-After, so a misconfigured
+	// receiver cannot park a document for days. Defaults to 1h.
+	MaxRetryAfter time.Duration
+	// ConnectRetries is how often one attempt redials a receiver that
+	// refused the connection, before the attempt fails. Such a request never
+	// reached the receiver, so this cannot duplicate a delivery. Defaults
+	// to 2; negative disables.
+	ConnectRetries int
+	// Egress decides which addresses may be dialed, checked at dial time
+	// on every resolved address. The zero value permits public unicast
+	// addresses only.
+	Egress egress.Policy
+	// UserAgent is sent with every request. Defaults to
+	// "Triggerflow-Webhooks/1".
+	UserAgent string
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = 64
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 256 << 10
+	}
+	if c.MaxResponseBodyBytes == 0 {
+		c.MaxResponseBodyBytes = 4096
+	}
+	if c.RetryableStatuses == nil {
+		c.RetryableStatuses = []int{408, 429}
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = time.Hour
+	}
+	if c.ConnectRetries == 0 {
+		c.ConnectRetries = 2
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "Triggerflow-Webhooks/1"
+	}
+	return c
+}
+
+// Validate reports every invalid field of c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("timeout %s must be positive", c.Timeout))
+	}
+	if c.MaxConnsPerHost < 1 {
+		errs = append(errs, fmt.Errorf("maxConnsPerHost %d must be at least 1", c.MaxConnsPerHost))
+	}
+	if c.MaxBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("maxBodyBytes %d must be at least 1", c.MaxBodyBytes))
+	}
+	if c.MaxResponseBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("maxResponseBodyBytes %d must be at least 1", c.MaxResponseBodyBytes))
+	}
+	for _, s := range c.RetryableStatuses {
+		if s < 400 || s > 499 {
+			errs = append(errs, fmt.Errorf("retryable status %d is not a 4xx status", s))
+		}
+	}
+	if c.MaxRetryAfter < 0 {
+		errs = append(errs, fmt.Errorf("maxRetryAfter %s must not be negative", c.MaxRetryAfter))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("activities: invalid config: %w", errors.Join(errs...))
+}
+
+// ConfigFromWorker maps the worker file's settings onto Config.
+func ConfigFromWorker(w config.Worker) Config {
+	w = w.WithDefaults()
+	return Config{
+		Timeout:              w.HTTPTimeout.D(),
+		MaxConnsPerHost:      w.MaxConnsPerHost,
+		MaxBodyBytes:         w.MaxBodyBytes,
+		MaxResponseBodyBytes: w.MaxResponseBodyBytes,
+		RetryableStatuses:    w.RetryableStatuses,
+		Egress:               egress.Policy{AllowLoopback: w.LoopbackAllowed(), AllowPrivate: w.AllowPrivate},
+	}
+}
+
+// Deps are the activities' collaborators.
+type Deps struct {
+	// Secrets resolves task.SecretsRef. Required for triggers that name a
+	// secret; a task without a secretsRef is sent unsigned.
+	Secrets SecretResolver
+	// Tokens supplies the Authorization bearer token; nil sends none.
+	Tokens TokenSource
+	// DeadLetters records deliveries that failed for good. Required.
+	DeadLetters DeadLetterPublisher
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registerer receives the delivery metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Now defaults to time.Now; tests pin it to check timestamps.
+	Now func() time.Time
+}
+
+// Activities delivers webhooks. Register it with
+// worker.RegisterActivityWithOptions(acts, activity.RegisterOptions{Name:
+// Prefix}); every exported method is an activity.
+type Activities struct {
+	cfg       Config
+	retryable map[int]bool
+	client    *retryablehttp.Client
+	secrets   SecretResolver
+	tokens    TokenSource
+	dlq       DeadLetterPublisher
+	log       *slog.Logger
+	metrics   *metrics
+	now       func() time.Time
+}
+
+// New validates cfg (after defaults) and returns the activities.
+func New(cfg Config, deps Deps) (*Activities, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.DeadLetters == nil {
+		return nil, errors.New("activities: a dead-letter publisher is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	retryable := make(map[int]bool, len(cfg.RetryableStatuses))
+	for _, s := range cfg.RetryableStatuses {
+		retryable[s] = true
+	}
+	return &Activities{
+		cfg:       cfg,
+		retryable: retryable,
+		client:    newHTTPClient(cfg),
+		secrets:   deps.Secrets,
+		tokens:    deps.Tokens,
+		dlq:       deps.DeadLetters,
+		log:       deps.Logger,
+		metrics:   m,
+		now:       deps.Now,
+	}, nil
+}

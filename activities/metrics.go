@@ -1,0 +1,67 @@
+package activities
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	attempts    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	lag         *prometheus.HistogramVec
+	deadLetters *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triggerflow_webhook_attempts_total",
+			Help: "Webhook POST attempts by outcome: success or the failure type (HTTP_4XX, HTTP_5XX, NETWORK, …).",
+		}, []string{"tenant", "collection", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "triggerflow_webhook_attempt_duration_seconds",
+			Help:    "Time from sending a webhook POST to reading its response, for attempts that got one.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"tenant", "collection"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "triggerflow_delivery_lag_seconds",
+			Help:    "Time from a change's commit to its successful delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 18),
+		}, []string{"tenant", "collection"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triggerflow_delivery_dead_letters_total",
+			Help: "Deliveries that failed for good and were recorded on the dead-letter stream, by reason.",
+		}, []string{"tenant", "collection", "reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.attempts, err = register(reg, m.attempts); err != nil {
+		return nil, err
+	}
+	if m.duration, err = register(reg, m.duration); err != nil {
+		return nil, err
+	}
+	if m.lag, err = register(reg, m.lag); err != nil {
+		return nil, err
+	}
+	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register adopts an identical collector already on reg, so two Activities
+// sharing a registry (tests, or a dev process) count into the same series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}

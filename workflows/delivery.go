@@ -1,0 +1,653 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/triggerflow/triggerflow/activities"
+	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/trigger"
+)
+
+// Register registers the delivery workflow (under DeliveryWorkflow) with
+// opts, and acts' activities under their activities.*Name names.
+func Register(w worker.Registry, acts *activities.Activities, opts Options) {
+	RegisterWorkflow(w, opts)
+	w.RegisterActivityWithOptions(acts, activity.RegisterOptions{Name: activities.Prefix})
+}
+
+// RegisterWorkflow registers only the workflow, for replayers and for
+// workers that run the activities elsewhere.
+func RegisterWorkflow(w worker.WorkflowRegistry, opts Options) {
+	opts = opts.WithDefaults()
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, p DeliveryParams) error {
+		return run(ctx, p, opts)
+	}, workflow.RegisterOptions{Name: DeliveryWorkflow})
+}
+
+// Delivery is the per-key mailbox workflow with DefaultOptions; Register
+// installs it with the worker's options instead.
+//
+// It delivers the tasks signalled on TaskSignal strictly in arrival order,
+// drops event ids it has seen recently, dead-letters a task that fails for
+// good (or blocks the key, for onFailure "block") and moves on, continues
+// as new before its history grows large, and exits after QuietPeriod
+// without a task.
+func Delivery(ctx workflow.Context, p DeliveryParams) error {
+	return run(ctx, p, DefaultOptions())
+}
+
+// Reasons recorded on dead letters, besides the failure-type ones.
+const (
+	reasonExhausted = "attempts-exhausted"
+	reasonInvalid   = "invalid-task"
+)
+
+// deadLetterReason maps a failure type to a dead-letter reason.
+func deadLetterReason(failureType string, retryable bool) string {
+	if retryable {
+		return reasonExhausted
+	}
+	switch failureType {
+	case activities.TypeHTTP4xx:
+		return "http-4xx"
+	case activities.TypeHTTP3xx:
+		return "http-3xx"
+	case activities.TypeOversize:
+		return "oversize"
+	case activities.TypeForbidden:
+		return "url-forbidden"
+	case activities.TypeInvalid:
+		return reasonInvalid
+	}
+	return "non-retryable"
+}
+
+type mailbox struct {
+	ctx  workflow.Context
+	opts Options
+	log  log.Logger
+	key  DeliveryParams // only the key fields are used
+
+	pending []trigger.DeliveryTask
+	seen    []string // dedupe keys, oldest first, at most opts.DedupeSize
+	seenSet map[string]bool
+	failed  int64
+	blocked *BlockState
+
+	tasks     workflow.ReceiveChannel
+	unblockCh workflow.ReceiveChannel
+	// Signals taken off the channels that need work outside a Select.
+	invalid    []invalidTask
+	unblockReq *Unblock
+
+	lastActive  time.Time
+	idleTimer   workflow.Future
+	forceSingle bool
+	invalidSeq  int
+}
+
+type invalidTask struct {
+	raw    json.RawMessage
+	reason string
+}
+
+func run(ctx workflow.Context, p DeliveryParams, registered Options) error {
+	var opts Options
+	// Read once per run and recorded, so replay uses what this run used.
+	if err := workflow.SideEffect(ctx, func(workflow.Context) any { return registered }).Get(&opts); err != nil {
+		return fmt.Errorf("reading options: %w", err)
+	}
+	opts = opts.WithDefaults()
+
+	m := &mailbox{
+		ctx:        ctx,
+		opts:       opts,
+		log:        workflow.GetLogger(ctx),
+		key:        DeliveryParams{Tenant: p.Tenant, TriggerID: p.TriggerID, Collection: p.Collection, DocKey: p.DocKey},
+		pending:    p.Pending,
+		seenSet:    make(map[string]bool, len(p.Seen)),
+		failed:     p.Failed,
+		blocked:    p.Blocked,
+		tasks:      workflow.GetSignalChannel(ctx, TaskSignal),
+		unblockCh:  workflow.GetSignalChannel(ctx, UnblockSignal),
+		lastActive: workflow.Now(ctx),
+	}
+	for _, id := range p.Seen {
+		m.remember(id)
+	}
+	if m.blocked != nil && len(m.pending) == 0 {
+		m.blocked = nil // nothing left to block on
+	}
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, m.status); err != nil {
+		return fmt.Errorf("registering %s query: %w", StatusQuery, err)
+	}
+	m.showBlocked()
+	return m.run()
+}
+
+func (m *mailbox) run() error {
+	for {
+		m.drain()
+		switch {
+		case len(m.invalid) > 0:
+			m.deadLetterInvalid()
+		case m.blocked != nil && m.unblockReq != nil:
+			if err := m.resolveBlock(); err != nil {
+				return err
+			}
+		case m.shouldContinueAsNew():
+			if done, err := m.continueAsNew(); done {
+				return err
+			}
+		case m.blocked != nil:
+			m.wait(false)
+		case len(m.pending) > 0:
+			if err := m.deliverNext(); err != nil {
+				return err
+			}
+		case !m.wait(true):
+			// Quiet for QuietPeriod. A task signalled while this last
+			// workflow task ran is still buffered: look once more before
+			// returning, or it would be lost with the run.
+			m.drain()
+			if len(m.pending) == 0 && len(m.invalid) == 0 && m.unblockReq == nil {
+				m.log.Debug("quiet period elapsed, exiting")
+				return nil
+			}
+		}
+	}
+}
+
+// drain takes every buffered signal without blocking.
+func (m *mailbox) drain() {
+	for {
+		var raw json.RawMessage
+		if !m.tasks.ReceiveAsync(&raw) {
+			break
+		}
+		m.accept(raw)
+	}
+	for {
+		var u Unblock
+		if !m.unblockCh.ReceiveAsync(&u) {
+			break
+		}
+		m.onUnblock(u)
+	}
+}
+
+// wait blocks until a signal arrives (true) or, with quiet set, until the
+// key has been idle for QuietPeriod (false). The idle timer is armed once
+// and reused rather than cancelled on every task: a hot key then pays two
+// timer events per quiet period instead of two per burst.
+func (m *mailbox) wait(quiet bool) bool {
+	for {
+		if quiet {
+			now := workflow.Now(m.ctx)
+			deadline := m.lastActive.Add(m.opts.QuietPeriod)
+			if !now.Before(deadline) {
+				return false
+			}
+			if m.idleTimer == nil {
+				m.idleTimer = workflow.NewTimer(m.ctx, deadline.Sub(now))
+			}
+		}
+		got := false
+		sel := workflow.NewSelector(m.ctx)
+		sel.AddReceive(m.tasks, func(c workflow.ReceiveChannel, _ bool) {
+			var raw json.RawMessage
+			c.Receive(m.ctx, &raw)
+			m.accept(raw)
+			got = true
+		})
+		sel.AddReceive(m.unblockCh, func(c workflow.ReceiveChannel, _ bool) {
+			var u Unblock
+			c.Receive(m.ctx, &u)
+			m.onUnblock(u)
+			got = true
+		})
+		if quiet {
+			timer := m.idleTimer
+			sel.AddFuture(timer, func(workflow.Future) {
+				if m.idleTimer == timer {
+					m.idleTimer = nil
+				}
+			})
+		}
+		sel.Select(m.ctx)
+		if got {
+			return true
+		}
+	}
+}
+
+// accept queues a signalled task unless it is malformed (dead-lettered) or
+// a duplicate (dropped).
+func (m *mailbox) accept(raw json.RawMessage) {
+	var t trigger.DeliveryTask
+	// encoding/json is deterministic; workflowcheck flags it only because
+	// reflect can reach the runtime's garbage collector.
+	//workflowcheck:ignore
+	if err := json.Unmarshal(raw, &t); err != nil {
+		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: "task is not JSON: " + err.Error()})
+		return
+	}
+	if reason := m.check(&t); reason != "" {
+		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: reason})
+		return
+	}
+	// The dedupe key is the event id, except for a task an operator
+	// redrove from the dead-letter stream, which must go out again.
+	key := t.DedupeKey()
+	if m.seenSet[key] {
+		m.log.Info("duplicate task dropped", "eventId", t.EventID, "dedupeKey", key)
+		return
+	}
+	m.remember(key)
+	m.pending = append(m.pending, t)
+	m.lastActive = workflow.Now(m.ctx)
+}
+
+// check validates a task and that it belongs to this key. The task's own
+// Validate ranges over a map, which only reorders its message; the lines
+// are sorted so the text is the same on every replay.
+func (m *mailbox) check(t *trigger.DeliveryTask) string {
+	//workflowcheck:ignore
+	if err := t.Validate(); err != nil {
+		lines := strings.Split(err.Error(), "\n")
+		slices.Sort(lines)
+		return strings.Join(lines, "; ")
+	}
+	k := m.key
+	if k.Tenant != "" && (t.Tenant != k.Tenant || t.TriggerID != k.TriggerID || t.Collection != k.Collection || t.DocKey != k.DocKey) {
+		return fmt.Sprintf("task for %s/%s/%s/%q signalled to the workflow of %s/%s/%s/%q",
+			t.Tenant, t.TriggerID, t.Collection, t.DocKey, k.Tenant, k.TriggerID, k.Collection, k.DocKey)
+	}
+	return ""
+}
+
+func (m *mailbox) remember(id string) {
+	if m.seenSet[id] {
+		return
+	}
+	m.seen = append(m.seen, id)
+	m.seenSet[id] = true
+	if over := len(m.seen) - m.opts.DedupeSize; over > 0 {
+		for _, old := range m.seen[:over] {
+			delete(m.seenSet, old)
+		}
+		m.seen = slices.Clone(m.seen[over:])
+	}
+}
+
+func (m *mailbox) onUnblock(u Unblock) {
+	if m.blocked == nil {
+		m.log.Warn("unblock signal ignored: the key is not blocked")
+		return
+	}
+	m.unblockReq = &u
+}
+
+// deliverNext delivers the head of the queue, several tasks at once when
+// more are queued.
+func (m *mailbox) deliverNext() error {
+	n := m.batchSize()
+	if m.forceSingle || (n <= 1 && !m.opts.LocalFirstAttempt) {
+		m.forceSingle = false
+		return m.deliverOne(0)
+	}
+	batch := m.pending[:n:n]
+	opts := m.batchOptions(batch)
+	var fut workflow.Future
+	if m.opts.LocalFirstAttempt {
+		ctx := workflow.WithLocalActivityOptions(m.ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: opts.StartToCloseTimeout,
+			RetryPolicy:         opts.RetryPolicy,
+			Summary:             opts.Summary,
+		})
+		fut = workflow.ExecuteLocalActivity(ctx, activities.DeliverBatchName, batch)
+	} else {
+		fut = workflow.ExecuteActivity(workflow.WithActivityOptions(m.ctx, opts), activities.DeliverBatchName, batch)
+	}
+	var res activities.BatchResult
+	err := fut.Get(m.ctx, &res)
+	if err != nil {
+		if m.cancelled() {
+			return err
+		}
+		// The batch died (worker lost, timed out). What it heartbeated is
+		// delivered (a local activity cannot heartbeat: it all repeats);
+		// the rest go one by one so each attempt is recorded and a
+		// poisoned batch cannot stall the key.
+		var done int
+		var te *temporal.TimeoutError
+		if errors.As(err, &te) && te.HasLastHeartbeatDetails() {
+			_ = te.LastHeartbeatDetails(&done)
+		}
+		done = min(max(done, 0), n)
+		m.log.Warn("batch delivery failed, continuing one by one", "delivered", done, "error", err)
+		m.pop(done)
+		m.forceSingle = true
+		return nil
+	}
+	m.pop(min(res.Delivered, n))
+	m.lastActive = workflow.Now(m.ctx)
+	f := res.Failure
+	if f == nil {
+		if res.Delivered < n {
+			m.forceSingle = true // interrupted: make progress the recorded way
+		}
+		return nil
+	}
+	head := m.pending[0]
+	policy := EffectiveRetryPolicy(head.RetryPolicy, m.opts.Retry)
+	if !f.Retryable || policy.MaxAttempts <= 1 {
+		return m.fail(head, deadLetterReason(f.Type, f.Retryable), failureDetail(f))
+	}
+	// The batch made attempt 1; the rest run as a Deliver activity whose
+	// attempts show in history, after the delay attempt 1 asked for.
+	delay := f.RetryAfter()
+	if delay <= 0 {
+		delay = policy.InitialBackoff.D()
+	}
+	if err := workflow.Sleep(m.ctx, delay); err != nil {
+		return err
+	}
+	return m.deliverOne(1)
+}
+
+// deliverOne delivers the head of the queue as one Deliver activity with
+// the task's full retry policy, less prior attempts already made.
+func (m *mailbox) deliverOne(prior int) error {
+	task := m.pending[0]
+	policy := EffectiveRetryPolicy(task.RetryPolicy, m.opts.Retry)
+	ctx := workflow.WithActivityOptions(m.ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: m.attemptTimeout(&task) + m.opts.TimeoutMargin,
+		RetryPolicy:         TemporalRetryPolicy(policy, prior),
+		Summary:             "deliver " + task.EventID,
+	})
+	var res activities.Result
+	err := workflow.ExecuteActivity(ctx, activities.DeliverName, task).Get(ctx, &res)
+	if err == nil {
+		m.pop(1)
+		m.lastActive = workflow.Now(m.ctx)
+		return nil
+	}
+	if m.cancelled() {
+		return err
+	}
+	reason, detail := classify(err)
+	return m.fail(task, reason, detail)
+}
+
+// fail handles the head task's final failure: block the key, or
+// dead-letter the task and move on.
+func (m *mailbox) fail(task trigger.DeliveryTask, reason, detail string) error {
+	m.failed++
+	m.lastActive = workflow.Now(m.ctx)
+	if err := workflow.UpsertTypedSearchAttributes(m.ctx, FailedDeliveries.ValueSet(m.failed)); err != nil {
+		m.log.Warn("updating FailedDeliveries search attribute", "error", err)
+	}
+	if task.OnFailure == trigger.FailureBlock {
+		m.blocked = &BlockState{EventID: task.EventID, Reason: reason, Detail: detail}
+		m.log.Warn("delivery failed, key blocked until an unblock signal", "eventId", task.EventID, "reason", reason, "detail", detail)
+		m.showBlocked()
+		return nil
+	}
+	m.log.Warn("delivery failed, dead-lettering", "eventId", task.EventID, "reason", reason, "detail", detail)
+	//workflowcheck:ignore
+	raw, err := json.Marshal(task) // deterministic: map keys are sorted
+	if err != nil {
+		return fmt.Errorf("encoding task %s for the dead-letter record: %w", task.EventID, err)
+	}
+	m.deadLetter(deadletter.Record{
+		ID: task.DedupeKey(), Reason: reason, Detail: detail,
+		Tenant: task.Tenant, TriggerID: task.TriggerID, Collection: task.Collection,
+		DocKey: task.DocKey, EventID: task.EventID, Task: raw,
+	})
+	m.pop(1)
+	return nil
+}
+
+// resolveBlock applies an operator's unblock signal.
+func (m *mailbox) resolveBlock() error {
+	u, b := *m.unblockReq, *m.blocked
+	m.unblockReq, m.blocked = nil, nil
+	m.showBlocked()
+	if !u.Skip {
+		m.log.Info("key unblocked, retrying the failed task", "eventId", b.EventID)
+		return m.deliverOne(0)
+	}
+	m.log.Info("key unblocked, skipping the failed task", "eventId", b.EventID)
+	task := m.pending[0]
+	//workflowcheck:ignore
+	raw, err := json.Marshal(task) // deterministic: map keys are sorted
+	if err != nil {
+		return fmt.Errorf("encoding task %s for the dead-letter record: %w", task.EventID, err)
+	}
+	m.deadLetter(deadletter.Record{
+		ID: task.DedupeKey(), Reason: b.Reason, Detail: b.Detail + " (skipped by an operator after blocking the key)",
+		Tenant: task.Tenant, TriggerID: task.TriggerID, Collection: task.Collection,
+		DocKey: task.DocKey, EventID: task.EventID, Task: raw,
+	})
+	m.pop(1)
+	return nil
+}
+
+// deadLetterInvalid records signals that carried no usable task.
+func (m *mailbox) deadLetterInvalid() {
+	bad := m.invalid
+	m.invalid = nil
+	for _, it := range bad {
+		m.invalidSeq++
+		m.failed++
+		m.log.Error("invalid task signalled, dead-lettering", "reason", it.reason)
+		m.deadLetter(deadletter.Record{
+			// Unique per signal and stable on replay.
+			ID:     fmt.Sprintf("invalid-%s-%d", workflow.GetInfo(m.ctx).WorkflowExecution.RunID, m.invalidSeq),
+			Reason: reasonInvalid, Detail: it.reason,
+			Tenant: m.key.Tenant, TriggerID: m.key.TriggerID, Collection: m.key.Collection, DocKey: m.key.DocKey,
+			Payload: it.raw,
+		})
+	}
+	if err := workflow.UpsertTypedSearchAttributes(m.ctx, FailedDeliveries.ValueSet(m.failed)); err != nil {
+		m.log.Warn("updating FailedDeliveries search attribute", "error", err)
+	}
+}
+
+// deadLetter stores a record, retrying until the dead-letter stream takes
+// it: the key waits rather than drop the event unrecorded.
+func (m *mailbox) deadLetter(rec deadletter.Record) {
+	rec.Stage = deadletter.StageDelivery
+	rec.Time = workflow.Now(m.ctx)
+	ctx := workflow.WithActivityOptions(m.ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{activities.TypeInvalidRecord},
+		},
+		Summary: "dead-letter " + rec.EventID,
+	})
+	if err := workflow.ExecuteActivity(ctx, activities.DeadLetterName, rec).Get(ctx, nil); err != nil {
+		// Only a record the publisher rejects outright (a bug) or a
+		// cancelled workflow ends here; the log and the history keep it.
+		m.log.Error("dead-letter record not stored", "id", rec.ID, "reason", rec.Reason, "error", err)
+	}
+}
+
+func (m *mailbox) shouldContinueAsNew() bool {
+	info := workflow.GetInfo(m.ctx)
+	if !info.GetContinueAsNewSuggested() && info.GetCurrentHistoryLength() < m.opts.MaxHistoryLength {
+		return false
+	}
+	if size := estimateSize(m.pending); size > m.opts.MaxCarryBytes {
+		if m.blocked != nil {
+			m.log.Warn("history is long but the blocked key's queue is too large to carry into a new run",
+				"pending", len(m.pending), "estimatedBytes", size)
+		}
+		return false
+	}
+	return true
+}
+
+// continueAsNew hands the queue, the dedupe set and the failure count to a
+// new run. It first drains the signal channels: anything left there would
+// be lost with this run. If draining brought work that must happen in this
+// run (invalid tasks, an unblock), it returns false and the loop does it.
+func (m *mailbox) continueAsNew() (bool, error) {
+	m.drain()
+	if len(m.invalid) > 0 || m.unblockReq != nil {
+		return false, nil
+	}
+	m.log.Info("continuing as new", "pending", len(m.pending), "historyLength", workflow.GetInfo(m.ctx).GetCurrentHistoryLength())
+	next := m.key
+	next.Pending = m.pending
+	next.Seen = m.seen
+	next.Failed = m.failed
+	next.Blocked = m.blocked
+	return true, workflow.NewContinueAsNewError(m.ctx, DeliveryWorkflow, next)
+}
+
+func (m *mailbox) pop(n int) {
+	m.pending = m.pending[n:]
+	if len(m.pending) == 0 {
+		m.pending = nil // let the delivered tasks' memory go
+	}
+}
+
+func (m *mailbox) cancelled() bool { return m.ctx.Err() != nil }
+
+// batchSize is how many queued tasks the next batch takes: at most
+// MaxBatch and MaxBatchBytes, at least one.
+func (m *mailbox) batchSize() int {
+	n, size := 0, 0
+	for i := range m.pending {
+		if n == m.opts.MaxBatch {
+			break
+		}
+		size += taskSize(&m.pending[i])
+		if n > 0 && size > m.opts.MaxBatchBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+func (m *mailbox) attemptTimeout(t *trigger.DeliveryTask) time.Duration {
+	if t.Timeout > 0 {
+		return t.Timeout.D()
+	}
+	return m.opts.HTTPTimeout
+}
+
+// batchOptions: one attempt, as the batch's failures are retried one task
+// at a time; a heartbeat per delivered task, so a dead worker is noticed
+// within one task's timeout rather than the whole batch's.
+func (m *mailbox) batchOptions(batch []trigger.DeliveryTask) workflow.ActivityOptions {
+	var total, longest time.Duration
+	for i := range batch {
+		d := m.attemptTimeout(&batch[i]) + m.opts.TimeoutMargin
+		total += d
+		longest = max(longest, d)
+	}
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: total,
+		HeartbeatTimeout:    longest,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             batchSummary(batch),
+	}
+}
+
+func (m *mailbox) showBlocked() {
+	if m.blocked == nil {
+		workflow.SetCurrentDetails(m.ctx, "")
+		return
+	}
+	workflow.SetCurrentDetails(m.ctx, fmt.Sprintf(
+		"**Blocked** on event %s (%s): %s\n\nSignal `%s` with `{\"skip\": false}` to retry it or `{\"skip\": true}` to dead-letter it.",
+		m.blocked.EventID, m.blocked.Reason, m.blocked.Detail, UnblockSignal))
+}
+
+func (m *mailbox) status() (Status, error) {
+	s := Status{Pending: len(m.pending), Blocked: m.blocked, Failed: m.failed, Remembered: len(m.seen)}
+	for i := range min(len(m.pending), 100) {
+		s.PendingEventIDs = append(s.PendingEventIDs, m.pending[i].EventID)
+	}
+	return s, nil
+}
+
+// classify turns a Deliver activity's final error into a dead-letter
+// reason and a human-readable detail.
+func classify(err error) (reason, detail string) {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		var f activities.Failure
+		if appErr.HasDetails() && appErr.Details(&f) == nil && f.Type != "" {
+			retryable := f.Retryable && !appErr.NonRetryable()
+			return deadLetterReason(f.Type, retryable), failureDetail(&f)
+		}
+		nonRetryable := appErr.NonRetryable() || slices.Contains(activities.NonRetryableTypes(), appErr.Type())
+		return deadLetterReason(appErr.Type(), !nonRetryable), appErr.Error()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return reasonExhausted, "activity " + te.Error()
+	}
+	return reasonExhausted, err.Error()
+}
+
+// failureDetail is the dead-letter detail of an attempt's failure: its
+// summary and the start of what the receiver answered.
+func failureDetail(f *activities.Failure) string {
+	const maxBody = 512
+	d := f.Message
+	if f.Body != "" {
+		body := f.Body
+		if len(body) > maxBody {
+			body = strings.ToValidUTF8(body[:maxBody], "") + "…"
+		}
+		d += "; response: " + body
+	}
+	return d
+}
+
+// estimateSize approximates the encoded size of tasks, to keep batches and
+// continue-as-new inputs within Temporal's payload limits.
+func estimateSize(ts []trigger.DeliveryTask) int {
+	n := 0
+	for i := range ts {
+		n += taskSize(&ts[i])
+	}
+	return n
+}
+
+func taskSize(t *trigger.DeliveryTask) int {
+	n := 512 + len(t.Before) + len(t.After) + len(t.URL) + len(t.DocKey) + len(t.Position)
+	// A sum does not depend on iteration order.
+	//workflowcheck:ignore
+	for k, v := range t.Headers {
+		n += len(k) + len(v) + 6
+	}
+	return n
+}
+
+func batchSummary(batch []trigger.DeliveryTask) string {
+	if len(batch) == 1 {
+		return "deliver " + batch[0].EventID
+	}
+	return fmt.Sprintf("deliver %d events %s…%s", len(batch), batch[0].EventID, batch[len(batch)-1].EventID)
+}

@@ -1,0 +1,305 @@
+package workflows_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/triggerflow/triggerflow/activities"
+	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/workflows"
+)
+
+var record = flag.Bool("record", false, "rewrite testdata/*.json from the end-to-end runs: go test ./workflows -run TestEndToEnd -record")
+
+const historyDir = "testdata"
+
+var quietLogger = tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+
+// script answers the recorder's requests per webhook-id: the listed
+// statuses in turn, then 200.
+type script struct {
+	mu   sync.Mutex
+	outs map[string][]int
+}
+
+func (s *script) set(eventID string, statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outs[eventID] = statuses
+}
+
+func (s *script) respond(r *testenv.Request) testenv.Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := r.Headers.Get("webhook-id")
+	if q := s.outs[id]; len(q) > 0 {
+		s.outs[id] = q[1:]
+		return testenv.Response{Status: q[0], Body: []byte(fmt.Sprintf(`{"error":"scripted %d"}`, q[0]))}
+	}
+	return testenv.Response{}
+}
+
+// requestsFor lists the webhook-ids the recorder got for docKey, in order.
+func requestsFor(h *harness, docKey string) []string {
+	var ids []string
+	for _, r := range h.rec.Requests() {
+		if r.Path == "/hooks/"+docKey {
+			ids = append(ids, r.Headers.Get("webhook-id"))
+		}
+	}
+	return ids
+}
+
+func (h *harness) liveTask(docKey, eventID string) trigger.DeliveryTask {
+	t := h.task(docKey, eventID)
+	t.URL = h.rec.URL() + "/hooks/" + docKey
+	return t
+}
+
+// awaitRequests polls the recorder until docKey got n requests.
+func awaitRequests(t *testing.T, h *harness, docKey string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(requestsFor(h, docKey)) >= n }, 30*time.Second, 10*time.Millisecond)
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := testenv.Temporal(t)
+	opts := workflows.Options{QuietPeriod: time.Second}
+	h := newHarness(t, srv, opts)
+	sc := &script{outs: map[string][]int{}}
+	h.rec.Respond(sc.respond)
+
+	// Histories of every scenario are replayed right away and, with
+	// -record, kept as the replay corpus.
+	replay := func(t *testing.T, name, docKey string) {
+		hists := h.runs(t, docKey)
+		dir := t.TempDir()
+		if *record {
+			dir = historyDir
+		}
+		saveHistories(t, dir, name, hists)
+		replayDir(t, dir, fileName(name)+"-run*.json")
+	}
+
+	t.Run("500 500 200 shows three attempts in history", func(t *testing.T) {
+		t.Parallel()
+		sc.set("evt_retry", 500, 500)
+		h.signal(t, h.liveTask("retry", "evt_retry"))
+		h.wait(t, "retry")
+
+		require.Equal(t, []string{"evt_retry", "evt_retry", "evt_retry"}, requestsFor(h, "retry"))
+		hists := h.runs(t, "retry")
+		var scheduled, started []*historypb.HistoryEvent
+		for _, ev := range hists[0].Events {
+			switch ev.EventType {
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+				if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == activities.DeliverName {
+					scheduled = append(scheduled, ev)
+				}
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+				started = append(started, ev)
+			}
+		}
+		require.Len(t, scheduled, 1, "one Deliver activity")
+		attrs := scheduled[0].GetActivityTaskScheduledEventAttributes()
+		require.EqualValues(t, 5, attrs.GetRetryPolicy().GetMaximumAttempts())
+		require.Equal(t, 200*time.Millisecond, attrs.GetRetryPolicy().GetInitialInterval().AsDuration())
+		require.Contains(t, attrs.GetRetryPolicy().GetNonRetryableErrorTypes(), "HTTP_4XX")
+		require.Len(t, started, 1)
+		st := started[0].GetActivityTaskStartedEventAttributes()
+		require.EqualValues(t, 3, st.GetAttempt(), "the started event counts the attempts")
+		require.Contains(t, st.GetLastFailure().GetMessage(), "500 Internal Server Error",
+			"the previous attempt's failure is in history")
+		details := st.GetLastFailure().GetApplicationFailureInfo().GetDetails()
+		var f activities.Failure
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(details, &f))
+		require.Equal(t, 500, f.Status)
+		require.Equal(t, `{"error":"scripted 500"}`, f.Body)
+		replay(t, "retries", "retry")
+	})
+
+	t.Run("404 is dead-lettered and the key moves on", func(t *testing.T) {
+		t.Parallel()
+		sc.set("evt_gone", 404)
+		h.signal(t, h.liveTask("dlq", "evt_gone"))
+		h.signal(t, h.liveTask("dlq", "evt_after"))
+		awaitRequests(t, h, "dlq", 2)
+		h.signal(t, h.liveTask("dlq", "evt_later"))
+		h.wait(t, "dlq")
+
+		require.Equal(t, []string{"evt_gone", "evt_after", "evt_later"}, requestsFor(h, "dlq"), "one attempt for the 404")
+		var found bool
+		for _, rec := range h.deadLetters(t) {
+			if rec.EventID == "evt_gone" {
+				found = true
+				require.Equal(t, "http-4xx", rec.Reason)
+				require.Contains(t, rec.Detail, "404 Not Found")
+				require.Equal(t, "dlq", rec.DocKey)
+				task, err := trigger.DecodeTask(rec.Task)
+				require.NoError(t, err)
+				require.Equal(t, "evt_gone", task.EventID)
+			}
+		}
+		require.True(t, found, "dead-letter record on the stream")
+
+		desc, err := h.c.DescribeWorkflow(context.Background(), workflowID(keyFor("dlq")), "")
+		require.NoError(t, err)
+		failed, ok := desc.TypedSearchAttributes.GetInt64(workflows.FailedDeliveries)
+		require.True(t, ok)
+		require.EqualValues(t, 1, failed)
+		replay(t, "dead-letter", "dlq")
+	})
+
+	t.Run("arrival order with duplicates", func(t *testing.T) {
+		t.Parallel()
+		var want []string
+		for i := range 25 {
+			id := fmt.Sprintf("evt_o%02d", i)
+			h.signal(t, h.liveTask("order", id))
+			want = append(want, id)
+			if i == 5 {
+				h.signal(t, h.liveTask("order", "evt_o02")) // a redelivery
+			}
+		}
+		h.wait(t, "order")
+		require.Equal(t, want, requestsFor(h, "order"))
+		hists := h.runs(t, "order")
+		require.Positive(t, countEvents(hists, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED))
+		replay(t, "order", "order")
+	})
+
+	t.Run("blocked key resumes on unblock", func(t *testing.T) {
+		t.Parallel()
+		sc.set("evt_stuck", 400)
+		stuck := h.liveTask("block", "evt_stuck")
+		stuck.OnFailure = trigger.FailureBlock
+		h.signal(t, stuck)
+		h.signal(t, h.liveTask("block", "evt_queued"))
+		id := workflowID(keyFor("block"))
+		require.Eventually(t, func() bool {
+			v, err := h.c.QueryWorkflow(context.Background(), id, "", workflows.StatusQuery)
+			if err != nil {
+				return false
+			}
+			var s workflows.Status
+			return v.Get(&s) == nil && s.Blocked != nil && s.Pending == 2
+		}, 30*time.Second, 20*time.Millisecond)
+		require.Equal(t, []string{"evt_stuck"}, requestsFor(h, "block"))
+
+		require.NoError(t, h.c.SignalWorkflow(context.Background(), id, "", workflows.UnblockSignal, workflows.Unblock{}))
+		h.wait(t, "block")
+		require.Equal(t, []string{"evt_stuck", "evt_stuck", "evt_queued"}, requestsFor(h, "block"))
+		replay(t, "block", "block")
+	})
+
+	t.Run("local first attempt", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second, LocalFirstAttempt: true})
+		sc := &script{outs: map[string][]int{"evt_l1": {500}}}
+		h.rec.Respond(sc.respond)
+		for _, id := range []string{"evt_l0", "evt_l1", "evt_l2"} {
+			h.signal(t, h.liveTask("local", id))
+		}
+		h.wait(t, "local")
+		require.Equal(t, []string{"evt_l0", "evt_l1", "evt_l1", "evt_l2"}, requestsFor(h, "local"))
+		hists := h.runs(t, "local")
+		require.Positive(t, countEvents(hists, enumspb.EVENT_TYPE_MARKER_RECORDED))
+		var retried bool
+		for _, ev := range hists[0].Events {
+			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activities.DeliverName {
+				retried = true
+				require.EqualValues(t, 4, a.GetRetryPolicy().GetMaximumAttempts(), "the local attempt counts")
+			}
+		}
+		require.True(t, retried, "the failed task is retried as a regular activity")
+		dir := t.TempDir()
+		if *record {
+			dir = historyDir
+		}
+		saveHistories(t, dir, "local-first-attempt", hists)
+		replayDir(t, dir, "local-first-attempt-run*.json")
+	})
+
+	t.Run("continue-as-new keeps order and dedupe", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second, MaxHistoryLength: 30})
+		var want []string
+		for i := range 12 {
+			id := fmt.Sprintf("evt_c%02d", i)
+			h.signal(t, h.liveTask("can", id))
+			want = append(want, id)
+			awaitRequests(t, h, "can", i+1)
+		}
+		h.signal(t, h.liveTask("can", "evt_c00")) // remembered across runs
+		h.signal(t, h.liveTask("can", "evt_c12"))
+		want = append(want, "evt_c12")
+		h.wait(t, "can")
+		require.Equal(t, want, requestsFor(h, "can"))
+		hists := h.runs(t, "can")
+		require.Greater(t, len(hists), 1, "the history cap made it continue as new")
+		for i, hist := range hists[:len(hists)-1] {
+			last := hist.Events[len(hist.Events)-1]
+			require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last.EventType, "run %d", i+1)
+		}
+		dir := t.TempDir()
+		if *record {
+			dir = historyDir
+		}
+		// The first two runs are enough to cover both a run that
+		// continues as new and one that starts from a carried state.
+		saveHistories(t, dir, "continue-as-new", hists[:2])
+		replayDir(t, dir, "continue-as-new-run*.json")
+	})
+}
+
+// replayDir replays every history matching pattern in dir against the
+// current workflow code.
+func replayDir(t *testing.T, dir, pattern string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, pattern))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no histories match %s in %s", pattern, dir)
+	r := worker.NewWorkflowReplayer()
+	// Options come from the recorded SideEffect, so these are not the ones
+	// the runs used, and need not be.
+	workflows.RegisterWorkflow(r, workflows.Options{})
+	for _, f := range files {
+		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(quietLogger, f), "replaying %s", f)
+	}
+}
+
+// TestReplay checks that the workflow code still replays the histories
+// recorded from real runs (regenerate with -record, see TestEndToEnd).
+func TestReplay(t *testing.T) {
+	t.Parallel()
+	if *record {
+		t.Skip("recording")
+	}
+	entries, err := os.ReadDir(historyDir)
+	require.NoError(t, err)
+	var n int
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") {
+			n++
+		}
+	}
+	require.GreaterOrEqual(t, n, 7, "recorded histories are missing from %s", historyDir)
+	replayDir(t, historyDir, "*.json")
+}
