@@ -686,8 +686,9 @@ type Ingest struct {
 	// MaxDeliver caps deliveries of one task before it is dead-lettered;
 	// -1 means unlimited. Defaults to -1 (0 also means the default).
 	MaxDeliver int `yaml:"maxDeliver"`
-	// DrainTimeout is how long shutdown waits for in-flight tasks to be
-	// handed off before it stops fetching. Defaults to 5s.
+	// DrainTimeout is how long, after fetching stops at shutdown, in-flight
+	// hand-offs may finish; the rest are handed back (NAK) to another
+	// replica. Defaults to 5s.
 	DrainTimeout trigger.Duration `yaml:"drainTimeout"`
 	// ShutdownTimeout bounds the whole shutdown; it must be at least
 	// DrainTimeout. Defaults to 10s.
@@ -698,6 +699,12 @@ type Ingest struct {
 	// FetchBatch is how many tasks one pull requests; at most
 	// MaxAckPending. Defaults to 64.
 	FetchBatch int `yaml:"fetchBatch"`
+	// Sharing says how replicas share the durable consumer: "pinned"
+	// (one replica at a time receives, so per-key order holds across
+	// graceful hand-overs) or "shared" (every replica pulls; more
+	// throughput, per-key order only within one replica). Defaults to
+	// "pinned".
+	Sharing string `yaml:"sharing"`
 }
 
 // WithDefaults returns i with zero fields set to their defaults.
@@ -723,6 +730,9 @@ func (i Ingest) WithDefaults() Ingest {
 	if i.CollisionPolicy == "" {
 		i.CollisionPolicy = CollisionSerialize
 	}
+	if i.Sharing == "" {
+		i.Sharing = "pinned"
+	}
 	if i.FetchBatch == 0 {
 		i.FetchBatch = 64
 	}
@@ -745,6 +755,7 @@ func (i Ingest) check(p *problems) {
 		p.add("ingest.shutdownTimeout", i.ShutdownTimeout, "must be at least ingest.drainTimeout (%s)", i.DrainTimeout)
 	}
 	oneOf(p, "ingest.collisionPolicy", i.CollisionPolicy, CollisionSerialize, CollisionAlert, CollisionFail)
+	oneOf(p, "ingest.sharing", i.Sharing, "pinned", "shared")
 	p.atLeast("ingest.fetchBatch", i.FetchBatch, 1)
 	if i.MaxAckPending >= 1 && i.FetchBatch > i.MaxAckPending {
 		// A pull larger than the pending cap can never be filled.
@@ -819,6 +830,26 @@ type Worker struct {
 	QuietPeriod trigger.Duration `yaml:"quietPeriod"`
 	// Secrets configures where signing secrets come from.
 	Secrets Secrets `yaml:"secrets"`
+	// Tokens configures the per-tenant system token sent as
+	// "Authorization: Bearer".
+	Tokens Tokens `yaml:"tokens"`
+}
+
+// Tokens configures the short-lived per-tenant JWTs the worker sends with
+// every delivery, and whose public keys it serves as JWKS on its ops port
+// at /.well-known/jwks.json.
+type Tokens struct {
+	// KeyFile is the Ed25519 signing key (PKCS#8 PEM). A missing file is
+	// created (0600); replicas must share one file so receivers can verify
+	// every replica's tokens. Defaults to "keys/token-signing.pem".
+	KeyFile string `yaml:"keyFile"`
+	// Issuer is the iss claim. Defaults to "triggerflow".
+	Issuer string `yaml:"issuer"`
+	// Audience is the aud claim. Defaults to "webhook".
+	Audience string `yaml:"audience"`
+	// TTL is how long a token is valid; tokens are reused until near
+	// expiry. Defaults to 5m.
+	TTL trigger.Duration `yaml:"ttl"`
 }
 
 // LoopbackAllowed reports whether loopback URLs are permitted; unset means
@@ -861,6 +892,18 @@ func (w Worker) WithDefaults() Worker {
 	if w.Secrets.Bucket == "" {
 		w.Secrets.Bucket = "triggerflow-secrets"
 	}
+	if w.Tokens.KeyFile == "" {
+		w.Tokens.KeyFile = filepath.Join("keys", "token-signing.pem")
+	}
+	if w.Tokens.Issuer == "" {
+		w.Tokens.Issuer = "triggerflow"
+	}
+	if w.Tokens.Audience == "" {
+		w.Tokens.Audience = "webhook"
+	}
+	if w.Tokens.TTL == 0 {
+		w.Tokens.TTL = trigger.Duration(5 * time.Minute)
+	}
 	return w
 }
 
@@ -891,6 +934,9 @@ func (w Worker) check(p *problems) {
 		p.add("worker.retry.multiplier", w.Retry.Multiplier, "must be at least 1")
 	}
 	p.positive("worker.quietPeriod", w.QuietPeriod)
+	if w.Tokens.TTL < trigger.Duration(2*time.Minute) {
+		p.add("worker.tokens.ttl", w.Tokens.TTL, "must be at least 2m: tokens are renewed a minute before they expire")
+	}
 	oneOf(p, "worker.secrets.backend", w.Secrets.Backend, SecretsFile, SecretsEnv, SecretsNATSKV)
 	switch w.Secrets.Backend {
 	case SecretsFile:

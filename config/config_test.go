@@ -71,6 +71,7 @@ var (
 		ShutdownTimeout: dur(10 * time.Second),
 		CollisionPolicy: CollisionSerialize,
 		FetchBatch:      64,
+		Sharing:         "pinned",
 	}
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),
@@ -82,6 +83,7 @@ var (
 		Retry:                trigger.RetryPolicy{MaxAttempts: 5, InitialBackoff: dur(time.Second), MaxBackoff: dur(5 * time.Minute), Multiplier: 2},
 		QuietPeriod:          dur(time.Minute),
 		Secrets:              Secrets{Backend: SecretsFile, Dir: "secrets/", EnvPrefix: "TRIGGERFLOW_SECRET_", Bucket: "triggerflow-secrets"},
+		Tokens:               Tokens{KeyFile: "keys/token-signing.pem", Issuer: "triggerflow", Audience: "webhook", TTL: trigger.Duration(5 * time.Minute)},
 	}
 )
 

@@ -32,7 +32,11 @@ type OpsServer struct {
 	checks   map[string]Check
 	timeout  time.Duration
 	serveErr chan error
+	mux      *http.ServeMux
 }
+
+// Handle serves h at pattern beside the ops endpoints (the worker's JWKS).
+func (s *OpsServer) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // NewOpsServer listens on addr (":0" picks a free port) and serves reg.
 func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*OpsServer, error) {
@@ -48,6 +52,7 @@ func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*Ops
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux = mux
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { s.serveErr <- s.srv.Serve(ln) }()
 	return s, nil

@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/ingest"
+	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/streams"
+)
+
+// Ingest runs the ingest service until ctx ends: it consumes delivery tasks
+// from JetStream and signals each to its document's workflow, acknowledging
+// a task only once Temporal holds the signal.
+func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
+	opts = opts.withDefaults(cfg.Log)
+	log := opts.Logger.With("service", "ingest")
+
+	ops, err := service.NewOpsServer(cfg.HTTP.Addr, opts.Registry, log)
+	if err != nil {
+		return fmt.Errorf("ops server on %s: %w", cfg.HTTP.Addr, err)
+	}
+	defer ops.Close()
+
+	nc, err := service.ConnectNATS(cfg.NATS, "triggerflow-ingest", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := streams.Ensure(ctx, js, cfg.NATS); err != nil {
+		return fmt.Errorf("streams: %w", err)
+	}
+
+	metrics, closeMetrics := service.TemporalMetrics(opts.Registry, log)
+	defer closeMetrics.Close()
+	tc, err := service.DialTemporal(cfg.Temporal, log, cfg.Log.TemporalLevel, metrics)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	in, err := ingest.New(
+		ingest.Config{NATS: cfg.NATS, Temporal: cfg.Temporal, Ingest: cfg.Ingest, Sharing: ingest.Sharing(cfg.Ingest.Sharing)},
+		js, tc, deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
+		ingest.WithLogger(log), ingest.WithRegisterer(opts.Registry),
+	)
+	if err != nil {
+		return err
+	}
+	ops.AddCheck("dependencies", in.Ready)
+	go reportReady(ctx, in.Ready, ops.Addr(), opts.OnReady)
+	log.Info("ingest started", "stream", cfg.NATS.Stream, "consumer", cfg.NATS.Consumer, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr())
+	return in.Run(ctx)
+}

@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/triggerflow/triggerflow/activities"
+	"github.com/triggerflow/triggerflow/authn"
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/secrets"
+	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/workflows"
+)
+
+// Worker runs the delivery worker until ctx ends: it polls the task queue
+// for delivery workflows and runs their webhook activities, signing with
+// the tenant's secrets and tokens, and serves the token keys (JWKS).
+func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
+	opts = opts.withDefaults(cfg.Log)
+	log := opts.Logger.With("service", "worker")
+
+	ops, err := service.NewOpsServer(cfg.HTTP.Addr, opts.Registry, log)
+	if err != nil {
+		return fmt.Errorf("ops server on %s: %w", cfg.HTTP.Addr, err)
+	}
+	defer ops.Close()
+
+	nc, err := service.ConnectNATS(cfg.NATS, "triggerflow-worker", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := streams.Ensure(ctx, js, cfg.NATS); err != nil {
+		return fmt.Errorf("streams: %w", err)
+	}
+
+	sm, err := secrets.New(ctx, cfg.Worker.Secrets, js)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	key, err := authn.LoadOrCreateKey(cfg.Worker.Tokens.KeyFile)
+	if err != nil {
+		return fmt.Errorf("worker.tokens.keyFile: %w", err)
+	}
+	issuer, err := authn.NewIssuer(authn.Config{
+		Issuer: cfg.Worker.Tokens.Issuer, Audience: cfg.Worker.Tokens.Audience, TTL: cfg.Worker.Tokens.TTL.D(), Key: key,
+	})
+	if err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
+	ops.Handle("GET "+authn.JWKSPath, issuer.Handler())
+
+	acts, err := activities.New(activities.ConfigFromWorker(cfg.Worker), activities.Deps{
+		Secrets: sm, Tokens: issuer, DeadLetters: deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
+		Logger: log, Registerer: opts.Registry,
+	})
+	if err != nil {
+		return err
+	}
+
+	metrics, closeMetrics := service.TemporalMetrics(opts.Registry, log)
+	defer closeMetrics.Close()
+	tc, err := service.DialTemporal(cfg.Temporal, log, cfg.Log.TemporalLevel, metrics)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{})
+	workflows.Register(w, acts, workflows.OptionsFromWorker(cfg.Worker))
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	}
+	defer w.Stop()
+
+	ready := func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("NATS %s", nc.Status())
+		}
+		if _, err := tc.CheckHealth(ctx, nil); err != nil {
+			return fmt.Errorf("temporal: %w", err)
+		}
+		return nil
+	}
+	ops.AddCheck("dependencies", ready)
+	go reportReady(ctx, ready, ops.Addr(), opts.OnReady)
+	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr())
+	<-ctx.Done()
+	log.Info("worker stopping")
+	return nil
+}

@@ -1,0 +1,154 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/triggerflow/triggerflow/config"
+)
+
+// Sharing says how several ingest processes share the durable consumer.
+type Sharing string
+
+// Sharing modes.
+const (
+	// SharingPinned makes the consumer a JetStream priority group with the
+	// pinned_client policy: the server delivers to one ingest process at a
+	// time and fails over to another when it stops pulling. Per-key order
+	// then holds across replicas (see the package documentation for the
+	// exact limits). Needs nats-server 2.11 or later.
+	SharingPinned Sharing = "pinned"
+	// SharingShared lets every replica pull from the consumer at once.
+	// Throughput scales with replicas, but two replicas can hand off one
+	// document's tasks out of order.
+	SharingShared Sharing = "shared"
+)
+
+// pinnedGroup is the priority group name of the pinned consumer; it is
+// part of the consumer's configuration, so changing it is drift.
+const pinnedGroup = "ingest"
+
+// minPinnedTTL leaves room for pull requests, which JetStream clients
+// cannot make expire sooner than after 1s, at PinnedTTL/3.
+const minPinnedTTL = 3 * time.Second
+
+// pullExpiry is how long one pull request waits on the server. A pinned
+// replica must renew its requests well within PinnedTTL or it loses the
+// pin while idle.
+func (c Config) pullExpiry() time.Duration {
+	if c.Sharing == SharingPinned {
+		return min(30*time.Second, c.PinnedTTL/3)
+	}
+	return 30 * time.Second
+}
+
+// Config configures an Ingester. The file-backed parts come from the
+// ingest configuration file; the rest are knobs the file does not expose
+// yet and whose defaults suit production.
+type Config struct {
+	// NATS names the stream (tasks are read from "<Stream>.>"), the
+	// durable consumer and the provisioning mode.
+	NATS config.NATS
+	// Temporal gives the task queue workflows are started on.
+	Temporal config.Temporal
+	// Ingest holds lanes, ack and shutdown timing and the collision policy.
+	Ingest config.Ingest
+
+	// Sharing is "pinned" or "shared"; see the Sharing constants.
+	// Defaults to "pinned".
+	Sharing Sharing
+	// PinnedTTL is how long JetStream keeps a pinned replica that stopped
+	// pulling before it pins another: the failover time after a crash (a
+	// graceful shutdown unpins at once). The pinned replica renews its pull
+	// requests every PinnedTTL/3 (at most 30s). It must be at least 3s and
+	// exceed Ingest.ShutdownTimeout. Defaults to the larger of 30s and
+	// twice Ingest.ShutdownTimeout.
+	PinnedTTL time.Duration
+	// CollisionCacheSize bounds how many hashed subjects are remembered to
+	// detect two docKeys sharing one hashed subject token. Detection is
+	// best effort beyond it. Defaults to 65536 (a few MiB).
+	CollisionCacheSize int
+	// HandoffTimeout bounds one SignalWithStart attempt. Defaults to 10s.
+	HandoffTimeout time.Duration
+	// RetryInitial is the first pause after a failed hand-off; pauses
+	// double up to RetryMax. Defaults to 100ms.
+	RetryInitial time.Duration
+	// RetryMax caps the pause between hand-off attempts. Defaults to 5s.
+	RetryMax time.Duration
+}
+
+// WithDefaults returns c with zero fields set to their defaults, including
+// those of the embedded configuration sections.
+func (c Config) WithDefaults() Config {
+	c.NATS = c.NATS.WithDefaults()
+	c.Temporal = c.Temporal.WithDefaults()
+	c.Ingest = c.Ingest.WithDefaults()
+	if c.Sharing == "" {
+		c.Sharing = SharingPinned
+	}
+	if c.PinnedTTL == 0 {
+		c.PinnedTTL = max(30*time.Second, 2*c.Ingest.ShutdownTimeout.D())
+	}
+	if c.CollisionCacheSize == 0 {
+		c.CollisionCacheSize = 65536
+	}
+	if c.HandoffTimeout == 0 {
+		c.HandoffTimeout = 10 * time.Second
+	}
+	if c.RetryInitial == 0 {
+		c.RetryInitial = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	return c
+}
+
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("invalid ingest configuration")
+
+// Validate reports every invalid field of c; call it on the result of
+// WithDefaults.
+func (c Config) Validate() error {
+	var errs []error
+	for _, err := range []error{c.NATS.Validate(), c.Temporal.Validate(), c.Ingest.Validate()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Sharing {
+	case SharingPinned:
+		if c.PinnedTTL < minPinnedTTL || c.PinnedTTL <= c.Ingest.ShutdownTimeout.D() {
+			bad("pinnedTTL %s must be at least %s and exceed ingest.shutdownTimeout (%s)",
+				c.PinnedTTL, minPinnedTTL, c.Ingest.ShutdownTimeout)
+		}
+	case SharingShared:
+	default:
+		bad("sharing %q is not one of %s, %s", c.Sharing, SharingPinned, SharingShared)
+	}
+	if c.CollisionCacheSize < 1 {
+		bad("collisionCacheSize %d must be at least 1", c.CollisionCacheSize)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"handoffTimeout", c.HandoffTimeout}, {"retryInitial", c.RetryInitial}, {"retryMax", c.RetryMax}} {
+		if d.v <= 0 {
+			bad("%s %s must be positive", d.name, d.v)
+		}
+	}
+	if c.RetryMax < c.RetryInitial {
+		bad("retryMax %s must be at least retryInitial (%s)", c.RetryMax, c.RetryInitial)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(msgs, "; "))
+}

@@ -1,0 +1,142 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/streams"
+)
+
+// Consumer provisioning errors. ErrConsumerDrift also matches
+// streams.ErrDrift, so a binary can treat stream and consumer drift alike.
+var (
+	ErrConsumerDrift   = fmt.Errorf("consumer %w", streams.ErrDrift)
+	ErrConsumerMissing = fmt.Errorf("consumer %w", streams.ErrMissing)
+)
+
+// redeliveryBackoff grows the ack deadline of a task each time it is
+// redelivered after an ack timeout, so a task whose hand-off keeps crashing
+// ingest does not crash it every AckWait. The first entry is AckWait itself
+// (JetStream uses BackOff[0] as the ack deadline of the first delivery).
+var redeliveryBackoff = []int{1, 2, 4}
+
+// ConsumerConfig is the durable consumer ingest reads tasks with: explicit
+// acks, one filter over the whole stream, AckWait growing on redelivery,
+// and, in pinned mode, a priority group with the pinned_client policy.
+//
+// The server's MaxDeliver is Ingest.MaxDeliver+1: JetStream stops
+// delivering a task silently after MaxDeliver, so ingest keeps one delivery
+// for itself, on which it dead-letters the task (reason "max-deliver")
+// instead of handing it off.
+func ConsumerConfig(cfg Config) jetstream.ConsumerConfig {
+	ack := cfg.Ingest.AckWait.D()
+	maxDeliver := -1
+	if cfg.Ingest.MaxDeliver > 0 {
+		maxDeliver = cfg.Ingest.MaxDeliver + 1
+	}
+	var backoff []time.Duration
+	for _, f := range redeliveryBackoff {
+		if maxDeliver != -1 && len(backoff) == maxDeliver {
+			break
+		}
+		backoff = append(backoff, time.Duration(f)*ack)
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable:       cfg.NATS.Consumer,
+		Description:   "Triggerflow ingest: delivery tasks to Temporal workflows",
+		FilterSubject: cfg.NATS.Stream + ".>",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ack,
+		BackOff:       backoff,
+		MaxDeliver:    maxDeliver,
+		MaxAckPending: cfg.Ingest.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+	}
+	if cfg.Sharing == SharingPinned {
+		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PriorityGroups = []string{pinnedGroup}
+		cc.PinnedTTL = cfg.PinnedTTL
+	}
+	return cc
+}
+
+// ensureConsumer creates or updates the consumer (provisioning "create") or
+// checks that it exists as configured ("verify").
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+	want := ConsumerConfig(cfg)
+	stream := cfg.NATS.Stream
+	if cfg.NATS.Provisioning != config.ProvisionVerify {
+		c, err := js.CreateOrUpdateConsumer(ctx, stream, want)
+		if err != nil {
+			return nil, fmt.Errorf("create or update consumer %q on stream %q: %w", want.Durable, stream, err)
+		}
+		return c, nil
+	}
+	c, err := js.Consumer(ctx, stream, want.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("%w: %q on stream %q does not exist (provisioning is verify: create it, or set nats.provisioning: create)",
+			ErrConsumerMissing, want.Durable, stream)
+	case err != nil:
+		return nil, fmt.Errorf("look up consumer %q on stream %q: %w", want.Durable, stream, err)
+	}
+	if diffs := ConsumerDiff(want, c.CachedInfo().Config); len(diffs) > 0 {
+		return nil, fmt.Errorf("%w: %q on stream %q: %s", ErrConsumerDrift, want.Durable, stream, strings.Join(diffs, "; "))
+	}
+	return c, nil
+}
+
+// ConsumerDiff lists the settings ingest relies on where have differs from
+// want.
+func ConsumerDiff(want, have jetstream.ConsumerConfig) []string {
+	var d []string
+	diff := func(name string, h, w any) { d = append(d, fmt.Sprintf("%s is %v, want %v", name, h, w)) }
+	if hf, wf := filters(have), filters(want); !slices.Equal(hf, wf) {
+		diff("filter subjects", hf, wf)
+	}
+	if have.DeliverPolicy != want.DeliverPolicy {
+		diff("deliver policy", have.DeliverPolicy, want.DeliverPolicy)
+	}
+	if have.AckPolicy != want.AckPolicy {
+		diff("ack policy", have.AckPolicy, want.AckPolicy)
+	}
+	if have.AckWait != want.AckWait {
+		diff("ack wait", have.AckWait, want.AckWait)
+	}
+	if !slices.Equal(have.BackOff, want.BackOff) {
+		diff("backoff", have.BackOff, want.BackOff)
+	}
+	if have.MaxDeliver != want.MaxDeliver {
+		diff("max deliver", have.MaxDeliver, want.MaxDeliver)
+	}
+	if have.MaxAckPending != want.MaxAckPending {
+		diff("max ack pending", have.MaxAckPending, want.MaxAckPending)
+	}
+	if have.PriorityPolicy != want.PriorityPolicy {
+		diff("priority policy", have.PriorityPolicy, want.PriorityPolicy)
+	}
+	if !slices.Equal(have.PriorityGroups, want.PriorityGroups) {
+		diff("priority groups", have.PriorityGroups, want.PriorityGroups)
+	}
+	if want.PriorityPolicy == jetstream.PriorityPolicyPinned && have.PinnedTTL != want.PinnedTTL {
+		diff("pinned TTL", have.PinnedTTL, want.PinnedTTL)
+	}
+	return d
+}
+
+func filters(c jetstream.ConsumerConfig) []string {
+	f := slices.Clone(c.FilterSubjects)
+	if c.FilterSubject != "" {
+		f = append(f, c.FilterSubject)
+	}
+	slices.Sort(f)
+	return f
+}

@@ -1,0 +1,117 @@
+// Package ingest moves delivery tasks from JetStream into Temporal: one
+// durable pull consumer on "<stream>.>", and for every task one
+// SignalWithStartWorkflow to the delivery workflow of its (tenant,
+// trigger, collection, docKey). A message is acked only after
+// SignalWithStartWorkflow returned without error, that is once the signal is
+// durable in the workflow's history; nothing is acked that Temporal does not
+// have.
+//
+// # Keys
+//
+// The docKey is always the one decoded from the payload, never the
+// subject's last token, which may be a hash (publisher.BuildSubject). Each
+// message's subject must be exactly the subject the publisher builds from
+// the payload's tenant, collection and docKey; anything else is dead-lettered
+// as "subject-mismatch". WorkflowID turns the key into a readable,
+// injective, length-bounded workflow ID; search attributes (TenantId,
+// TriggerId, Collection, DocKey: SearchKeyword shortens long values to a
+// "sha256:<hex>" form) and the memo (docKey, collection) carry the full
+// values.
+//
+// # Delivery
+//
+// A redelivered message becomes a second signal with the same event id;
+// the workflow drops it. Duplicates arise when ingest crashes between the
+// signal and the ack, when an ack is lost, and when shutdown cancels a
+// hand-off whose outcome it cannot know.
+//
+// # Order
+//
+// Messages go to Ingest.Lanes lanes by a hash of (tenant, trigger,
+// collection, docKey), and each lane hands off one message at a time in
+// the order JetStream delivered them. When Temporal is unavailable the lane
+// retries the same message with backoff (Config.RetryInitial up to
+// Config.RetryMax) and resets the ack timer of every message it holds every
+// AckWait/4, instead of NAKing the message past later ones of its key.
+// Within one ingest process, therefore, a key's tasks reach its workflow in
+// stream order.
+//
+// Across processes it depends on Config.Sharing:
+//
+//   - "shared": every replica pulls from the one consumer, so two replicas
+//     can each hold a task of the same key and hand them off in either
+//     order. Per-key order does NOT hold with more than one replica.
+//   - "pinned" (the default): the consumer is a priority group with
+//     JetStream's pinned_client policy (nats-server 2.11+), so the server
+//     delivers to one replica at a time and the others stand by; throughput
+//     scales with Lanes, not replicas. On Close the pinned replica pauses
+//     the consumer, stops fetching, hands off what it can within
+//     DrainTimeout, NAKs the rest lane by lane (each NAK confirmed by the
+//     server before the next), unpins itself and resumes the consumer.
+//     JetStream redelivers NAKed messages before newer ones, so the standby
+//     continues each key in order. The pause is what makes this hold:
+//     without it JetStream, finding no pull request it may serve (the
+//     closing replica's are gone, the standby is not pinned yet), moves
+//     each NAKed message to the back of its redelivery queue.
+//
+// Where order does not hold, even when pinned:
+//
+//   - After a crash (or a kill past ShutdownTimeout) the messages the
+//     replica held are redelivered once their ack timer runs out, and
+//     JetStream does not keep them ahead of newer messages of the same key
+//     (see above). The workflow receives them late; nothing is lost. The
+//     standby (or the restarted process) starts receiving only PinnedTTL
+//     after the crashed replica's last pull.
+//   - A replica stalled longer than AckWait (a long pause, or a partition
+//     from NATS without a crash) gets its held messages redelivered, and a
+//     replica that stops pulling for PinnedTTL without exiting loses the pin
+//     while it may still hand off what it holds.
+//   - If pausing the consumer is not permitted (an account that may not
+//     manage consumers), Close logs a warning and the hand-over may reorder.
+//   - Dead-lettered messages leave the order altogether.
+//
+// A redelivered message the workflow has already seen is dropped by event
+// id; one it has not seen yet arrives after the key's later tasks.
+//
+// # Poison and collisions
+//
+// A message whose payload is not a valid DeliveryTask ("invalid-task"),
+// whose subject does not parse ("invalid-subject") or does not match its
+// payload ("subject-mismatch"), that Temporal refuses as invalid
+// ("temporal-rejected", such as a payload over Temporal's blob size limit),
+// or that JetStream delivered more than Ingest.MaxDeliver times
+// ("max-deliver") is copied with its reason to the dead-letter stream and
+// then terminated. Dead-letters go through their own lane, so poison never
+// blocks a key. Until the record is stored the message is not terminated.
+// The consumer's MaxDeliver is Ingest.MaxDeliver+1: JetStream would
+// otherwise stop delivering such a message silently, so ingest keeps the
+// last delivery to dead-letter it.
+//
+// Two docKeys whose hashed subject tokens are equal (a hash collision)
+// are still two workflows, since the key comes from the payload. Ingest
+// remembers which docKey it last saw on each hashed subject (up to
+// Config.CollisionCacheSize subjects, least recently seen evicted, so
+// detection is best effort) and on a second docKey counts
+// triggerflow_ingest_collisions_total and applies Ingest.CollisionPolicy:
+// "serialize" and "alert" hand both off (lanes of hashed subjects are
+// chosen by the subject's token, so colliding keys share a lane and stay
+// in stream order; "alert" also logs a warning), "fail" dead-letters the
+// second key's tasks as "hash-collision".
+//
+// # Shutdown
+//
+// Close (or the end of Run's context) stops fetching, lets the lanes hand
+// off what they hold for up to Ingest.DrainTimeout, then cancels the
+// remaining hand-offs and NAKs every message not handed off so another
+// replica takes it. It gives up after Ingest.ShutdownTimeout with a
+// warning; messages still held then are redelivered after AckWait.
+//
+// # Metrics
+//
+// Counters triggerflow_ingest_{consumed,redelivered,signalled,acked,naked,
+// terminated,handoff_errors,collisions}_total, the histogram
+// triggerflow_ingest_handoff_seconds (receipt to ack) and the gauge
+// triggerflow_ingest_lane_depth. Task series are labelled tenant,
+// collection and subject_hashed; messages that fail validation are
+// labelled "_invalid", so a publisher cannot inflate cardinality.
+package ingest

@@ -1,0 +1,210 @@
+package ingest
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/trigger"
+)
+
+func TestCollisionCache(t *testing.T) {
+	t.Parallel()
+	c := newCollisionCache(2)
+	require.False(t, c.observe("S.t.c.h1", "a"))
+	require.False(t, c.observe("S.t.c.h1", "a"), "same key again is no collision")
+	require.True(t, c.observe("S.t.c.h1", "b"))
+	require.True(t, c.observe("S.t.c.h1", "b"), "the first key keeps the subject")
+	require.False(t, c.observe("S.t.c.h1", "a"))
+
+	require.False(t, c.observe("S.t.c.h2", "x"))
+	require.False(t, c.observe("S.t.c.h3", "y")) // evicts h1, the least recently seen
+	require.False(t, c.observe("S.t.c.h1", "b"), "an evicted subject is forgotten")
+	require.Len(t, c.bySub, 2)
+}
+
+func TestLaneOrderAndRetire(t *testing.T) {
+	t.Parallel()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"})
+	l := newLane(g)
+	items := []*item{{streamSeq: 1}, {streamSeq: 2}, {streamSeq: 3}}
+	for _, it := range items {
+		require.True(t, l.push(it))
+	}
+	abort := make(chan struct{})
+	it, ok := l.next(abort)
+	require.True(t, ok)
+	require.Equal(t, uint64(1), it.streamSeq)
+
+	now := time.Now()
+	for _, it := range items {
+		it.touched = now.Add(-time.Minute)
+	}
+	stale := l.stale(now, time.Second)
+	require.Len(t, stale, 3, "the current item and the queued ones")
+	require.Empty(t, l.stale(now, time.Second), "just touched")
+
+	l.done()
+	l.close()
+	rest := l.retire()
+	require.Equal(t, []*item{items[1], items[2]}, rest)
+	require.False(t, l.push(&item{}), "a retired lane refuses items")
+	_, ok = l.next(abort)
+	require.False(t, ok)
+}
+
+func TestLaneNextWaitsAndAborts(t *testing.T) {
+	t.Parallel()
+	l := newLane(prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}))
+	got := make(chan *item)
+	go func() {
+		it, _ := l.next(make(chan struct{}))
+		got <- it
+	}()
+	want := &item{streamSeq: 9}
+	l.push(want)
+	require.Same(t, want, <-got)
+
+	abort := make(chan struct{})
+	done := make(chan bool)
+	go func() {
+		_, ok := l.next(abort)
+		done <- ok
+	}()
+	close(abort)
+	require.False(t, <-done)
+}
+
+func TestPermanent(t *testing.T) {
+	t.Parallel()
+	require.True(t, permanent(serviceerror.NewInvalidArgument("Blob data size exceeds limit.")))
+	require.False(t, permanent(serviceerror.NewInvalidArgument("exceeded workflow execution limit for signal events")))
+	require.False(t, permanent(serviceerror.NewInvalidArgument("search attribute TenantId is not defined")))
+	require.False(t, permanent(serviceerror.NewUnavailable("down")))
+	require.False(t, permanent(serviceerror.NewResourceExhausted(0, "busy")))
+	require.Equal(t, "Unavailable", errorCode(serviceerror.NewUnavailable("down")))
+}
+
+func testTask(docKey string) *trigger.DeliveryTask {
+	return &trigger.DeliveryTask{V: trigger.TaskVersion, EventID: "evt_1", Tenant: "acme", TriggerID: "t1",
+		Collection: "orders/eu", DocKey: docKey, Type: trigger.EventType("create"), Position: "1",
+		CommitTime: time.Unix(1, 0), URL: "http://example.com"}
+}
+
+func TestCheckSubject(t *testing.T) {
+	t.Parallel()
+	in := &Ingester{cfg: Config{NATS: config.NATS{Stream: "TRIGGERS"}}}
+	task := testTask("o-17")
+	s, err := publisher.BuildSubject("TRIGGERS", "acme", "orders/eu", "o-17")
+	require.NoError(t, err)
+	require.NoError(t, in.checkSubject(s.Name, task))
+	require.ErrorContains(t, in.checkSubject("TRIGGERS.acme.orders.eu.bzE4", task), "builds")
+	require.ErrorContains(t, in.checkSubject("TRIGGERS.other.orders.eu."+s.Name[len(s.Name)-6:], task), "builds")
+
+	flagged := testTask("o-17")
+	flagged.SubjectHashed = true
+	require.ErrorContains(t, in.checkSubject(s.Name, flagged), "subjectHashed")
+
+	long := testTask(strings.Repeat("k", 900))
+	long.SubjectHashed = true
+	hs, err := publisher.BuildSubject("TRIGGERS", "acme", "orders/eu", long.DocKey)
+	require.NoError(t, err)
+	require.True(t, hs.Hashed)
+	require.NoError(t, in.checkSubject(hs.Name, long))
+
+	in.hashToken = func(string) string { return "short" }
+	require.NoError(t, in.checkSubject("TRIGGERS.acme.orders.eu.short", long))
+	require.Error(t, in.checkSubject(hs.Name, long))
+}
+
+func TestLaneOf(t *testing.T) {
+	t.Parallel()
+	in := &Ingester{lanes: make([]*lane, 16)}
+	msg := func(subject string) jetstream.Msg { return fakeMsg{subject: subject} }
+	a := &item{msg: msg("S.acme.orders.eu.bzE3"), task: testTask("o17")}
+	b := &item{msg: msg("S.acme.orders.eu.bzE3"), task: testTask("o17")}
+	require.Equal(t, in.laneOf(a), in.laneOf(b))
+
+	// Hashed subjects pick their lane by token: colliding keys share it.
+	spread := map[int]bool{}
+	for i := range 64 {
+		h := &item{msg: msg("S.acme.orders.eu.tok"), task: testTask(strings.Repeat("k", 900+i))}
+		h.task.SubjectHashed = true
+		spread[in.laneOf(h)] = true
+	}
+	require.Len(t, spread, 1)
+
+	spread = map[int]bool{}
+	for i := range 64 {
+		spread[in.laneOf(&item{msg: msg("x"), task: testTask(strings.Repeat("k", i+1))})] = true
+	}
+	require.Greater(t, len(spread), 8, "keys spread over lanes")
+}
+
+type fakeMsg struct {
+	jetstream.Msg
+	subject string
+}
+
+func (m fakeMsg) Subject() string { return m.subject }
+
+func TestConsumerConfig(t *testing.T) {
+	t.Parallel()
+	cfg := Config{}.WithDefaults()
+	cc := ConsumerConfig(cfg)
+	require.Equal(t, "TRIGGERS.>", cc.FilterSubject)
+	require.Equal(t, jetstream.AckExplicitPolicy, cc.AckPolicy)
+	require.Equal(t, 30*time.Second, cc.AckWait)
+	require.Equal(t, []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute}, cc.BackOff)
+	require.Equal(t, -1, cc.MaxDeliver)
+	require.Equal(t, 1024, cc.MaxAckPending)
+	require.Equal(t, jetstream.PriorityPolicyPinned, cc.PriorityPolicy)
+	require.Equal(t, 30*time.Second, cc.PinnedTTL)
+	require.Equal(t, 10*time.Second, cfg.pullExpiry())
+
+	cfg.Ingest.MaxDeliver = 1
+	cfg.Sharing = SharingShared
+	cc = ConsumerConfig(cfg)
+	require.Equal(t, 2, cc.MaxDeliver, "one extra delivery to dead-letter on")
+	require.Len(t, cc.BackOff, 2, "no more backoff steps than deliveries")
+	require.Equal(t, jetstream.PriorityPolicyNone, cc.PriorityPolicy)
+	require.Empty(t, cc.PriorityGroups)
+
+	have := cc
+	have.AckWait = time.Second
+	have.FilterSubjects, have.FilterSubject = []string{"TRIGGERS.acme.>"}, ""
+	diffs := ConsumerDiff(cc, have)
+	require.Len(t, diffs, 2, diffs)
+	require.Contains(t, strings.Join(diffs, "\n"), "ack wait is 1s, want 30s")
+	require.Empty(t, ConsumerDiff(cc, cc))
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, Config{}.WithDefaults().Validate())
+	cfg := Config{Sharing: "round-robin", PinnedTTL: time.Second, RetryInitial: time.Minute}.WithDefaults()
+	err := cfg.Validate()
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.ErrorContains(t, err, `sharing "round-robin"`)
+	require.ErrorContains(t, err, "retryMax")
+
+	cfg = Config{Sharing: SharingPinned, PinnedTTL: 10 * time.Second}.WithDefaults()
+	require.ErrorContains(t, cfg.Validate(), "pinnedTTL 10s must be at least 3s and exceed ingest.shutdownTimeout (10s)")
+	cfg.Ingest.Lanes = -1
+	require.ErrorContains(t, cfg.Validate(), "ingest.lanes")
+}
+
+func TestSummary(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "acme · orders/eu/o-17 · t1", summary(testTask("o-17")))
+	s := summary(testTask(strings.Repeat("ü", 300)))
+	require.LessOrEqual(t, len(s), maxSummaryBytes)
+	require.True(t, strings.HasSuffix(s, "…"))
+}
