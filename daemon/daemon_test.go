@@ -1,0 +1,217 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/goleak"
+
+	"github.com/triggerflow/triggerflow/authn"
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/docstore"
+	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/secrets"
+	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/signature"
+	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The Temporal SDK's and gRPC's background goroutines outlive a
+		// closed client for a moment.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreAnyFunction("go.temporal.io/sdk/internal.(*sharedNamespaceCapabilities).get"),
+	)
+}
+
+type stack struct {
+	dir     string
+	db      string
+	secret  signature.Secret
+	rec     *testenv.WebhookRecorder
+	tc      client.Client
+	opsAddr sync.Map // service name → ops address
+}
+
+// runStack runs the three services in-process against real servers until
+// the test ends, and returns once all three are ready.
+func runStack(t *testing.T) *stack {
+	t.Helper()
+	ns := testenv.NATS(t)
+	ts := testenv.Temporal(t)
+	s := &stack{dir: t.TempDir(), rec: testenv.Recorder(t), tc: ts.Client(t)}
+	s.db = filepath.Join(s.dir, "docs.db")
+
+	trigDir := filepath.Join(s.dir, "triggers")
+	require.NoError(t, os.MkdirAll(trigDir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(trigDir, "orders.yaml"), fmt.Appendf(nil, `
+tenant: acme
+triggers:
+  - triggerId: order-changed
+    collection: orders
+    url: %s/hooks/orders
+    secretsRef: default
+    headers: {X-Env: test}
+`, s.rec.URL()), 0o600))
+	secretsDir := filepath.Join(s.dir, "secrets")
+	sec, err := secrets.Ensure(secretsDir, "acme", "default")
+	require.NoError(t, err)
+	s.secret = sec[0]
+
+	// Start from the beginning of the empty change log, so every write
+	// counts whenever the watcher reaches it.
+	store, err := docstore.Open(context.Background(), docstore.Config{Path: s.db})
+	require.NoError(t, err)
+	require.NoError(t, store.Checkpoints().Save(context.Background(), watcher.CheckpointPrefix+"acme", docstore.FormatPosition(0)))
+	require.NoError(t, store.Close())
+
+	logCfg := config.Log{Format: config.LogText, Level: config.LevelWarn, TemporalLevel: config.LevelError}
+	logger := service.NewLogger(logCfg, io.Discard)
+	natsCfg := config.NATS{URL: ns.URL()}
+	temporalCfg := config.Temporal{HostPort: ts.HostPort()}
+
+	wf := config.WatcherFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg,
+		Watcher: config.Watcher{Tenant: "acme", SQLite: config.SQLiteSource{Path: s.db}, Triggers: trigDir, CheckpointInterval: trigger.Duration(10 * time.Millisecond)}}.WithDefaults()
+	inf := config.IngestFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg, Temporal: temporalCfg}.WithDefaults()
+	wkf := config.WorkerFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg, Temporal: temporalCfg,
+		Worker: config.Worker{AllowLoopback: new(true), QuietPeriod: trigger.Duration(time.Second),
+			Secrets: config.Secrets{Dir: secretsDir}, Tokens: config.Tokens{KeyFile: filepath.Join(s.dir, "keys", "token.pem")}}}.WithDefaults()
+	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
+		require.NoError(t, err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 3)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	run := func(name string, fn func(context.Context, daemon.Options) error) {
+		wg.Go(func() {
+			err := fn(ctx, daemon.Options{Logger: logger.With("svc", name), OnReady: func(addr string) {
+				s.opsAddr.Store(name, addr)
+				ready <- name
+			}})
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	run("watcher", func(ctx context.Context, o daemon.Options) error { return daemon.Watcher(ctx, &wf, o) })
+	run("ingest", func(ctx context.Context, o daemon.Options) error { return daemon.Ingest(ctx, &inf, o) })
+	run("worker", func(ctx context.Context, o daemon.Options) error { return daemon.Worker(ctx, &wkf, o) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("service failed: %v", err)
+		}
+	})
+	for range 3 {
+		select {
+		case <-ready:
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(60 * time.Second):
+			t.Fatal("services not ready")
+		}
+	}
+	return s
+}
+
+func (s *stack) ops(t *testing.T, name, path string) (int, []byte) {
+	t.Helper()
+	addr, ok := s.opsAddr.Load(name)
+	require.True(t, ok)
+	resp, err := http.Get("http://" + addr.(string) + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, b
+}
+
+// TestEndToEnd writes documents to SQLite and checks that the receiver gets
+// signed, authenticated deliveries in per-document order, that each
+// document has its workflow with searchable attributes, and that every
+// service reports ready and serves metrics.
+func TestEndToEnd(t *testing.T) {
+	s := runStack(t)
+	ctx := context.Background()
+	store, err := docstore.Open(ctx, docstore.Config{Path: s.db})
+	require.NoError(t, err)
+	defer store.Close()
+
+	require.NoError(t, store.Put(ctx, "acme", "orders", "o.1", json.RawMessage(`{"status":"new"}`)))
+	require.NoError(t, store.Put(ctx, "acme", "orders", "o/2", json.RawMessage(`{"status":"new"}`)))
+	require.NoError(t, store.Put(ctx, "acme", "orders", "o.1", json.RawMessage(`{"status":"paid"}`)))
+	require.NoError(t, store.Delete(ctx, "acme", "orders", "o.1"))
+
+	reqs := s.rec.WaitFor(t, 4, 90*time.Second)
+
+	code, jwks := s.ops(t, "worker", authn.JWKSPath)
+	require.Equal(t, http.StatusOK, code)
+	verifier, err := authn.NewVerifier(jwks, authn.VerifierConfig{})
+	require.NoError(t, err)
+
+	var o1 []string
+	ids := map[string]bool{}
+	for _, r := range reqs {
+		require.Equal(t, "/hooks/orders", r.Path)
+		require.NoError(t, signature.Verify(r.Headers, r.Body, []signature.Secret{s.secret}, 0, time.Now()), "signature verifies with the tenant's secret")
+		token := strings.TrimPrefix(r.Headers.Get("Authorization"), "Bearer ")
+		_, err := verifier.Verify(token, "acme")
+		require.NoError(t, err, "the bearer token verifies against the worker's JWKS")
+		require.Equal(t, "test", r.Headers.Get("X-Env"))
+		ids[r.Headers.Get("webhook-id")] = true
+
+		var body struct {
+			Type string
+			Data struct {
+				DocKey string
+				After  json.RawMessage
+			}
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &body))
+		if body.Data.DocKey == "o.1" {
+			o1 = append(o1, body.Type)
+		}
+	}
+	require.Len(t, ids, 4, "one webhook-id per change")
+	require.Equal(t, []string{"document.created", "document.updated", "document.deleted"}, o1, "per-document order")
+
+	// Each document has its workflow, findable by search attributes.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `TenantId = "acme" AND Collection = "orders"`})
+		require.NoError(t, err)
+		if len(resp.Executions) >= 2 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "workflows not visible: %d", len(resp.Executions))
+		time.Sleep(100 * time.Millisecond) // visibility is eventually consistent
+	}
+
+	for _, svc := range []string{"watcher", "ingest", "worker"} {
+		code, body := s.ops(t, svc, "/readyz")
+		require.Equal(t, http.StatusOK, code, "%s: %s", svc, body)
+		code, body = s.ops(t, svc, "/metrics")
+		require.Equal(t, http.StatusOK, code)
+		require.Contains(t, string(body), "triggerflow_", svc)
+	}
+}
