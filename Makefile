@@ -75,12 +75,10 @@ fuzz:
 bench: $(TEMPORAL)
 	$(GO) test $(BENCH_FLAGS) ./...
 
-## dev: bring up the whole system on embedded defaults
+## dev: bring up the whole system on embedded defaults (DEV_FLAGS for more, e.g. --postgres DSN)
 .PHONY: dev
 dev: $(TEMPORAL)
-	@echo "make dev: the all-in-one dev stack is not built yet; see README 'Status'."
-	@echo "Validating the example triggers instead:"
-	$(GO) test ./trigger/ -run 'TestLoadExamples' -count=1
+	$(GO) run ./cmd/triggerflow dev $(DEV_FLAGS)
 
 ## help: list targets
 .PHONY: help

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 
@@ -24,10 +25,23 @@ func (a *Activities) DeadLetter(ctx context.Context, rec deadletter.Record) erro
 		}
 		return err
 	}
-	a.metrics.deadLetters.WithLabelValues(rec.Tenant, rec.Collection, rec.Reason).Inc()
+	a.metrics.deadLetters.WithLabelValues(rec.Tenant, recordCollection(rec), rec.Reason).Inc()
 	a.log.LogAttrs(ctx, slog.LevelWarn, "delivery dead-lettered",
 		slog.String("tenant", rec.Tenant), slog.String("triggerId", rec.TriggerID),
 		slog.String("collection", rec.Collection), slog.String("eventId", rec.EventID),
 		slog.String("reason", rec.Reason), slog.String("detail", rec.Detail))
 	return nil
+}
+
+// recordCollection is the collection label of a dead letter: the pattern of
+// the trigger in the record's task (dead letters are rare, so decoding it
+// costs nothing that matters), else the collection.
+func recordCollection(rec deadletter.Record) string {
+	var t struct {
+		CollectionPattern string `json:"collectionPattern"`
+	}
+	if len(rec.Task) > 0 && json.Unmarshal(rec.Task, &t) == nil && t.CollectionPattern != "" {
+		return t.CollectionPattern
+	}
+	return rec.Collection
 }

@@ -148,7 +148,7 @@ func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask) (Resu
 	)
 	fail := func(f *Failure) (Result, *Failure) {
 		f.EventID = task.EventID
-		a.metrics.attempts.WithLabelValues(task.Tenant, task.Collection, f.Type).Inc()
+		a.metrics.attempts.WithLabelValues(task.Tenant, task.MetricCollection(), f.Type).Inc()
 		level := slog.LevelWarn
 		if f.Retryable {
 			level = slog.LevelInfo
@@ -243,13 +243,13 @@ func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask) (Resu
 	}
 	excerpt, truncated, readErr := readExcerpt(resp.Body, a.cfg.MaxResponseBodyBytes)
 	latency := time.Since(start)
-	a.metrics.duration.WithLabelValues(task.Tenant, task.Collection).Observe(latency.Seconds())
+	a.metrics.duration.WithLabelValues(task.Tenant, task.MetricCollection()).Observe(latency.Seconds())
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// A 2xx is a delivery even if its body could not be read.
-		a.metrics.attempts.WithLabelValues(task.Tenant, task.Collection, "success").Inc()
+		a.metrics.attempts.WithLabelValues(task.Tenant, task.MetricCollection(), "success").Inc()
 		if !task.CommitTime.IsZero() {
-			a.metrics.lag.WithLabelValues(task.Tenant, task.Collection).Observe(a.now().Sub(task.CommitTime).Seconds())
+			a.metrics.lag.WithLabelValues(task.Tenant, task.MetricCollection()).Observe(a.now().Sub(task.CommitTime).Seconds())
 		}
 		log.Debug("webhook delivered", slog.Int("status", resp.StatusCode), slog.Int64("latencyMs", latency.Milliseconds()))
 		return Result{EventID: task.EventID, Status: resp.StatusCode, LatencyMS: latency.Milliseconds()}, nil

@@ -247,7 +247,6 @@ func (e *triggerEngine) Start(ctx context.Context) error {
 	pcfg.Stream = e.cfg.NATS.Stream
 	pcfg.Logger = e.deps.Logger
 	pcfg.Registerer = e.deps.Registerer
-	pcfg.CollectionLabel = nil
 	js, err := jetstream.New(e.deps.NATS, pcfg.WithDefaults().JetStreamOptions()...)
 	if err != nil {
 		return fmt.Errorf("engine: jetstream: %w", err)
@@ -278,12 +277,17 @@ func (e *triggerEngine) Start(ctx context.Context) error {
 	wcfg.Logger = e.deps.Logger
 	wcfg.Registerer = e.deps.Registerer
 	wcfg.Auditor = e.deps.Auditor
+	onStarted := wcfg.OnStarted
+	wcfg.OnStarted = func(from string) {
+		e.running.Store(true)
+		if onStarted != nil {
+			onStarted(from)
+		}
+	}
 	w, err := watcher.New(e.deps.Source, wcfg)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-
-	e.running.Store(true)
 	defer e.running.Store(false)
 	return w.Run(ctx, e.handle)
 }

@@ -461,7 +461,7 @@ func (in *Ingester) classify(it *item) {
 		it.reason, it.detail = ReasonSubjectMismatch, err.Error()
 		return
 	}
-	it.labels = labels{task.Tenant, task.Collection, strconv.FormatBool(task.SubjectHashed)}
+	it.labels = labels{task.Tenant, task.MetricCollection(), strconv.FormatBool(task.SubjectHashed)}
 }
 
 // checkSubject verifies that subject is the one the publisher builds from
@@ -492,7 +492,7 @@ func (in *Ingester) checkSubject(subject string, t *trigger.DeliveryTask) error 
 func (in *Ingester) collided(it *item) bool {
 	t := it.task
 	policy := in.cfg.Ingest.CollisionPolicy
-	in.m.collisions.WithLabelValues(t.Tenant, t.Collection, string(policy)).Inc()
+	in.m.collisions.WithLabelValues(t.Tenant, t.MetricCollection(), string(policy)).Inc()
 	in.note("collision", it)
 	attrs := []any{"subject", it.msg.Subject(), "tenant", t.Tenant, "collection", t.Collection,
 		"docKey", truncate(t.DocKey), "eventId", t.EventID, "policy", policy}

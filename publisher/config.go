@@ -50,12 +50,6 @@ type Config struct {
 	// DeadLetter receives oversize tasks and tasks without a valid
 	// subject. Required.
 	DeadLetter DeadLetterPublisher
-	// CollectionLabel maps a task's collection to the value of the
-	// collection metric label. Defaults to the collection itself; set it
-	// when collection paths embed document ids ("chats/42/members") so that
-	// label values stay bounded, for example to the matching trigger's
-	// collection pattern.
-	CollectionLabel func(collection string) string
 	// Logger receives retry warnings and dead-letter notices. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
@@ -66,7 +60,7 @@ type Config struct {
 
 // FromConfig returns the Config for the task stream of nc and the publisher
 // settings of pc (both already defaulted and validated by package config);
-// DeadLetter, CollectionLabel, Logger and Registerer are left for the
+// DeadLetter, Logger and Registerer are left for the
 // caller.
 func FromConfig(nc config.NATS, pc config.Publisher) Config {
 	hg := pc.HashGuardOn()
@@ -113,9 +107,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = DefaultRetryMax
-	}
-	if c.CollectionLabel == nil {
-		c.CollectionLabel = func(collection string) string { return collection }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

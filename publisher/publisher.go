@@ -260,7 +260,7 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 		it.tenant = task.Tenant
 	}
 	if _, err := collectionTokens(task.Collection); err == nil {
-		it.collection = p.cfg.CollectionLabel(task.Collection)
+		it.collection = task.MetricCollection()
 	}
 
 	subj, err := BuildSubject(p.cfg.Stream, task.Tenant, task.Collection, task.DocKey)

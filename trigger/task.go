@@ -65,6 +65,17 @@ type DeliveryTask struct {
 	Redrive uint64 `json:"redrive,omitempty"`
 }
 
+// MetricCollection is the collection metric label for this task: the
+// trigger's collection pattern, so that paths with ids in them
+// ("chats/42/members" → "chats/*/members") keep label values bounded; the
+// collection itself for tasks without one.
+func (t *DeliveryTask) MetricCollection() string {
+	if t.CollectionPattern != "" {
+		return t.CollectionPattern
+	}
+	return t.Collection
+}
+
 // DedupeKey identifies this delivery for duplicate suppression (the
 // JetStream message id and the workflow's dedupe set): the event id, plus
 // the redrive number for a redriven task.

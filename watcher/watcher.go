@@ -83,6 +83,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Auditor receives audit records; nil logs them only.
 	Auditor Auditor
+	// OnStarted, when set, is called once the start position is resolved
+	// and saved, before the first change is read: from then on every new
+	// commit will be seen, which is what readiness means for a watcher.
+	OnStarted func(from string)
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -196,6 +200,9 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 		}
 	}
 	w.log.Info("watching", "from", start, "checkpoint_keys", w.keys)
+	if w.cfg.OnStarted != nil {
+		w.cfg.OnStarted(start)
+	}
 
 	tr := newTracker(start, w.cfg.MaxInFlight)
 	ckptDone := make(chan error, 1)

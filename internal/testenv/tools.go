@@ -13,16 +13,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/triggerflow/triggerflow/internal/toolpath"
 )
 
 // TemporalCLIVersion is the Temporal CLI release the harness is tested with.
-// The Makefile's `tools` target installs exactly this version into
-// DefaultTemporalCLIPath, so bump both together.
-const TemporalCLIVersion = "v1.5.1"
+const TemporalCLIVersion = toolpath.TemporalCLIVersion
 
 // TemporalCLIEnv names the environment variable that overrides where the
-// Temporal CLI binary is looked up.
-const TemporalCLIEnv = "TRIGGERFLOW_TEMPORAL_CLI"
+// CLI is found.
+const TemporalCLIEnv = toolpath.TemporalCLIEnv
 
 // InCI reports whether the tests run under CI (CI=true), where a missing tool
 // is a failure rather than a reason to skip.
@@ -64,19 +64,8 @@ func MissingTool(t testing.TB, name, reason, how string) {
 	t.Skipf("skipping: required tool %s is missing (%s); to run this test: %s", name, reason, how)
 }
 
-// DefaultTemporalCLIPath is where `make tools` installs the Temporal CLI:
-// $XDG_CACHE_HOME/triggerflow/tools/temporal-<version>/temporal, with
-// XDG_CACHE_HOME defaulting to $HOME/.cache. os.UserCacheDir is not used
-// because on macOS it points at ~/Library/Caches, which the Makefile doesn't
-// know about.
-func DefaultTemporalCLIPath() string {
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "triggerflow", "tools", "temporal-"+TemporalCLIVersion, "temporal")
-}
+// DefaultTemporalCLIPath is where `make tools` installs the Temporal CLI.
+func DefaultTemporalCLIPath() string { return toolpath.DefaultTemporalCLI() }
 
 // TemporalCLI returns the path of the Temporal CLI binary, honouring
 // TRIGGERFLOW_TEMPORAL_CLI, and skips (or fails under CI) when it is absent.
@@ -84,11 +73,7 @@ func DefaultTemporalCLIPath() string {
 // the internet, which CI machines cannot.
 func TemporalCLI(t testing.TB) string {
 	t.Helper()
-	path := os.Getenv(TemporalCLIEnv)
-	if path == "" {
-		path = DefaultTemporalCLIPath()
-	}
-	return RequireTool(t, "temporal", path,
+	return RequireTool(t, "temporal", toolpath.TemporalCLI(),
 		"run `make tools` (installs github.com/temporalio/cli/cmd/temporal@"+TemporalCLIVersion+
 			" into "+filepath.Dir(DefaultTemporalCLIPath())+") or set "+TemporalCLIEnv)
 }

@@ -1,0 +1,180 @@
+// Package receiver is the demo webhook receiver of the dev stack: it
+// verifies each delivery the way a real receiver should — the Standard
+// Webhooks signature with the tenant's secrets (constant-time, ±5 min
+// timestamp tolerance) and the bearer token against the worker's JWKS —
+// prints one line per delivery, and remembers the deliveries it accepted.
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/triggerflow/triggerflow/authn"
+	"github.com/triggerflow/triggerflow/signature"
+)
+
+// SecretResolver returns a tenant's active secrets for a reference.
+type SecretResolver interface {
+	Resolve(ctx context.Context, tenant, ref string) ([]signature.Secret, error)
+}
+
+// Config configures a Receiver.
+type Config struct {
+	// Secrets resolves the signing secrets. Required.
+	Secrets SecretResolver
+	// SecretsRef is the reference the demo triggers sign with. Defaults to
+	// "default".
+	SecretsRef string
+	// JWKSURL is where the worker serves its token keys; empty skips token
+	// checks.
+	JWKSURL string
+	// Out receives one line per delivery. Defaults to io.Discard.
+	Out io.Writer
+	// MaxBody bounds a request body. Defaults to 1 MiB.
+	MaxBody int64
+}
+
+// Delivery is one accepted request.
+type Delivery struct {
+	ID, Type, Tenant, TriggerID, Collection, DocKey string
+	Path                                            string
+	Body                                            []byte
+}
+
+// Receiver is an http.Handler.
+type Receiver struct {
+	cfg Config
+
+	mu         sync.Mutex
+	deliveries []Delivery
+	changed    chan struct{}
+}
+
+// New returns a receiver.
+func New(cfg Config) *Receiver {
+	if cfg.SecretsRef == "" {
+		cfg.SecretsRef = "default"
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	return &Receiver{cfg: cfg, changed: make(chan struct{})}
+}
+
+type envelope struct {
+	Type string `json:"type"`
+	Data struct {
+		Tenant     string `json:"tenant"`
+		TriggerID  string `json:"triggerId"`
+		Collection string `json:"collection"`
+		DocKey     string `json:"docKey"`
+	} `json:"data"`
+}
+
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rc.cfg.MaxBody))
+	if err != nil {
+		rc.reject(w, http.StatusRequestEntityTooLarge, "body: %v", err)
+		return
+	}
+	var env envelope
+	if err := json.Unmarshal(body, &env); err != nil || env.Data.Tenant == "" {
+		rc.reject(w, http.StatusBadRequest, "not a Triggerflow delivery")
+		return
+	}
+	// The tenant named in the body picks the secrets; the signature then
+	// proves the body (tenant included) came from the worker.
+	secs, err := rc.cfg.Secrets.Resolve(r.Context(), env.Data.Tenant, rc.cfg.SecretsRef)
+	if err != nil {
+		rc.reject(w, http.StatusUnauthorized, "no secret for tenant %q: %v", env.Data.Tenant, err)
+		return
+	}
+	if err := signature.Verify(r.Header, body, secs, 0, time.Now()); err != nil {
+		rc.reject(w, http.StatusUnauthorized, "signature: %v", err)
+		return
+	}
+	tokenNote := "token not checked"
+	if rc.cfg.JWKSURL != "" {
+		if err := rc.checkToken(r, env.Data.Tenant); err != nil {
+			rc.reject(w, http.StatusUnauthorized, "token: %v", err)
+			return
+		}
+		tokenNote = "token ok"
+	}
+	d := Delivery{ID: r.Header.Get(signature.HeaderID), Type: env.Type, Tenant: env.Data.Tenant, TriggerID: env.Data.TriggerID,
+		Collection: env.Data.Collection, DocKey: env.Data.DocKey, Path: r.URL.Path, Body: body}
+	rc.mu.Lock()
+	rc.deliveries = append(rc.deliveries, d)
+	close(rc.changed)
+	rc.changed = make(chan struct{})
+	rc.mu.Unlock()
+	fmt.Fprintf(rc.cfg.Out, "✓ %s %s/%s %s %s/%s (signature ok, %s) %s\n", time.Now().Format("15:04:05"), d.Tenant, d.TriggerID, d.Type, d.Collection, d.DocKey, tokenNote, d.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *Receiver) checkToken(r *http.Request, tenant string) error {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return fmt.Errorf("no bearer token")
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, rc.cfg.JWKSURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	jwks, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	v, err := authn.NewVerifier(jwks, authn.VerifierConfig{})
+	if err != nil {
+		return err
+	}
+	_, err = v.Verify(tok, tenant)
+	return err
+}
+
+func (rc *Receiver) reject(w http.ResponseWriter, code int, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintf(rc.cfg.Out, "✗ %s rejected (%d): %s\n", time.Now().Format("15:04:05"), code, msg)
+	http.Error(w, msg, code)
+}
+
+// Deliveries returns the accepted deliveries so far.
+func (rc *Receiver) Deliveries() []Delivery {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]Delivery(nil), rc.deliveries...)
+}
+
+// Wait blocks until at least n deliveries were accepted or ctx ends.
+func (rc *Receiver) Wait(ctx context.Context, n int) ([]Delivery, error) {
+	for {
+		rc.mu.Lock()
+		if len(rc.deliveries) >= n {
+			out := append([]Delivery(nil), rc.deliveries...)
+			rc.mu.Unlock()
+			return out, nil
+		}
+		ch := rc.changed
+		rc.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return rc.Deliveries(), ctx.Err()
+		case <-ch:
+		}
+	}
+}
