@@ -41,6 +41,8 @@ func TestMain(m *testing.M) {
 }
 
 type stack struct {
+	ns      *testenv.NATSServer
+	ts      *testenv.TemporalServer
 	dir     string
 	db      string
 	secret  signature.Secret
@@ -55,7 +57,7 @@ func runStack(t *testing.T) *stack {
 	t.Helper()
 	ns := testenv.NATS(t)
 	ts := testenv.Temporal(t)
-	s := &stack{dir: t.TempDir(), rec: testenv.Recorder(t), tc: ts.Client(t)}
+	s := &stack{ns: ns, ts: ts, dir: t.TempDir(), rec: testenv.Recorder(t), tc: ts.Client(t)}
 	s.db = filepath.Join(s.dir, "docs.db")
 
 	trigDir := filepath.Join(s.dir, "triggers")
@@ -214,4 +216,51 @@ func TestEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusOK, code)
 		require.Contains(t, string(body), "triggerflow_", svc)
 	}
+}
+
+// waitReadyz waits until a service's /readyz answers want.
+func (s *stack) waitReadyz(t *testing.T, svc string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := s.ops(t, svc, "/readyz")
+		if code == want {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%s /readyz stayed %d: %s", svc, code, body)
+		time.Sleep(50 * time.Millisecond) // polling the service's own view of its dependencies
+	}
+}
+
+// TestReadyzFollowsDependencies takes NATS and then Temporal away and
+// checks each service reports not ready while a dependency it needs is
+// down, and ready again once it returns, without a restart.
+func TestReadyzFollowsDependencies(t *testing.T) {
+	s := runStack(t)
+
+	s.ns.Shutdown()
+	for _, svc := range []string{"watcher", "ingest", "worker"} {
+		s.waitReadyz(t, svc, http.StatusServiceUnavailable)
+	}
+	s.ns.Restart(t)
+	for _, svc := range []string{"watcher", "ingest", "worker"} {
+		s.waitReadyz(t, svc, http.StatusOK)
+	}
+
+	require.NoError(t, s.ts.Stop())
+	for _, svc := range []string{"ingest", "worker"} {
+		s.waitReadyz(t, svc, http.StatusServiceUnavailable)
+	}
+	s.waitReadyz(t, "watcher", http.StatusOK) // the watcher does not need Temporal
+	s.ts.Restart(t)
+	for _, svc := range []string{"ingest", "worker"} {
+		s.waitReadyz(t, svc, http.StatusOK)
+	}
+
+	// And the pipeline still delivers.
+	store, err := docstore.Open(context.Background(), docstore.Config{Path: s.db})
+	require.NoError(t, err)
+	defer store.Close()
+	require.NoError(t, store.Put(context.Background(), "acme", "orders", "after-outage", json.RawMessage(`{}`)))
+	s.rec.WaitFor(t, 1, 90*time.Second)
 }

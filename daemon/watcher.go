@@ -171,11 +171,15 @@ func reloadTriggers(ctx context.Context, log *slog.Logger, cfg *config.WatcherFi
 	ts, err := trigger.LoadTriggers(cfg.Watcher.Triggers, v)
 	if err == nil {
 		err = eng.LoadTriggers(ts)
+	} else if r, ok := eng.(interface{ ReportLoadFailure(error) }); ok {
+		r.ReportLoadFailure(err)
 	}
 	rec := audit.Record{Action: audit.ActionTriggersReload, Tenant: cfg.Watcher.Tenant, Actor: "watcher", Reason: "SIGHUP", After: fmt.Sprintf("%d triggers", len(ts))}
 	if err != nil {
 		log.Error("trigger reload failed; the previous set stays active", "error", err)
 		rec.After = "rejected: " + firstLine(err.Error())
+	} else {
+		log.Info("triggers reloaded", "triggers", len(ts))
 	}
 	if werr := audit.NewWriter(js, cfg.NATS.AuditStream).Write(ctx, rec); werr != nil {
 		log.Warn("audit record not written", "error", werr)

@@ -204,9 +204,16 @@ func (e *triggerEngine) LoadTriggers(ts []*trigger.Trigger) error {
 			return nil
 		}
 	}
+	e.ReportLoadFailure(err)
+	return err
+}
+
+// ReportLoadFailure records a reload that failed before it reached
+// LoadTriggers (a trigger file that did not parse): the previous set stays
+// active and the load-failed gauge turns on until a load succeeds.
+func (e *triggerEngine) ReportLoadFailure(err error) {
 	e.metrics.loadFailed.Set(1)
 	e.log.Error("trigger set rejected; previous set stays active", "error", err)
-	return err
 }
 
 // Active returns the current trigger set, or nil before the first load.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,4 +155,92 @@ watcher:
 		}
 		require.NotZero(t, n)
 	}
+}
+
+// metricValue scrapes the watcher's /metrics for one sample line's value.
+func metricValue(t *testing.T, addr, name string) (string, bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			return f[len(f)-1], true
+		}
+	}
+	return "", false
+}
+
+func waitMetric(t *testing.T, addr, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v, ok := metricValue(t, addr, name); ok && v == want {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%s never became %s", name, want)
+		time.Sleep(10 * time.Millisecond) // polling an external process's effect
+	}
+}
+
+// TestSIGHUPReloadsTriggers: a bad reload keeps the previous set and turns
+// the load-failed gauge on; a good one replaces the set and turns it off.
+func TestSIGHUPReloadsTriggers(t *testing.T) {
+	bin := buildWatcher(t)
+	ns := testenv.NATS(t)
+	dir := t.TempDir()
+	trig := filepath.Join(dir, "t.yaml")
+	good := "tenant: acme\ntriggers:\n  - {triggerId: a, collection: items, url: 'https://hooks.example.com/a'}\n"
+	require.NoError(t, os.WriteFile(trig, []byte(good), 0o600))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	cfgPath := filepath.Join(dir, "watcher.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, `
+log: {format: text, level: warn}
+http: {addr: %q}
+nats: {url: %q}
+watcher: {tenant: acme, sqlite: {path: %q}, startFromNow: true, triggers: %q}
+`, addr, ns.URL(), filepath.Join(dir, "docs.db"), trig), 0o600))
+
+	w := startWatcher(t, bin, cfgPath)
+	waitMetric(t, addr, "triggerflow_triggers_active", "1")
+
+	require.NoError(t, os.WriteFile(trig, []byte("tenant: acme\ntriggers:\n  - {triggerId: b, collection: 'bad..', url: 'ftp://x'}\n"), 0o600))
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGHUP))
+	waitMetric(t, addr, "triggerflow_triggers_load_failed", "1")
+	v, _ := metricValue(t, addr, "triggerflow_triggers_active")
+	require.Equal(t, "1", v, "the previous set stays active")
+
+	two := good + "  - {triggerId: b, collection: items, url: 'https://hooks.example.com/b'}\n"
+	require.NoError(t, os.WriteFile(trig, []byte(two), 0o600))
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGHUP))
+	waitMetric(t, addr, "triggerflow_triggers_active", "2")
+	waitMetric(t, addr, "triggerflow_triggers_load_failed", "0")
+
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, w.cmd.Wait())
+	require.Contains(t, w.logs.String(), "trigger reload failed")
+}
+
+// TestInvalidTriggersExitNonZero: at start-up every problem is printed and
+// the process exits non-zero.
+func TestInvalidTriggersExitNonZero(t *testing.T) {
+	bin := buildWatcher(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "watcher.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, "watcher: {tenant: acme, sqlite: {path: %q}, triggers: %q}\n",
+		filepath.Join(dir, "docs.db"), "../../trigger/testdata/invalid"), 0o600))
+	out, err := exec.Command(bin, "--config", cfgPath).CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 1, ee.ExitCode())
+	require.Contains(t, string(out), "ftp-url.yaml:")
+	require.Contains(t, string(out), "bad-tenant-char.yaml:")
 }
