@@ -240,7 +240,7 @@ func TestTaskIsDeterministic(t *testing.T) {
 	require.Equal(t, task, ms[0].Task(c), "the same change yields the same task")
 	require.Equal(t, &trigger.DeliveryTask{
 		V: trigger.TaskVersion, EventID: task.EventID, Tenant: "acme", TriggerID: "t1", TriggerVersion: "v7",
-		Collection: "users", DocKey: "k1", Type: trigger.EventUpdate,
+		Collection: "users", CollectionPattern: "users", DocKey: "k1", Type: trigger.EventUpdate,
 		Before: json.RawMessage(`{"a":1}`), After: json.RawMessage(`{"a":2}`),
 		Position: "0000000042", CommitTime: commit, URL: "https://hooks.example/t1",
 		Headers: map[string]string{"X-Team": "blue"}, SecretsRef: "hook-secret",
