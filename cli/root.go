@@ -32,7 +32,7 @@ reads the audit trail.`,
 	}
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.AddCommand(newValidateCmd(), newDocCmd(), newCheckpointCmd(), newReplayCmd(), newAuditCmd(), newDLQCmd(), newDevCmd())
+	root.AddCommand(newValidateCmd(), newDocCmd(), newCheckpointCmd(), newReplayCmd(), newAuditCmd(), newDLQCmd(), newDevCmd(), newSecretCmd())
 	return root
 }
 

@@ -2,11 +2,13 @@ package cli_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/triggerflow/triggerflow/cli"
+	"github.com/triggerflow/triggerflow/signature"
 )
 
 func run(args ...string) (code int, out, errOut string) {
@@ -48,4 +50,13 @@ func TestValidateUsage(t *testing.T) {
 	code, _, errOut = run("validate", "/does/not/exist")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "no such file")
+}
+
+func TestSecretGenerate(t *testing.T) {
+	t.Parallel()
+	code, out, _ := run("secret", "generate")
+	require.Equal(t, 0, code)
+	s, err := signature.ParseSecret(strings.TrimSpace(out))
+	require.NoError(t, err)
+	require.Len(t, s, 32)
 }

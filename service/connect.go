@@ -96,6 +96,8 @@ func DialTemporal(cfg config.Temporal, log *slog.Logger, level config.LogLevel, 
 func TemporalMetrics(reg prometheus.Registerer, log *slog.Logger) (client.MetricsHandler, io.Closer) {
 	reporter := tallyprom.NewReporter(tallyprom.Options{
 		Registerer: reg,
+		// Histograms aggregate across replicas; summaries do not.
+		DefaultTimerType: tallyprom.HistogramTimerType,
 		OnRegisterError: func(err error) {
 			log.Warn("temporal metric not registered", "error", err)
 		},

@@ -1,6 +1,10 @@
 package watcher
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	read             *prometheus.CounterVec
@@ -51,10 +55,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.read, m.skipped, m.lag, m.sourceErrors, m.checkpointSaves, m.checkpointErrors, m.resets, m.startFromNow} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+	// Watchers of several tenants may share one registry: the second one
+	// reuses the vectors the first registered (their tenant labels differ).
+	var err error
+	register := func(c prometheus.Collector) prometheus.Collector {
+		if err != nil {
+			return c
 		}
+		if rerr := reg.Register(c); rerr != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(rerr, &are) {
+				return are.ExistingCollector
+			}
+			err = rerr
+		}
+		return c
+	}
+	m.read = register(m.read).(*prometheus.CounterVec)
+	m.skipped = register(m.skipped).(*prometheus.CounterVec)
+	m.lag = register(m.lag).(*prometheus.GaugeVec)
+	m.sourceErrors = register(m.sourceErrors).(*prometheus.CounterVec)
+	m.checkpointSaves = register(m.checkpointSaves).(*prometheus.CounterVec)
+	m.checkpointErrors = register(m.checkpointErrors).(*prometheus.CounterVec)
+	m.resets = register(m.resets).(*prometheus.CounterVec)
+	m.startFromNow = register(m.startFromNow).(*prometheus.CounterVec)
+	if err != nil {
+		return nil, err
 	}
 	return m, nil
 }

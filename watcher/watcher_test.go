@@ -339,3 +339,12 @@ func TestBackpressureBoundsInFlight(t *testing.T) {
 	require.Equal(t, "d", recv(t, seen).DocKey, "finishing one frees one slot")
 	require.NoError(t, stop())
 }
+
+func TestWatchersOfTwoTenantsShareARegistry(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	_, err := watcher.New(newMemSource(), watcher.Config{Tenant: "a", Registerer: reg})
+	require.NoError(t, err)
+	_, err = watcher.New(newMemSource(), watcher.Config{Tenant: "b", Registerer: reg})
+	require.NoError(t, err)
+}
