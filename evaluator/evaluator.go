@@ -10,12 +10,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/triggerflow/triggerflow/condition"
+	"github.com/triggerflow/triggerflow/internal/lograte"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -68,7 +68,7 @@ type Evaluator struct {
 	metrics *metrics
 
 	mu       sync.Mutex
-	limiters map[string]*limiter // by tenant, NUL, trigger id or collection
+	limiters map[string]*lograte.Limiter // by tenant, NUL, trigger id or collection
 }
 
 // New builds an evaluator from cfg after filling defaults.
@@ -85,7 +85,7 @@ func New(cfg Config) (*Evaluator, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "evaluator"),
 		metrics:  m,
-		limiters: map[string]*limiter{},
+		limiters: map[string]*lograte.Limiter{},
 	}, nil
 }
 
@@ -152,13 +152,13 @@ func (e *Evaluator) Compile(triggers []*trigger.Trigger, progs []*condition.Prog
 	return ix, nil
 }
 
-func (e *Evaluator) limiter(kind, tenant, name string) *limiter {
+func (e *Evaluator) limiter(kind, tenant, name string) *lograte.Limiter {
 	key := kind + "\x00" + tenant + "\x00" + name
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	l := e.limiters[key]
 	if l == nil {
-		l = &limiter{interval: e.cfg.ErrorLogInterval}
+		l = &lograte.Limiter{Interval: e.cfg.ErrorLogInterval}
 		e.limiters[key] = l
 	}
 	return l
@@ -275,8 +275,8 @@ type entry struct {
 	matchCtr  prometheus.Counter
 	errCtr    prometheus.Counter
 	invalid   prometheus.Counter
-	limiter   *limiter
-	docLimit  *limiter
+	limiter   *lograte.Limiter
+	docLimit  *lograte.Limiter
 }
 
 // Len is the number of triggers in the index.
@@ -395,7 +395,7 @@ func (ix *Index) countUnwatched(tenant string) {
 
 func (ix *Index) reportError(ent *entry, c *Change, err error) {
 	ent.errCtr.Inc()
-	if suppressed, ok := ent.limiter.allow(); ok {
+	if suppressed, ok := ent.limiter.Allow(); ok {
 		ix.ev.log.Warn("condition failed at run time; counted as no match",
 			"tenant", c.Tenant, "triggerId", ent.trigger.ID, "collection", c.Collection,
 			"type", c.Type, "position", c.Position, "condition", ent.prog.Source(),
@@ -405,7 +405,7 @@ func (ix *Index) reportError(ent *entry, c *Change, err error) {
 
 func (ix *Index) reportInvalid(ent *entry, c *Change) {
 	ent.invalid.Inc()
-	if suppressed, ok := ent.docLimit.allow(); ok {
+	if suppressed, ok := ent.docLimit.Allow(); ok {
 		ix.ev.log.Warn("document image is not a JSON object; conditions see an empty document",
 			"tenant", c.Tenant, "collection", c.Collection, "position", c.Position,
 			"suppressedSinceLastLog", suppressed)
@@ -490,23 +490,4 @@ func eventMask(events []trigger.EventType) uint8 {
 		m |= eventBit(e)
 	}
 	return m
-}
-
-// limiter lets one log line through per interval and counts the rest.
-type limiter struct {
-	interval   time.Duration
-	next       atomic.Int64 // unix nanos before which logging is suppressed
-	suppressed atomic.Int64
-}
-
-// allow reports whether to log now and how many calls were suppressed since
-// the last allowed one.
-func (l *limiter) allow() (suppressed int64, ok bool) {
-	now := time.Now().UnixNano()
-	next := l.next.Load()
-	if now < next || !l.next.CompareAndSwap(next, now+int64(l.interval)) {
-		l.suppressed.Add(1)
-		return 0, false
-	}
-	return l.suppressed.Swap(0), true
 }

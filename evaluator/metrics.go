@@ -1,9 +1,9 @@
 package evaluator
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
 // unwatched is the collection label of events that no trigger's pattern
@@ -41,33 +41,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"tenant", "collection"}),
 	}
 	var err error
-	if m.events, err = register(reg, m.events); err != nil {
+	if m.events, err = promreg.Register(reg, m.events); err != nil {
 		return nil, err
 	}
-	if m.matches, err = register(reg, m.matches); err != nil {
+	if m.matches, err = promreg.Register(reg, m.matches); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = promreg.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
-	if m.invalidDocs, err = register(reg, m.invalidDocs); err != nil {
+	if m.invalidDocs, err = promreg.Register(reg, m.invalidDocs); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same description, so that several evaluators (one per tenant engine)
-// can share one registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

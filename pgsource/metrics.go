@@ -1,9 +1,9 @@
 package pgsource
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
 type metrics struct {
@@ -38,16 +38,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []**prometheus.CounterVec{&m.reconnects, &m.events, &m.problems, &m.unattributed} {
-		if err := reg.Register(*c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, err
-			}
-			*c = existing
+		var err error
+		if *c, err = promreg.Register(reg, *c); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil

@@ -1,9 +1,9 @@
 package publisher
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
 type metrics struct {
@@ -52,43 +52,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	var err error
-	if m.published, err = register(reg, m.published); err != nil {
+	if m.published, err = promreg.Register(reg, m.published); err != nil {
 		return nil, err
 	}
-	if m.duplicates, err = register(reg, m.duplicates); err != nil {
+	if m.duplicates, err = promreg.Register(reg, m.duplicates); err != nil {
 		return nil, err
 	}
-	if m.failures, err = register(reg, m.failures); err != nil {
+	if m.failures, err = promreg.Register(reg, m.failures); err != nil {
 		return nil, err
 	}
-	if m.hashed, err = register(reg, m.hashed); err != nil {
+	if m.hashed, err = promreg.Register(reg, m.hashed); err != nil {
 		return nil, err
 	}
-	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {
+	if m.deadLetters, err = promreg.Register(reg, m.deadLetters); err != nil {
 		return nil, err
 	}
-	if m.latency, err = register(reg, m.latency); err != nil {
+	if m.latency, err = promreg.Register(reg, m.latency); err != nil {
 		return nil, err
 	}
-	if m.pending, err = register(reg, m.pending); err != nil {
+	if m.pending, err = promreg.Register(reg, m.pending); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same description, so that the publishers of several tenant engines
-// can share one registry (the pending gauge is only ever moved by Inc and
-// Dec, so sharing it sums their windows).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/internal/lograte"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -81,8 +82,8 @@ type Publisher struct {
 	log       *slog.Logger
 	m         *metrics
 
-	failWarn limiter
-	dlWarn   limiter
+	failWarn lograte.Limiter
+	dlWarn   lograte.Limiter
 	failing  atomic.Bool
 
 	slots  chan struct{} // one token per pending task
@@ -129,8 +130,8 @@ func New(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 		hashGuard: *cfg.HashGuard,
 		log:       cfg.Logger.With("component", "publisher", "stream", cfg.Stream),
 		m:         m,
-		failWarn:  limiter{interval: logInterval},
-		dlWarn:    limiter{interval: logInterval},
+		failWarn:  lograte.Limiter{Interval: logInterval},
+		dlWarn:    lograte.Limiter{Interval: logInterval},
 		slots:     make(chan struct{}, cfg.MaxPending),
 		ctx:       ctx,
 		cancel:    cancel,
@@ -382,7 +383,7 @@ func (p *Publisher) publish(it *item, timer *time.Timer) error {
 		}
 		p.m.failures.WithLabelValues(it.tenant, it.collection, it.hashed, reason).Inc()
 		p.failing.Store(true)
-		if suppressed, ok := p.failWarn.allow(); ok {
+		if suppressed, ok := p.failWarn.Allow(); ok {
 			p.log.Warn("publish failed; retrying with backoff",
 				"tenant", it.task.Tenant, "collection", it.task.Collection, "eventId", it.task.EventID,
 				"attempt", attempt, "reason", reason, "error", err, "suppressedSinceLastLog", suppressed)
@@ -484,7 +485,7 @@ func (p *Publisher) deadLetter(it *item, timer *time.Timer) error {
 		cancel()
 		if err == nil {
 			p.m.deadLetters.WithLabelValues(it.tenant, it.collection, rec.Reason).Inc()
-			if suppressed, ok := p.dlWarn.allow(); ok {
+			if suppressed, ok := p.dlWarn.Allow(); ok {
 				p.log.Warn("task dead-lettered instead of published",
 					"tenant", rec.Tenant, "triggerId", rec.TriggerID, "collection", rec.Collection,
 					"eventId", rec.EventID, "reason", rec.Reason, "detail", rec.Detail, "suppressedSinceLastLog", suppressed)
@@ -507,7 +508,7 @@ func (p *Publisher) deadLetter(it *item, timer *time.Timer) error {
 			}
 		}
 		p.m.failures.WithLabelValues(it.tenant, it.collection, it.hashed, "dead-letter").Inc()
-		if suppressed, ok := p.failWarn.allow(); ok {
+		if suppressed, ok := p.failWarn.Allow(); ok {
 			p.log.Warn("dead-letter publish failed; retrying with backoff",
 				"tenant", rec.Tenant, "eventId", rec.EventID, "reason", rec.Reason, "attempt", attempt,
 				"error", err, "suppressedSinceLastLog", suppressed)
@@ -566,21 +567,4 @@ func backoff(initial, maxWait time.Duration, n int) time.Duration {
 	}
 	d = min(d, maxWait)
 	return d/2 + rand.N(d/2+1)
-}
-
-// limiter lets one log line through per interval and counts the rest.
-type limiter struct {
-	interval   time.Duration
-	next       atomic.Int64 // unix nanos before which logging is suppressed
-	suppressed atomic.Int64
-}
-
-func (l *limiter) allow() (suppressed int64, ok bool) {
-	now := time.Now().UnixNano()
-	next := l.next.Load()
-	if now < next || !l.next.CompareAndSwap(next, now+int64(l.interval)) {
-		l.suppressed.Add(1)
-		return 0, false
-	}
-	return l.suppressed.Swap(0), true
 }

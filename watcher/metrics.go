@@ -1,9 +1,9 @@
 package watcher
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
 type metrics struct {
@@ -56,29 +56,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	// Watchers of several tenants may share one registry: the second one
-	// reuses the vectors the first registered (their tenant labels differ).
+	// adopts the vectors the first registered (their tenant labels differ).
 	var err error
-	register := func(c prometheus.Collector) prometheus.Collector {
+	reg1 := func(c prometheus.Collector) prometheus.Collector {
 		if err != nil {
 			return c
 		}
-		if rerr := reg.Register(c); rerr != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(rerr, &are) {
-				return are.ExistingCollector
-			}
-			err = rerr
-		}
+		c, err = promreg.Register(reg, c)
 		return c
 	}
-	m.read = register(m.read).(*prometheus.CounterVec)
-	m.skipped = register(m.skipped).(*prometheus.CounterVec)
-	m.lag = register(m.lag).(*prometheus.GaugeVec)
-	m.sourceErrors = register(m.sourceErrors).(*prometheus.CounterVec)
-	m.checkpointSaves = register(m.checkpointSaves).(*prometheus.CounterVec)
-	m.checkpointErrors = register(m.checkpointErrors).(*prometheus.CounterVec)
-	m.resets = register(m.resets).(*prometheus.CounterVec)
-	m.startFromNow = register(m.startFromNow).(*prometheus.CounterVec)
+	m.read = reg1(m.read).(*prometheus.CounterVec)
+	m.skipped = reg1(m.skipped).(*prometheus.CounterVec)
+	m.lag = reg1(m.lag).(*prometheus.GaugeVec)
+	m.sourceErrors = reg1(m.sourceErrors).(*prometheus.CounterVec)
+	m.checkpointSaves = reg1(m.checkpointSaves).(*prometheus.CounterVec)
+	m.checkpointErrors = reg1(m.checkpointErrors).(*prometheus.CounterVec)
+	m.resets = reg1(m.resets).(*prometheus.CounterVec)
+	m.startFromNow = reg1(m.startFromNow).(*prometheus.CounterVec)
 	if err != nil {
 		return nil, err
 	}
