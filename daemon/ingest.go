@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/ingest"
@@ -18,23 +16,12 @@ import (
 // a task only once Temporal holds the signal.
 func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 	opts = opts.withDefaults(cfg.Log)
-	log := opts.Logger.With("service", "ingest")
-
-	ops, err := service.NewOpsServer(cfg.HTTP.Addr, opts.Registry, log)
-	if err != nil {
-		return fmt.Errorf("ops server on %s: %w", cfg.HTTP.Addr, err)
-	}
-	defer ops.Close()
-
-	nc, err := service.ConnectNATS(cfg.NATS, "triggerflow-ingest", log)
+	b, err := openBase("ingest", cfg.HTTP, cfg.NATS, opts)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer b.Close()
+	log, ops, js := b.log, b.ops, b.js
 	if err := streams.Ensure(ctx, js, cfg.NATS); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}

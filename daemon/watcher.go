@@ -83,7 +83,6 @@ func ReloadOnSIGHUP(ctx context.Context) <-chan struct{} {
 // change source, and runs watcher → evaluator → publisher.
 func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	opts = opts.withDefaults(cfg.Log)
-	log := opts.Logger.With("service", "watcher")
 
 	v, err := trigger.NewValidator(cfg.Watcher.Tenant, cfg.Validation, nil)
 	if err != nil {
@@ -94,21 +93,12 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 		return fmt.Errorf("load triggers from %s: %w", cfg.Watcher.Triggers, err)
 	}
 
-	ops, err := service.NewOpsServer(cfg.HTTP.Addr, opts.Registry, log)
-	if err != nil {
-		return fmt.Errorf("ops server on %s: %w", cfg.HTTP.Addr, err)
-	}
-	defer ops.Close()
-
-	nc, err := service.ConnectNATS(cfg.NATS, "triggerflow-watcher", log)
+	b, err := openBase("watcher", cfg.HTTP, cfg.NATS, opts)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer b.Close()
+	log, ops, nc, js := b.log, b.ops, b.nc, b.js
 
 	src, err := OpenSource(ctx, cfg, log, opts.Registry)
 	if err != nil {

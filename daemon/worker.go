@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/triggerflow/triggerflow/activities"
@@ -22,23 +21,12 @@ import (
 // the tenant's secrets and tokens, and serves the token keys (JWKS).
 func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	opts = opts.withDefaults(cfg.Log)
-	log := opts.Logger.With("service", "worker")
-
-	ops, err := service.NewOpsServer(cfg.HTTP.Addr, opts.Registry, log)
-	if err != nil {
-		return fmt.Errorf("ops server on %s: %w", cfg.HTTP.Addr, err)
-	}
-	defer ops.Close()
-
-	nc, err := service.ConnectNATS(cfg.NATS, "triggerflow-worker", log)
+	b, err := openBase("worker", cfg.HTTP, cfg.NATS, opts)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer b.Close()
+	log, ops, nc, js := b.log, b.ops, b.nc, b.js
 	if err := streams.Ensure(ctx, js, cfg.NATS); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}

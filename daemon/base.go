@@ -1,0 +1,43 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/service"
+)
+
+// base is what every service opens first: its logger, its ops server and
+// its NATS connection.
+type base struct {
+	log *slog.Logger
+	ops *service.OpsServer
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+func openBase(name string, httpCfg config.HTTP, natsCfg config.NATS, opts Options) (*base, error) {
+	b := &base{log: opts.Logger.With("service", name)}
+	var err error
+	if b.ops, err = service.NewOpsServer(httpCfg.Addr, opts.Registry, b.log); err != nil {
+		return nil, fmt.Errorf("ops server on %s: %w", httpCfg.Addr, err)
+	}
+	if b.nc, err = service.ConnectNATS(natsCfg, "triggerflow-"+name, b.log); err != nil {
+		b.ops.Close()
+		return nil, err
+	}
+	if b.js, err = jetstream.New(b.nc); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *base) Close() {
+	b.nc.Close()
+	b.ops.Close()
+}
