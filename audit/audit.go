@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/streams"
 )
 
 // Action names what happened.
@@ -88,40 +90,17 @@ func List(ctx context.Context, js jetstream.JetStream, stream, tenant string, li
 	if tenant != "" {
 		filter = stream + "." + subjectToken(tenant) + ".>"
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	var out []Record
+	err := streams.Read(ctx, js, stream, filter, limit, func(m jetstream.Msg) error {
+		var r Record
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			return fmt.Errorf("audit: record at %s: %w", m.Subject(), err)
+		}
+		out = append(out, r)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
-	}
-	remaining := int(info.NumPending)
-	if limit > 0 && remaining > limit {
-		remaining = limit
-	}
-	out := make([]Record, 0, remaining)
-	for remaining > 0 {
-		batch, err := cons.Fetch(remaining, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("audit: read %s: %w", stream, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var r Record
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
-				return nil, fmt.Errorf("audit: record at %s: %w", m.Subject(), err)
-			}
-			out = append(out, r)
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("audit: read %s: %w", stream, err)
-		}
-		if n == 0 {
-			break
-		}
-		remaining -= n
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return out, nil
 }

@@ -3,9 +3,10 @@ package deadletter
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/streams"
 )
 
 // Entry is a stored record and its sequence number in the dead-letter
@@ -22,44 +23,21 @@ func List(ctx context.Context, js jetstream.JetStream, stream, tenant string, li
 	if tenant != "" {
 		filter = Subject(stream, tenant, "*")
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		return nil, fmt.Errorf("deadletter: read %s: %w", stream, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("deadletter: read %s: %w", stream, err)
-	}
-	remaining := int(info.NumPending)
-	if limit > 0 && remaining > limit {
-		remaining = limit
-	}
-	out := make([]Entry, 0, remaining)
-	for remaining > 0 {
-		batch, err := cons.Fetch(remaining, jetstream.FetchMaxWait(2*time.Second))
+	var out []Entry
+	err := streams.Read(ctx, js, stream, filter, limit, func(m jetstream.Msg) error {
+		meta, err := m.Metadata()
 		if err != nil {
-			return nil, fmt.Errorf("deadletter: read %s: %w", stream, err)
+			return err
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			meta, err := m.Metadata()
-			if err != nil {
-				return nil, err
-			}
-			rec, err := Decode(m.Data())
-			if err != nil {
-				return nil, fmt.Errorf("record %d: %w", meta.Sequence.Stream, err)
-			}
-			out = append(out, Entry{Seq: meta.Sequence.Stream, Record: rec})
+		rec, err := Decode(m.Data())
+		if err != nil {
+			return fmt.Errorf("record %d: %w", meta.Sequence.Stream, err)
 		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("deadletter: read %s: %w", stream, err)
-		}
-		if n == 0 {
-			break
-		}
-		remaining -= n
+		out = append(out, Entry{Seq: meta.Sequence.Stream, Record: rec})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deadletter: %w", err)
 	}
 	return out, nil
 }
