@@ -161,8 +161,8 @@ func reloadTriggers(ctx context.Context, log *slog.Logger, cfg *config.WatcherFi
 	ts, err := trigger.LoadTriggers(cfg.Watcher.Triggers, v)
 	if err == nil {
 		err = eng.LoadTriggers(ts)
-	} else if r, ok := eng.(interface{ ReportLoadFailure(error) }); ok {
-		r.ReportLoadFailure(err)
+	} else {
+		eng.ReportLoadFailure(err)
 	}
 	rec := audit.Record{Action: audit.ActionTriggersReload, Tenant: cfg.Watcher.Tenant, Actor: "watcher", Reason: "SIGHUP", After: fmt.Sprintf("%d triggers", len(ts))}
 	if err != nil {

@@ -45,6 +45,10 @@ type TriggerEngine interface {
 	// Start runs the pipeline until ctx is done (returning nil after a
 	// clean drain) or a stage fails for good.
 	Start(ctx context.Context) error
+	// ReportLoadFailure records a reload that failed before it reached
+	// LoadTriggers (trigger files that did not parse): the previous set
+	// stays active and the load-failed gauge is on until a load succeeds.
+	ReportLoadFailure(err error)
 	// Ready returns nil while the pipeline runs: triggers loaded, streams
 	// provisioned or verified, NATS connected. Binaries serve it on /readyz.
 	Ready(ctx context.Context) error
@@ -208,9 +212,6 @@ func (e *triggerEngine) LoadTriggers(ts []*trigger.Trigger) error {
 	return err
 }
 
-// ReportLoadFailure records a reload that failed before it reached
-// LoadTriggers (a trigger file that did not parse): the previous set stays
-// active and the load-failed gauge turns on until a load succeeds.
 func (e *triggerEngine) ReportLoadFailure(err error) {
 	e.metrics.loadFailed.Set(1)
 	e.log.Error("trigger set rejected; previous set stays active", "error", err)

@@ -69,8 +69,8 @@ func reloadTriggers(log *slog.Logger, eng engine.TriggerEngine, tenant, dir stri
 	ts, err := trigger.LoadTriggers(dir, v)
 	if err == nil {
 		err = eng.LoadTriggers(ts)
-	} else if r, ok := eng.(interface{ ReportLoadFailure(error) }); ok {
-		r.ReportLoadFailure(err) // files that did not load never reach the engine
+	} else {
+		eng.ReportLoadFailure(err) // files that did not load never reach the engine
 	}
 	if err != nil {
 		log.Error("trigger reload rejected; the previous set stays active", "error", err)
