@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -60,9 +59,9 @@ func (f *watcherFlags) source(ctx context.Context, cfg *config.WatcherFile) (wat
 // jetStream connects to the NATS of cfg without retrying forever: an
 // operator command should fail fast when NATS is away.
 func jetStream(cfg config.NATS) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(cfg.URL, nats.Name("triggerflow-cli"))
+	nc, err := service.DialNATS(cfg, "triggerflow-cli")
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -24,10 +24,14 @@ import (
 // components wait and report not-ready rather than exit and lose their
 // place.
 func ConnectNATS(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, error) {
-	opts := []nats.Option{
+	opts, err := natsAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", "error", err)
@@ -35,7 +39,32 @@ func ConnectNATS(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, er
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 		}),
+	)
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
 	}
+	return nc, nil
+}
+
+// DialNATS connects once, with the configured credentials and TLS, and
+// fails at once when NATS is away: for operator commands, which should say
+// so rather than wait.
+func DialNATS(cfg config.NATS, name string) (*nats.Conn, error) {
+	opts, err := natsAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.URL, append(opts, nats.Name(name))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+	}
+	return nc, nil
+}
+
+// natsAuth turns the credentials and TLS settings into options.
+func natsAuth(cfg config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
 	cr := cfg.Credentials
 	switch {
 	case cr.CredsFile != "":
@@ -58,11 +87,7 @@ func ConnectNATS(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, er
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
-	}
-	return nc, nil
+	return opts, nil
 }
 
 // DialTemporal returns a lazily connecting Temporal client: it does not fail
