@@ -1,0 +1,201 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/workflows"
+)
+
+// Servers are the NATS and Temporal servers every row shares.
+type Servers struct {
+	NATS     *server.Server
+	Temporal *testsuite.DevServer
+	Client   client.Client
+}
+
+// StartServers embeds a file-backed JetStream server and starts the
+// Temporal dev server (SQLite in WAL mode, as `make dev` runs it) with the
+// CLI at cli, keeping their state under dir.
+func StartServers(ctx context.Context, dir, cli string) (*Servers, error) {
+	if cli == "" {
+		return nil, errors.New("no Temporal CLI: set TRIGGERFLOW_TEMPORAL_CLI or run `make tools`")
+	}
+	if _, err := os.Stat(cli); err != nil {
+		return nil, fmt.Errorf("temporal CLI %s: %w (run `make tools` or set TRIGGERFLOW_TEMPORAL_CLI)", cli, err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "nats"), NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded NATS did not start")
+	}
+	logFile, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		ns.Shutdown()
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		ns.Shutdown()
+		return nil, err
+	}
+	quiet := service.TemporalLogger(slog.New(slog.NewTextHandler(io.Discard, nil)), config.LevelError)
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	dev, err := testsuite.StartDevServer(sctx, testsuite.DevServerOptions{
+		ExistingPath:     cli,
+		ClientOptions:    &client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: quiet},
+		DBFilename:       filepath.Join(dir, "temporal.db"),
+		LogLevel:         "error",
+		SearchAttributes: workflows.SearchAttributes(),
+		ExtraArgs:        []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"},
+		Stdout:           logFile,
+		Stderr:           logFile,
+	})
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("temporal dev server (log in %s): %w", logFile.Name(), err)
+	}
+	return &Servers{NATS: ns, Temporal: dev, Client: dev.Client()}, nil
+}
+
+// Close stops both servers.
+func (s *Servers) Close() {
+	s.Client.Close()
+	_ = s.Temporal.Stop()
+	s.NATS.Shutdown()
+	s.NATS.WaitForShutdown()
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// PeakRSSMB reads VmHWM of pid ("self" for this process) in MiB.
+func PeakRSSMB(pid string) float64 {
+	f, err := os.Open(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				return -1
+			}
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+// Load1 is the 1-minute load average.
+func Load1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		return -1
+	}
+	return f
+}
+
+// Machine describes the host: CPUs, model, memory, kernel.
+func Machine() string {
+	model, cpus := "", 0
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.HasPrefix(line, "processor") {
+				cpus++
+			}
+			if v, ok := strings.CutPrefix(line, "model name"); ok && model == "" {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if line, _, ok := strings.Cut(string(b), "\n"); ok {
+			if kb, err := strconv.ParseFloat(strings.Fields(line)[1], 64); err == nil {
+				mem = fmt.Sprintf("%.0f GiB", kb/1024/1024)
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPU %s, %s RAM", cpus, model, mem)
+}
+
+// CPUSeconds is a process's user+system CPU time so far (pid or "self").
+func CPUSeconds(pid string) float64 {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return -1
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// the 14th and 15th fields of the whole line.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return -1
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return -1
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	s, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return (u + s) / 100 // USER_HZ is 100 on Linux
+}
+
+// ChildPID finds a direct child of this process by command name (the
+// Temporal dev server the SDK started), "" when there is none.
+func ChildPID(comm string) string {
+	self := strconv.Itoa(os.Getpid())
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		name, rest, ok := strings.Cut(string(b), ") ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) > 1 && f[1] == self && strings.HasSuffix(name, "("+comm) {
+			return d.Name()
+		}
+	}
+	return ""
+}
