@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/worker"
 
@@ -63,10 +64,24 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	defer tc.Close()
 
-	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{})
-	workflows.Register(w, acts, workflows.OptionsFromWorker(cfg.Worker))
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	// Temporal may be down when the worker starts (a restart of both, a
+	// deploy): wait for it like every other dependency instead of exiting.
+	var w worker.Worker
+	backoff := 200 * time.Millisecond
+	for {
+		w = worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{})
+		workflows.Register(w, acts, workflows.OptionsFromWorker(cfg.Worker))
+		err := w.Start()
+		if err == nil {
+			break
+		}
+		log.Warn("worker not started; retrying", "task_queue", cfg.Temporal.TaskQueue, "error", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
 	}
 	defer w.Stop()
 
