@@ -51,6 +51,11 @@ test: $(TEMPORAL)
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 
+## chaos: the full chaos run (10,000 changes, every service killed repeatedly; CHAOS_SEED=n replays)
+.PHONY: chaos
+chaos: $(TEMPORAL)
+	CHAOS_FULL=1 $(GO) test ./chaos -run TestChaosFull -timeout 30m -count=1 -v
+
 ## lint: gofmt, go vet, staticcheck, and workflowcheck on workflow code
 .PHONY: lint
 lint: $(STATICCHECK) $(WORKFLOWCHECK)
@@ -70,9 +75,14 @@ fuzz:
 	  done; \
 	done
 
-## bench: run the Go benchmarks
+## bench: end-to-end throughput/latency/history/RSS table vs raw ceilings (BENCH_ARGS for flags: go run ./cmd/bench -h)
 .PHONY: bench
 bench: $(TEMPORAL)
+	$(GO) run ./cmd/bench $(BENCH_ARGS)
+
+## bench-go: the Go micro-benchmarks of every package (go test -bench)
+.PHONY: bench-go
+bench-go: $(TEMPORAL)
 	$(GO) test $(BENCH_FLAGS) ./...
 
 ## dev: bring up the whole system on embedded defaults (DEV_FLAGS for more, e.g. --postgres DSN)

@@ -264,3 +264,42 @@ func TestReadyzFollowsDependencies(t *testing.T) {
 	require.NoError(t, store.Put(context.Background(), "acme", "orders", "after-outage", json.RawMessage(`{}`)))
 	s.rec.WaitFor(t, 1, 90*time.Second)
 }
+
+// TestWorkerWaitsForTemporalAtStartUp: a worker started while Temporal is
+// down keeps trying and becomes ready once Temporal is back.
+func TestWorkerWaitsForTemporalAtStartUp(t *testing.T) {
+	ns := testenv.NATS(t)
+	ts := testenv.Temporal(t)
+	require.NoError(t, ts.Stop())
+	dir := t.TempDir()
+	logCfg := config.Log{Format: config.LogText, Level: config.LevelError, TemporalLevel: config.LevelError}
+	wkf := config.WorkerFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: config.NATS{URL: ns.URL()},
+		Temporal: config.Temporal{HostPort: ts.HostPort()}, Worker: config.Worker{
+			Secrets: config.Secrets{Dir: filepath.Join(dir, "secrets")}, Tokens: config.Tokens{KeyFile: filepath.Join(dir, "key.pem")},
+		}}.WithDefaults()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "secrets"), 0o700))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- daemon.Worker(ctx, &wkf, daemon.Options{Logger: service.NewLogger(logCfg, io.Discard), OnReady: func(string) { close(ready) }})
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("worker exited while Temporal was down: %v", err)
+	case <-ready:
+		t.Fatal("ready without Temporal")
+	case <-time.After(time.Second): // a while for it to fail, if it were going to
+	}
+	ts.Restart(t)
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("worker exited: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("worker not ready after Temporal returned")
+	}
+	cancel()
+	require.NoError(t, <-errc)
+}
