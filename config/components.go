@@ -525,9 +525,6 @@ func (w Watcher) WithDefaults() Watcher {
 	return w
 }
 
-// tenantRE matches the tenant names triggers may use.
-var tenantRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
 // slotRE is PostgreSQL's own rule for replication slot names.
 var slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
@@ -537,8 +534,8 @@ func (w Watcher) Validate() error { p := &problems{}; w.check(p); return p.err()
 func (w Watcher) check(p *problems) {
 	if w.Tenant == "" {
 		p.required("watcher.tenant", w.Tenant)
-	} else if !tenantRE.MatchString(w.Tenant) {
-		p.add("watcher.tenant", w.Tenant, "is not a tenant name: use 1 to 128 letters, digits, '-' or '_'")
+	} else if reason := trigger.TenantProblem(w.Tenant, trigger.DefaultLimits().MaxTenantLength); reason != "" {
+		p.add("watcher.tenant", w.Tenant, "is not a tenant name: %s", reason)
 	}
 	oneOf(p, "watcher.source", w.Source, SourceSQLite, SourcePostgres)
 	switch w.Source {

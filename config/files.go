@@ -1,6 +1,10 @@
 package config
 
-import "path/filepath"
+import (
+	"path/filepath"
+
+	"github.com/triggerflow/triggerflow/trigger"
+)
 
 // WatcherFile is the configuration file of the watcher binary.
 type WatcherFile struct {
@@ -39,7 +43,7 @@ func (f WatcherFile) Validate() error {
 // checkTenantLimit catches a limit that would reject every trigger: each
 // must name the watcher's tenant.
 func checkTenantLimit(p *problems, w Watcher, l Validation) {
-	if tenantRE.MatchString(w.Tenant) && l.MaxTenantLength > 0 && len(w.Tenant) > l.MaxTenantLength {
+	if trigger.TenantProblem(w.Tenant, trigger.DefaultLimits().MaxTenantLength) == "" && l.MaxTenantLength > 0 && len(w.Tenant) > l.MaxTenantLength {
 		p.add("watcher.tenant", w.Tenant, "is longer than validation.maxTenantLength (%d)", l.MaxTenantLength)
 	}
 }

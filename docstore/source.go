@@ -280,7 +280,7 @@ func (src *Source) change(r *changeRow) watcher.Change {
 }
 
 func rowProblem(r *changeRow) string {
-	if reason := checkCollection(r.collection); reason != "" {
+	if reason := trigger.CollectionProblem(r.collection, MaxCollectionLength); reason != "" {
 		return fmt.Sprintf("collection %q %s", shorten(r.collection), reason)
 	}
 	if err := CheckDocID(r.docID); err != nil {

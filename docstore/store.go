@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // Errors returned by the store; each is wrapped with the offending value.
@@ -333,7 +335,7 @@ func checkKey(tenant, collection, id string) error {
 // CheckTenant validates a tenant name: letters, digits, '-' and '_', at
 // most MaxTenantLength bytes.
 func CheckTenant(tenant string) error {
-	if reason := checkName(tenant, MaxTenantLength); reason != "" {
+	if reason := trigger.TenantProblem(tenant, MaxTenantLength); reason != "" {
 		return fmt.Errorf("%w: %q %s", ErrInvalidTenant, shorten(tenant), reason)
 	}
 	return nil
@@ -343,7 +345,7 @@ func CheckTenant(tenant string) error {
 // letters, digits, '-' and '_', at most MaxCollectionLength bytes. Unlike a
 // trigger's collection it is a path, not a glob.
 func CheckCollection(collection string) error {
-	if reason := checkCollection(collection); reason != "" {
+	if reason := trigger.CollectionProblem(collection, MaxCollectionLength); reason != "" {
 		return fmt.Errorf("%w: %q %s", ErrInvalidCollection, shorten(collection), reason)
 	}
 	return nil
@@ -366,45 +368,6 @@ func CheckDocID(id string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %q %s", ErrInvalidDocID, shorten(id), reason)
-}
-
-func checkCollection(s string) string {
-	switch {
-	case s == "":
-		return "is required"
-	case len(s) > MaxCollectionLength:
-		return fmt.Sprintf("is %d characters long, the limit is %d", len(s), MaxCollectionLength)
-	}
-	for seg := range strings.SplitSeq(s, "/") {
-		if seg == "" {
-			return "has an empty segment: segments are separated by a single '/', with none at either end"
-		}
-		for _, c := range []byte(seg) {
-			if !nameByte(c) {
-				return fmt.Sprintf("contains %q: only letters, digits, '-', '_' and '/' are allowed", c)
-			}
-		}
-	}
-	return ""
-}
-
-func checkName(s string, max int) string {
-	switch {
-	case s == "":
-		return "is required"
-	case len(s) > max:
-		return fmt.Sprintf("is %d characters long, the limit is %d", len(s), max)
-	}
-	for _, c := range []byte(s) {
-		if !nameByte(c) {
-			return fmt.Sprintf("contains %q: only letters, digits, '-' and '_' are allowed", c)
-		}
-	}
-	return ""
-}
-
-func nameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // checkDocument requires a JSON object: conditions address documents by

@@ -179,6 +179,16 @@ func checkRetry(p *RetryPolicy, bad func(field, value, reason string)) {
 	}
 }
 
+// TenantProblem says why s is not a valid tenant name of at most max bytes
+// (letters, digits, '-' and '_'), or returns "" when it is. The document
+// store and the configuration apply the same rule.
+func TenantProblem(s string, max int) string { return checkName(s, max) }
+
+// CollectionProblem says why s is not a valid concrete collection path of
+// at most max bytes ('/'-separated segments of letters, digits, '-' and
+// '_'; no globs), or returns "" when it is.
+func CollectionProblem(s string, max int) string { return checkCollection(s, max, false) }
+
 // checkName validates tenants: letters, digits, '-' and '_'.
 func checkName(s string, max int) string {
 	switch {
@@ -198,6 +208,18 @@ func checkName(s string, max int) string {
 // checkCollectionGlob validates a collection pattern: '/'-separated segments
 // of letters, digits, '-', '_', and '*' wildcards (path.Match semantics).
 func checkCollectionGlob(s string, max int) string {
+	if reason := checkCollection(s, max, true); reason != "" {
+		return reason
+	}
+	if _, err := path.Match(s, ""); err != nil {
+		return "is not a valid glob: " + err.Error()
+	}
+	return ""
+}
+
+// checkCollection validates '/'-separated segments, with '*' allowed only
+// when glob is set.
+func checkCollection(s string, max int, glob bool) string {
 	switch {
 	case s == "":
 		return "is required"
@@ -209,13 +231,15 @@ func checkCollectionGlob(s string, max int) string {
 			return "has an empty segment: segments are separated by a single '/', with none at either end"
 		}
 		for _, c := range []byte(seg) {
-			if !nameByte(c) && c != '*' {
+			switch {
+			case nameByte(c):
+			case c == '*' && glob:
+			case glob:
 				return fmt.Sprintf("contains %q: only letters, digits, '-', '_', '/' and '*' are allowed", c)
+			default:
+				return fmt.Sprintf("contains %q: only letters, digits, '-', '_' and '/' are allowed", c)
 			}
 		}
-	}
-	if _, err := path.Match(s, ""); err != nil {
-		return "is not a valid glob: " + err.Error()
 	}
 	return ""
 }
