@@ -88,7 +88,8 @@ bench-go: $(TEMPORAL)
 ## dev: bring up the whole system on embedded defaults (DEV_FLAGS for more, e.g. --postgres DSN)
 .PHONY: dev
 dev: $(TEMPORAL)
-	$(GO) run ./cmd/triggerflow dev $(DEV_FLAGS)
+	$(GO) build -o bin/triggerflow ./cmd/triggerflow
+	exec ./bin/triggerflow dev $(DEV_FLAGS)
 
 ## help: list targets
 .PHONY: help

@@ -34,7 +34,10 @@ func ConnectNATS(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, er
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "error", err)
+			// A deliberate Close reports a nil error; that is no news.
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
