@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // Action names what happened.
@@ -106,12 +107,7 @@ func List(ctx context.Context, js jetstream.JetStream, stream, tenant string, li
 }
 
 func subjectToken(s string) string {
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return "_"
-		}
-	}
-	if s == "" {
+	if !trigger.IsToken(s) {
 		return "_"
 	}
 	return s

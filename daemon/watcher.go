@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,10 +23,6 @@ import (
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
-
-// ErrInvalidTriggers is returned when the trigger files do not load at
-// start-up; the error lists every problem.
-var ErrInvalidTriggers = trigger.ErrInvalidTriggers
 
 // Options are the parts of a service run that are not configuration.
 type Options struct {
@@ -225,11 +220,4 @@ func firstLine(s string) string {
 		}
 	}
 	return s
-}
-
-// IsUsageError reports whether err is a configuration or trigger problem
-// that a restart will not fix.
-func IsUsageError(err error) bool {
-	var fe config.FieldErrors
-	return errors.Is(err, trigger.ErrInvalidTriggers) || errors.As(err, &fe) || errors.Is(err, watcher.ErrNoCheckpoint)
 }

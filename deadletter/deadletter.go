@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // Stage is where in the pipeline a record was made.
@@ -67,7 +69,7 @@ var ErrInvalidRecord = errors.New("deadletter: invalid record")
 // subject token (the record may be about a message with a garbage tenant)
 // becomes "_".
 func Subject(stream, tenant string, stage Stage) string {
-	if !safeToken(tenant) {
+	if !trigger.IsToken(tenant) {
 		tenant = "_"
 	}
 	return stream + "." + tenant + "." + string(stage)
@@ -116,16 +118,4 @@ func Decode(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
 	return r, nil
-}
-
-func safeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // DeadLetterPublisher records the tasks the publisher cannot put on the
@@ -120,7 +121,7 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
 	switch {
-	case !safeToken(c.Stream):
+	case !trigger.IsToken(c.Stream):
 		return fmt.Errorf("publisher: config: %w: %q", ErrInvalidStream, c.Stream)
 	case c.MaxPayload < 1:
 		return fmt.Errorf("publisher: config: MaxPayload is %d, must be positive", c.MaxPayload)

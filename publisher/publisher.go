@@ -257,7 +257,7 @@ func (p *Publisher) Pending() int {
 func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item {
 	it := &item{task: task, done: done, accepted: time.Now(), hashed: "false"}
 	it.tenant, it.collection = "_invalid", "_invalid"
-	if safeToken(task.Tenant) {
+	if trigger.IsToken(task.Tenant) {
 		it.tenant = task.Tenant
 	}
 	if _, err := collectionTokens(task.Collection); err == nil {

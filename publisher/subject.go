@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // MaxSubjectBytes is the subject length the design allows. NATS itself takes
@@ -82,10 +84,10 @@ type Subject struct {
 // whitespace. The docKey is base64url-encoded; if the result would exceed
 // MaxSubjectBytes, the docKey token becomes HashToken and Hashed is set.
 func BuildSubject(stream, tenant, collection, docKey string) (Subject, error) {
-	if !safeToken(stream) {
+	if !trigger.IsToken(stream) {
 		return Subject{}, fmt.Errorf("%w: %q", ErrInvalidStream, truncate(stream))
 	}
-	if !safeToken(tenant) {
+	if !trigger.IsToken(tenant) {
 		return Subject{}, fmt.Errorf("%w: %q", ErrInvalidTenant, truncate(tenant))
 	}
 	collTokens, err := collectionTokens(collection)
@@ -127,7 +129,7 @@ func ParseSubject(subject string) (ParsedSubject, error) {
 		return ParsedSubject{}, fmt.Errorf("%w: %q: want <stream>.<tenant>.<collection>.<docKey>", ErrInvalidSubject, truncate(subject))
 	}
 	for _, tok := range toks {
-		if !safeToken(tok) {
+		if !trigger.IsToken(tok) {
 			return ParsedSubject{}, fmt.Errorf("%w: %q in subject %q", ErrInvalidToken, truncate(tok), truncate(subject))
 		}
 	}
@@ -139,49 +141,16 @@ func ParseSubject(subject string) (ParsedSubject, error) {
 	}, nil
 }
 
-// CollectionFilter returns the subject filter that matches every docKey of
-// one tenant's collection, for consumers that want a slice of the stream.
-func CollectionFilter(stream, tenant, collection string) (string, error) {
-	if !safeToken(stream) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidStream, truncate(stream))
-	}
-	if !safeToken(tenant) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidTenant, truncate(tenant))
-	}
-	ct, err := collectionTokens(collection)
-	if err != nil {
-		return "", err
-	}
-	return stream + "." + tenant + "." + ct + ".*", nil
-}
-
 func collectionTokens(collection string) (string, error) {
 	if collection == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidCollPath)
 	}
 	for seg := range strings.SplitSeq(collection, "/") {
-		if !safeToken(seg) {
+		if !trigger.IsToken(seg) {
 			return "", fmt.Errorf("%w: %q: segments must be non-empty and use only letters, digits, '-' and '_'", ErrInvalidCollPath, truncate(collection))
 		}
 	}
 	return strings.ReplaceAll(collection, "/", "."), nil
-}
-
-// safeToken reports whether s is a non-empty run of [A-Za-z0-9_-]: the
-// alphabet shared by tenant names, collection segments, base64url and hex.
-func safeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // truncate keeps error messages readable when the input is huge.

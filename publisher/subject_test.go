@@ -105,13 +105,6 @@ func TestParseSubjectRejects(t *testing.T) {
 	}
 }
 
-func TestCollectionFilter(t *testing.T) {
-	t.Parallel()
-	f, err := publisher.CollectionFilter("TRIGGERS", "acme", "chats/42/members")
-	require.NoError(t, err)
-	require.Equal(t, "TRIGGERS.acme.chats.42.members.*", f)
-}
-
 func mustEncode(t *testing.T, k string) string {
 	t.Helper()
 	enc, err := publisher.EncodeDocKey(k)

@@ -280,6 +280,21 @@ func checkURL(s string) string {
 	return ""
 }
 
+// IsToken reports whether s is a non-empty run of letters, digits, '-' and
+// '_': the alphabet shared by tenant names, collection segments, base64url
+// and hex, which NATS therefore takes literally in a subject.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !nameByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
 func nameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
