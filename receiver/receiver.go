@@ -54,6 +54,7 @@ type Receiver struct {
 	mu         sync.Mutex
 	deliveries []Delivery
 	changed    chan struct{}
+	verifier   *authn.Verifier // cached key set; refetched when a token fails
 }
 
 // New returns a receiver.
@@ -126,25 +127,42 @@ func (rc *Receiver) checkToken(r *http.Request, tenant string) error {
 	if !ok {
 		return fmt.Errorf("no bearer token")
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, rc.cfg.JWKSURL, nil)
+	rc.mu.Lock()
+	v := rc.verifier
+	rc.mu.Unlock()
+	if v != nil {
+		if _, err := v.Verify(tok, tenant); err == nil {
+			return nil
+		}
+	}
+	// No key set yet, or the token fails against the cached one (the
+	// worker may have rotated its key): fetch the key set again.
+	v, err := rc.fetchVerifier(r.Context())
 	if err != nil {
 		return err
 	}
+	rc.mu.Lock()
+	rc.verifier = v
+	rc.mu.Unlock()
+	_, err = v.Verify(tok, tenant)
+	return err
+}
+
+func (rc *Receiver) fetchVerifier(ctx context.Context) (*authn.Verifier, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rc.cfg.JWKSURL, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	jwks, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	v, err := authn.NewVerifier(jwks, authn.VerifierConfig{})
-	if err != nil {
-		return err
-	}
-	_, err = v.Verify(tok, tenant)
-	return err
+	return authn.NewVerifier(jwks, authn.VerifierConfig{})
 }
 
 func (rc *Receiver) reject(w http.ResponseWriter, code int, format string, args ...any) {
