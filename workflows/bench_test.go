@@ -36,8 +36,8 @@ func BenchmarkDeliveryHotKeysPaced(b *testing.B) { benchModes(b, 50, 20, true) }
 // BenchmarkDeliveryColdKeys measures 200 documents changing once each.
 func BenchmarkDeliveryColdKeys(b *testing.B) { benchModes(b, 200, 1, false) }
 
-// benchModes runs with the first attempt as a regular activity (the
-// default) and as a local activity (Options.LocalFirstAttempt).
+// benchModes runs with the first attempt as a local activity (the
+// default) and as a regular one (Options.ActivityFirstAttempt).
 func benchModes(b *testing.B, keys, perKey int, paced bool) {
 	for _, local := range []bool{false, true} {
 		b.Run(fmt.Sprintf("local=%v", local), func(b *testing.B) { benchDelivery(b, keys, perKey, paced, local) })
@@ -48,7 +48,7 @@ func benchDelivery(b *testing.B, keys, perKey int, paced, local bool) {
 	srv := testenv.Temporal(b)
 	// Long enough that a paced key stays one workflow between its changes
 	// on a loaded machine; the wait for the exits is not timed.
-	h := newHarness(b, srv, workflows.Options{QuietPeriod: 10 * time.Second, LocalFirstAttempt: local})
+	h := newHarness(b, srv, workflows.Options{QuietPeriod: 10 * time.Second, ActivityFirstAttempt: !local})
 	const senders = 16
 	var events, deliveries int
 	var elapsed time.Duration

@@ -93,8 +93,12 @@ type mailbox struct {
 
 	lastActive  time.Time
 	idleTimer   workflow.Future
+	idleArmed   time.Time // when idleTimer was started
 	forceSingle bool
 	invalidSeq  int
+	// retry is the worker's default retry policy as recorded the first
+	// time a decision depended on it; nil until then.
+	retry *trigger.RetryPolicy
 }
 
 type invalidTask struct {
@@ -103,12 +107,11 @@ type invalidTask struct {
 }
 
 func run(ctx workflow.Context, p DeliveryParams, registered Options) error {
-	var opts Options
-	// Read once per run and recorded, so replay uses what this run used.
-	if err := workflow.SideEffect(ctx, func(workflow.Context) any { return registered }).Get(&opts); err != nil {
-		return fmt.Errorf("reading options: %w", err)
-	}
-	opts = opts.WithDefaults()
+	// The options are not recorded in history: a marker would cost every
+	// run an event. The ones a worker's file sets are used so that a
+	// different value on replay cannot change which commands the run
+	// issues (see Options).
+	opts := registered.WithDefaults()
 
 	m := &mailbox{
 		ctx:        ctx,
@@ -188,22 +191,25 @@ func (m *mailbox) drain() {
 }
 
 // wait blocks until a signal arrives (true) or, with quiet set, until the
-// key has been idle for QuietPeriod (false). The idle timer is armed once
-// and reused rather than cancelled on every task: a hot key then pays two
-// timer events per quiet period instead of two per burst.
+// key has been idle for QuietPeriod (false).
+//
+// The idle timer is armed once and reused rather than cancelled on every
+// task: a busy key pays two timer events per quiet period instead of two
+// per burst. When it fires the run exits only if nothing happened since it
+// was armed, and otherwise arms it again for the rest of the period. That
+// decision depends on the history alone, never on QuietPeriod's value, so a
+// worker restarted with another quietPeriod replays open runs unchanged;
+// the value only sets timer durations, which replay does not compare.
 func (m *mailbox) wait(quiet bool) bool {
 	for {
-		if quiet {
+		if quiet && m.idleTimer == nil {
 			now := workflow.Now(m.ctx)
-			deadline := m.lastActive.Add(m.opts.QuietPeriod)
-			if !now.Before(deadline) {
-				return false
-			}
-			if m.idleTimer == nil {
-				m.idleTimer = workflow.NewTimer(m.ctx, deadline.Sub(now))
-			}
+			// At least a second: a timer of zero would issue no command,
+			// so the value would decide whether there is one.
+			d := max(m.lastActive.Add(m.opts.QuietPeriod).Sub(now), time.Second)
+			m.idleTimer, m.idleArmed = workflow.NewTimer(m.ctx, d), now
 		}
-		got := false
+		got, idle := false, false
 		sel := workflow.NewSelector(m.ctx)
 		sel.AddReceive(m.tasks, func(c workflow.ReceiveChannel, _ bool) {
 			var raw json.RawMessage
@@ -218,16 +224,17 @@ func (m *mailbox) wait(quiet bool) bool {
 			got = true
 		})
 		if quiet {
-			timer := m.idleTimer
-			sel.AddFuture(timer, func(workflow.Future) {
-				if m.idleTimer == timer {
-					m.idleTimer = nil
-				}
+			sel.AddFuture(m.idleTimer, func(workflow.Future) {
+				idle = !m.lastActive.After(m.idleArmed)
+				m.idleTimer = nil
 			})
 		}
 		sel.Select(m.ctx)
 		if got {
 			return true
+		}
+		if idle {
+			return false
 		}
 	}
 }
@@ -303,14 +310,14 @@ func (m *mailbox) onUnblock(u Unblock) {
 // more are queued.
 func (m *mailbox) deliverNext() error {
 	n := m.batchSize()
-	if m.forceSingle || (n <= 1 && !m.opts.LocalFirstAttempt) {
+	if m.forceSingle || (n <= 1 && m.opts.ActivityFirstAttempt) {
 		m.forceSingle = false
 		return m.deliverOne(0)
 	}
 	batch := m.pending[:n:n]
 	opts := m.batchOptions(batch)
 	var fut workflow.Future
-	if m.opts.LocalFirstAttempt {
+	if !m.opts.ActivityFirstAttempt {
 		ctx := workflow.WithLocalActivityOptions(m.ctx, workflow.LocalActivityOptions{
 			StartToCloseTimeout: opts.StartToCloseTimeout,
 			RetryPolicy:         opts.RetryPolicy,
@@ -351,7 +358,7 @@ func (m *mailbox) deliverNext() error {
 		return nil
 	}
 	head := m.pending[0]
-	policy := EffectiveRetryPolicy(head.RetryPolicy, m.opts.Retry)
+	policy := EffectiveRetryPolicy(head.RetryPolicy, m.retryDefaults())
 	if !f.Retryable || policy.MaxAttempts <= 1 {
 		return m.fail(head, deadLetterReason(f.Type, f.Retryable), failureDetail(f))
 	}
@@ -371,7 +378,13 @@ func (m *mailbox) deliverNext() error {
 // the task's full retry policy, less prior attempts already made.
 func (m *mailbox) deliverOne(prior int) error {
 	task := m.pending[0]
-	policy := EffectiveRetryPolicy(task.RetryPolicy, m.opts.Retry)
+	def := m.opts.Retry
+	if m.retry != nil {
+		def = *m.retry
+	}
+	// Only activity options depend on the policy here, and replay does not
+	// compare those, so an unrecorded default is fine.
+	policy := EffectiveRetryPolicy(task.RetryPolicy, def)
 	ctx := workflow.WithActivityOptions(m.ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: m.attemptTimeout(&task) + m.opts.TimeoutMargin,
 		RetryPolicy:         TemporalRetryPolicy(policy, prior),
@@ -519,6 +532,22 @@ func (m *mailbox) continueAsNew() (bool, error) {
 	next.Failed = m.failed
 	next.Blocked = m.blocked
 	return true, workflow.NewContinueAsNewError(m.ctx, DeliveryWorkflow, next)
+}
+
+// retryDefaults returns the worker's default retry policy, recording it in
+// history the first time: whether a batch's failed task gets more attempts
+// depends on it, and a worker restarted with another retry policy must
+// replay that decision as it was made. Only runs that meet a failure pay
+// the marker.
+func (m *mailbox) retryDefaults() trigger.RetryPolicy {
+	if m.retry == nil {
+		p := m.opts.Retry
+		if err := workflow.SideEffect(m.ctx, func(workflow.Context) any { return m.opts.Retry }).Get(&p); err != nil {
+			m.log.Warn("reading the recorded retry policy", "error", err)
+		}
+		m.retry = &p
+	}
+	return *m.retry
 }
 
 func (m *mailbox) pop(n int) {

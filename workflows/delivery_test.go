@@ -169,7 +169,7 @@ func eachMode(t *testing.T, opts workflows.Options, fn func(t *testing.T, opts w
 		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) {
 			t.Parallel()
 			o := opts
-			o.LocalFirstAttempt = local
+			o.ActivityFirstAttempt = !local
 			fn(t, o)
 		})
 	}

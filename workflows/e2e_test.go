@@ -81,7 +81,9 @@ func awaitRequests(t *testing.T, h *harness, docKey string, n int) {
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	srv := testenv.Temporal(t)
-	opts := workflows.Options{QuietPeriod: time.Second}
+	// These scenarios follow the activity retry path from the first
+	// attempt; "local first attempt" covers the default.
+	opts := replayOptions["retries"]
 	h := newHarness(t, srv, opts)
 	sc := &script{outs: map[string][]int{}}
 	h.rec.Respond(sc.respond)
@@ -95,7 +97,7 @@ func TestEndToEnd(t *testing.T) {
 			dir = historyDir
 		}
 		saveHistories(t, dir, name, hists)
-		replayDir(t, dir, fileName(name)+"-run*.json")
+		replayDir(t, dir, fileName(name)+"-run*.json", opts)
 	}
 
 	t.Run("500 500 200 shows three attempts in history", func(t *testing.T) {
@@ -211,7 +213,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("local first attempt", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second, LocalFirstAttempt: true})
+		h := newHarness(t, srv, replayOptions["local-first-attempt"])
 		sc := &script{outs: map[string][]int{"evt_l1": {500}}}
 		h.rec.Respond(sc.respond)
 		for _, id := range []string{"evt_l0", "evt_l1", "evt_l2"} {
@@ -234,12 +236,44 @@ func TestEndToEnd(t *testing.T) {
 			dir = historyDir
 		}
 		saveHistories(t, dir, "local-first-attempt", hists)
-		replayDir(t, dir, "local-first-attempt-run*.json")
+		replayDir(t, dir, "local-first-attempt-run*.json", replayOptions["local-first-attempt"])
+	})
+
+	t.Run("a cold key costs two workflow tasks and 12 events", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second})
+		h.signal(t, h.liveTask("cold", "evt_cold"))
+		h.wait(t, "cold")
+		hists := h.runs(t, "cold")
+		require.Len(t, hists, 1)
+		var events []enumspb.EventType
+		completedTasks := 0
+		for _, ev := range hists[0].Events {
+			switch ev.EventType {
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+				completedTasks++
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+				enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+				// Three events per task, unless a loaded server times one
+				// out and adds more.
+			default:
+				events = append(events, ev.EventType)
+			}
+		}
+		// One task delivers (the local activity's marker) and arms the
+		// quiet timer, one closes the run: 6 + 2×3 = 12 events, as many
+		// as a raw SignalWithStart of a one-activity workflow.
+		require.Equal(t, []enumspb.EventType{
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+			enumspb.EVENT_TYPE_MARKER_RECORDED, enumspb.EVENT_TYPE_TIMER_STARTED, enumspb.EVENT_TYPE_TIMER_FIRED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+		}, events)
+		require.Equal(t, 2, completedTasks)
 	})
 
 	t.Run("continue-as-new keeps order and dedupe", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second, MaxHistoryLength: 30})
+		h := newHarness(t, srv, replayOptions["continue-as-new"])
 		var want []string
 		for i := range 12 {
 			id := fmt.Sprintf("evt_c%02d", i)
@@ -265,21 +299,37 @@ func TestEndToEnd(t *testing.T) {
 		// The first two runs are enough to cover both a run that
 		// continues as new and one that starts from a carried state.
 		saveHistories(t, dir, "continue-as-new", hists[:2])
-		replayDir(t, dir, "continue-as-new-run*.json")
+		replayDir(t, dir, "continue-as-new-run*.json", replayOptions["continue-as-new"])
 	})
 }
 
+// replayOptions are the options each recorded scenario ran with, by the
+// name its history files start with. Options are not recorded in history,
+// and those that shape a run's commands (see workflows.Options) must be
+// the same on replay.
+var replayOptions = map[string]workflows.Options{
+	"retries":             {QuietPeriod: time.Second, ActivityFirstAttempt: true},
+	"dead-letter":         {QuietPeriod: time.Second, ActivityFirstAttempt: true},
+	"order":               {QuietPeriod: time.Second, ActivityFirstAttempt: true},
+	"block":               {QuietPeriod: time.Second, ActivityFirstAttempt: true},
+	"local-first-attempt": {QuietPeriod: time.Second},
+	"continue-as-new":     {QuietPeriod: time.Second, MaxHistoryLength: 30},
+}
+
 // replayDir replays every history matching pattern in dir against the
-// current workflow code.
-func replayDir(t *testing.T, dir, pattern string) {
+// current workflow code registered with opts. The worker-file options
+// (QuietPeriod, Retry, HTTPTimeout) are deliberately not the ones the runs
+// used: a worker restarted with other values must replay open runs.
+func replayDir(t *testing.T, dir, pattern string, opts workflows.Options) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, pattern))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no histories match %s in %s", pattern, dir)
+	opts.QuietPeriod = 7 * time.Minute
+	opts.HTTPTimeout = 3 * time.Second
+	opts.Retry = trigger.RetryPolicy{MaxAttempts: 1, InitialBackoff: trigger.Duration(time.Minute)}
 	r := worker.NewWorkflowReplayer()
-	// Options come from the recorded SideEffect, so these are not the ones
-	// the runs used, and need not be.
-	workflows.RegisterWorkflow(r, workflows.Options{})
+	workflows.RegisterWorkflow(r, opts)
 	for _, f := range files {
 		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(quietLogger, f), "replaying %s", f)
 	}
@@ -301,5 +351,7 @@ func TestReplay(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, n, 7, "recorded histories are missing from %s", historyDir)
-	replayDir(t, historyDir, "*.json")
+	for name, opts := range replayOptions {
+		replayDir(t, historyDir, name+"-run*.json", opts)
+	}
 }
