@@ -70,6 +70,14 @@ type Config struct {
 	// detect two docKeys sharing one hashed subject token. Detection is
 	// best effort beyond it. Defaults to 65536 (a few MiB).
 	CollisionCacheSize int
+	// MaxSignalBatch is the most tasks of one key handed off in one signal:
+	// the tasks of a key queued behind each other in a lane go together.
+	// 1 turns batching off. Defaults to 100.
+	MaxSignalBatch int
+	// MaxSignalBytes bounds a batch's payload, well under Temporal's 2 MiB
+	// payload limit (it warns from 512 KiB); a task larger than this goes
+	// alone. Defaults to 256 KiB.
+	MaxSignalBytes int
 	// HandoffTimeout bounds one SignalWithStart attempt. Defaults to 10s.
 	HandoffTimeout time.Duration
 	// RetryInitial is the first pause after a failed hand-off; pauses
@@ -93,6 +101,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CollisionCacheSize == 0 {
 		c.CollisionCacheSize = 65536
+	}
+	if c.MaxSignalBatch == 0 {
+		c.MaxSignalBatch = 100
+	}
+	if c.MaxSignalBytes == 0 {
+		c.MaxSignalBytes = 256 << 10
 	}
 	if c.HandoffTimeout == 0 {
 		c.HandoffTimeout = 10 * time.Second
@@ -131,6 +145,12 @@ func (c Config) Validate() error {
 	}
 	if c.CollisionCacheSize < 1 {
 		bad("collisionCacheSize %d must be at least 1", c.CollisionCacheSize)
+	}
+	if c.MaxSignalBatch < 1 {
+		bad("maxSignalBatch %d must be at least 1", c.MaxSignalBatch)
+	}
+	if c.MaxSignalBytes < 1 {
+		bad("maxSignalBytes %d must be at least 1", c.MaxSignalBytes)
 	}
 	for _, d := range []struct {
 		name string

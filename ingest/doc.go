@@ -1,10 +1,14 @@
 // Package ingest moves delivery tasks from JetStream into Temporal: one
-// durable pull consumer on "<stream>.>", and for every task one
+// durable pull consumer on "<stream>.>", and for every task a
 // SignalWithStartWorkflow to the delivery workflow of its (tenant,
-// trigger, collection, docKey). A message is acked only after
-// SignalWithStartWorkflow returned without error, that is once the signal is
-// durable in the workflow's history; nothing is acked that Temporal does not
-// have.
+// trigger, collection, docKey). A key's tasks that queue up while an
+// earlier hand-off of the key is in flight go together, as one signal
+// carrying a JSON array in stream order (Config.MaxSignalBatch,
+// Config.MaxSignalBytes), so a busy key costs Temporal a call and a
+// history event per batch rather than per task. A message is acked only
+// after SignalWithStartWorkflow returned without error, that is once the
+// signal is durable in the workflow's history; nothing is acked that
+// Temporal does not have.
 //
 // # Keys
 //
@@ -28,8 +32,9 @@
 // # Order
 //
 // Messages go to Ingest.Lanes lanes by a hash of (tenant, trigger,
-// collection, docKey), and each lane hands off one message at a time in
-// the order JetStream delivered them. When Temporal is unavailable the lane
+// collection, docKey), and each lane hands off one batch at a time in the
+// order JetStream delivered them: the head of the lane with the queued
+// messages of the same key behind it, which overtake only other keys. When Temporal is unavailable the lane
 // retries the same message with backoff (Config.RetryInitial up to
 // Config.RetryMax) and resets the ack timer of every message it holds every
 // AckWait/4, instead of NAKing the message past later ones of its key.

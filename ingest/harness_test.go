@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -138,6 +139,12 @@ type startOpts struct {
 
 func (h *harness) start(so startOpts) *instance {
 	h.t.Helper()
+	return h.startWith(h.tc, so)
+}
+
+// startWith starts an Ingester that hands off through tc.
+func (h *harness) startWith(tc ingest.TemporalClient, so startOpts) *instance {
+	h.t.Helper()
 	steps := newStepLog()
 	reg := prometheus.NewRegistry()
 	dl := so.dl
@@ -150,7 +157,7 @@ func (h *harness) start(so startOpts) *instance {
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := append([]ingest.Option{ingest.WithRegisterer(reg), ingest.WithLogger(log), ingest.WithSteps(steps.add)}, so.opts...)
-	in, err := ingest.New(h.cfg, h.js, h.tc, dl, opts...)
+	in, err := ingest.New(h.cfg, h.js, tc, dl, opts...)
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -178,10 +185,31 @@ func standInDelivery(ctx workflow.Context, _ workflows.DeliveryParams) error {
 	}
 	ch := workflow.GetSignalChannel(ctx, workflows.TaskSignal)
 	for {
-		var task trigger.DeliveryTask
-		ch.Receive(ctx, &task)
-		events = append(events, task.EventID)
+		var raw json.RawMessage
+		ch.Receive(ctx, &raw)
+		ids, err := eventIDs(raw)
+		if err != nil {
+			return err
+		}
+		events = append(events, ids...)
 	}
+}
+
+// eventIDs are the event ids of a task signal's tasks, in order.
+func eventIDs(raw json.RawMessage) ([]string, error) {
+	tasks, err := workflows.SplitTaskSignal(raw)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, one := range tasks {
+		var task trigger.DeliveryTask
+		if err := json.Unmarshal(one, &task); err != nil {
+			return nil, err
+		}
+		ids = append(ids, task.EventID)
+	}
+	return ids, nil
 }
 
 // queryEvents polls the stand-in workflow until it has seen want events;
@@ -224,9 +252,11 @@ func (h *harness) signalled(id string) []string {
 		if attrs == nil || attrs.GetSignalName() != workflows.TaskSignal {
 			continue
 		}
-		var task trigger.DeliveryTask
-		require.NoError(h.t, converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &task))
-		ids = append(ids, task.EventID)
+		var raw json.RawMessage
+		require.NoError(h.t, converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &raw))
+		got, err := eventIDs(raw)
+		require.NoError(h.t, err)
+		ids = append(ids, got...)
 	}
 	return ids
 }

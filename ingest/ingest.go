@@ -190,12 +190,15 @@ func (in *Ingester) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	batch := batchLimit{items: in.cfg.MaxSignalBatch, bytes: in.cfg.MaxSignalBytes}
 	for _, l := range in.lanes {
 		in.lanesWG.Add(1)
-		go in.runLane(l, in.handOff)
+		go in.runLane(l, batch, in.handOff)
 	}
 	in.lanesWG.Add(1)
-	go in.runLane(in.poison, in.deadLetter)
+	go in.runLane(in.poison, batchLimit{items: 1}, func(ctx context.Context, its []*item) bool {
+		return in.deadLetter(ctx, its[0])
+	})
 	go in.keep()
 
 	opts := []jetstream.PullConsumeOpt{
@@ -405,10 +408,20 @@ type item struct {
 	delivered uint64    // JetStream's delivery count
 	streamSeq uint64
 	task      *trigger.DeliveryTask // nil if the payload did not decode
-	labels    labels
+	// key is the task's workflow ID, set once the task is known to be
+	// handed off; the lane batches the queued tasks of one key.
+	key    string
+	labels labels
 	// reason is set when the message is dead-lettered instead of handed
 	// off; detail explains it.
 	reason, detail string
+}
+
+func (it *item) payload() []byte {
+	if it.msg == nil {
+		return nil
+	}
+	return it.msg.Data()
 }
 
 // onMessage runs on the consumer's delivery goroutine, one message at a
@@ -441,6 +454,8 @@ func (in *Ingester) onMessage(msg jetstream.Msg) {
 		in.enqueue(in.poison, it)
 		return
 	}
+	t := it.task
+	it.key = WorkflowID(t.Tenant, t.TriggerID, t.Collection, t.DocKey)
 	in.enqueue(in.lanes[in.laneOf(it)], it)
 }
 
@@ -548,19 +563,21 @@ func (in *Ingester) enqueue(l *lane, it *item) {
 	}
 }
 
-// runLane settles its lane's items one at a time, in order, with settle
+// runLane settles its lane's items a batch at a time, in order, with settle
 // (hand-off or dead-letter). When the work context is cancelled it NAKs the
-// unsettled item and then the rest of the queue, in order.
-func (in *Ingester) runLane(l *lane, settle func(context.Context, *item) bool) {
+// unsettled batch and then the rest of the queue, in order.
+func (in *Ingester) runLane(l *lane, lim batchLimit, settle func(context.Context, []*item) bool) {
 	defer in.lanesWG.Done()
 	for {
-		it, ok := l.next(in.work.Done())
+		batch, ok := l.next(in.work.Done(), lim)
 		if !ok {
 			break
 		}
-		settled := settle(in.work, it)
+		settled := settle(in.work, batch)
 		if !settled {
-			in.nak(it)
+			for _, it := range batch {
+				in.nak(it)
+			}
 		}
 		l.done()
 		if !settled {
@@ -572,19 +589,23 @@ func (in *Ingester) runLane(l *lane, settle func(context.Context, *item) bool) {
 	}
 }
 
-// handOff signals the task's workflow, starting it if needed, and acks the
-// message once Temporal has the signal. A transient failure is retried in
-// place, with backoff, while the keeper holds the message's ack timer, so a
-// key's later tasks never overtake it. It returns false, leaving the
-// message unsettled, only when ctx is cancelled.
-func (in *Ingester) handOff(ctx context.Context, it *item) bool {
-	t := it.task
-	id := WorkflowID(t.Tenant, t.TriggerID, t.Collection, t.DocKey)
+// handOff signals a batch of one key's tasks to the key's workflow,
+// starting it if needed, and acks the messages once Temporal has the
+// signal. Several tasks go as one signal, a JSON array in stream order: a
+// busy key then costs Temporal one signal event and one call per batch
+// rather than per task. A transient failure is retried in place, with
+// backoff, while the keeper holds the messages' ack timers, so a key's
+// later tasks never overtake them. It returns false, leaving the messages
+// unsettled, only when ctx is cancelled.
+func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
+	head := batch[0]
+	t := head.task
+	id := head.key
 	opts := in.startOptions(id, t)
 	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
-	// The raw payload is signalled rather than the decoded task so fields
-	// this version does not know survive to a newer worker.
-	signal := json.RawMessage(it.msg.Data())
+	// The raw payloads are signalled rather than the decoded tasks so
+	// fields this version does not know survive to a newer worker.
+	signal := signalPayload(batch)
 	pause := in.cfg.RetryInitial
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
@@ -596,13 +617,30 @@ func (in *Ingester) handOff(ctx context.Context, it *item) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		in.m.handoffErrors.WithLabelValues(it.labels.values(errorCode(err))...).Inc()
-		in.note("handoff-error", it)
-		attrs := []any{"workflowId", id, "eventId", t.EventID, "streamSeq", it.streamSeq, "attempt", attempt, "err", err}
+		in.m.handoffErrors.WithLabelValues(head.labels.values(errorCode(err))...).Inc()
+		for _, it := range batch {
+			in.note("handoff-error", it)
+		}
+		attrs := []any{"workflowId", id, "eventId", t.EventID, "tasks", len(batch), "streamSeq", head.streamSeq, "attempt", attempt, "err", err}
 		if permanent(err) {
+			if len(batch) > 1 {
+				// Something in the batch is refused (a payload too large,
+				// most likely); one at a time, in order, finds it and
+				// dead-letters only that one.
+				in.log.Warn("ingest: temporal rejected a batch; handing its tasks off one by one", attrs...)
+				for i := range batch {
+					if !in.handOff(ctx, batch[i:i+1]) {
+						for _, it := range batch[i:] {
+							in.nak(it)
+						}
+						return true
+					}
+				}
+				return true
+			}
 			in.log.Error("ingest: temporal rejected the task; dead-lettering it", attrs...)
-			it.reason, it.detail = ReasonTemporalRejected, err.Error()
-			in.enqueue(in.poison, it)
+			head.reason, head.detail = ReasonTemporalRejected, err.Error()
+			in.enqueue(in.poison, head)
 			return true
 		}
 		level := slog.LevelDebug
@@ -615,21 +653,51 @@ func (in *Ingester) handOff(ctx context.Context, it *item) bool {
 		}
 		pause = min(2*pause, in.cfg.RetryMax)
 	}
+	for _, it := range batch {
+		in.ack(it)
+	}
+	return true
+}
+
+// signalPayload is the task signal for a batch: the one task itself, or
+// the tasks as a JSON array (each payload decoded as a task, so each is a
+// JSON object).
+func signalPayload(batch []*item) json.RawMessage {
+	if len(batch) == 1 {
+		return json.RawMessage(batch[0].payload())
+	}
+	n := 1 + len(batch)
+	for _, it := range batch {
+		n += len(it.payload())
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, '[')
+	for i, it := range batch {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, it.payload()...)
+	}
+	return append(buf, ']')
+}
+
+// ack settles a handed-off message.
+func (in *Ingester) ack(it *item) {
+	t := it.task
 	in.m.signalled.WithLabelValues(it.labels.values()...).Inc()
 	in.note("signalled", it)
 	if in.beforeAck != nil && !in.beforeAck(t) {
-		return true
+		return
 	}
 	if err := it.msg.Ack(); err != nil {
 		// Temporal has the task; JetStream will redeliver it and the
 		// workflow drops the duplicate event id.
-		in.log.Warn("ingest: ack failed after hand-off; expect a duplicate", "workflowId", id, "eventId", t.EventID, "err", err)
-		return true
+		in.log.Warn("ingest: ack failed after hand-off; expect a duplicate", "workflowId", it.key, "eventId", t.EventID, "err", err)
+		return
 	}
 	in.m.acked.WithLabelValues(it.labels.values()...).Inc()
 	in.note("acked", it)
 	in.m.handoff.WithLabelValues(it.labels.values()...).Observe(time.Since(it.received).Seconds())
-	return true
 }
 
 // deadLetter stores the message with its reason and then terminates it, so

@@ -47,6 +47,8 @@ func TestWithTemporal(t *testing.T) {
 	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, ts) })
 	t.Run("MaxDeliverDeadLetters", func(t *testing.T) { t.Parallel(); testMaxDeliver(t, ts) })
 	t.Run("TemporalRejects", func(t *testing.T) { t.Parallel(); testTemporalRejects(t, ts) })
+	t.Run("BatchesAKeysQueuedTasks", func(t *testing.T) { t.Parallel(); testBatching(t, ts) })
+	t.Run("RejectedBatchGoesOneByOne", func(t *testing.T) { t.Parallel(); testRejectedBatch(t, ts) })
 }
 
 // 1,000 tasks over 100 docKeys, interleaved across keys, become exactly
@@ -577,6 +579,7 @@ func testMaxDeliver(t *testing.T, ts *testenv.TemporalServer) {
 // key's next task still goes through.
 func testTemporalRejects(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
+	h.cfg.MaxSignalBatch = 1 // one rejected call; testRejectedBatch covers batches
 	big := h.task("t", "doc")
 	big.After = []byte(`{"blob":"` + strings.Repeat("x", 2*testBlobLimit) + `"}`)
 	next := h.task("t", "doc")
@@ -591,4 +594,100 @@ func testTemporalRejects(t *testing.T, ts *testenv.TemporalServer) {
 	require.Contains(t, recs[0].Detail, "size")
 	require.Equal(t, []string{next.EventID}, h.signalled(h.wfID(next)))
 	require.Equal(t, 1.0, metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}))
+}
+
+// gatedTemporal holds the first hand-off until open is closed and records
+// the event ids each call carried.
+type gatedTemporal struct {
+	ingest.TemporalClient
+	entered chan struct{} // closed when the first call arrives
+	open    chan struct{}
+	first   sync.Once
+
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func newGatedTemporal(tc ingest.TemporalClient) *gatedTemporal {
+	return &gatedTemporal{TemporalClient: tc, entered: make(chan struct{}), open: make(chan struct{})}
+}
+
+func (g *gatedTemporal) SignalWithStartWorkflow(ctx context.Context, id, name string, arg any,
+	opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	g.first.Do(func() {
+		close(g.entered)
+		<-g.open
+	})
+	ids, err := eventIDs(arg.(json.RawMessage))
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	g.calls = append(g.calls, ids)
+	g.mu.Unlock()
+	return g.TemporalClient.SignalWithStartWorkflow(ctx, id, name, arg, opts, wf, args...)
+}
+
+func (g *gatedTemporal) recorded() [][]string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([][]string(nil), g.calls...)
+}
+
+// The tasks of a key that queue up behind a hand-off in flight go to
+// Temporal as one signal, in order.
+func testBatching(t *testing.T, ts *testenv.TemporalServer) {
+	h := newHarness(t, ts)
+	gate := newGatedTemporal(h.tc)
+	inst := h.startWith(gate, startOpts{})
+	first := h.task("t", "doc")
+	h.publish(first)
+	<-gate.entered
+	var rest []*trigger.DeliveryTask
+	want := []string{first.EventID}
+	for range 4 {
+		task := h.task("t", "doc")
+		rest = append(rest, task)
+		want = append(want, task.EventID)
+	}
+	h.publish(rest...)
+	inst.steps.waitCount(t, "received", 5)
+	close(gate.open)
+
+	inst.steps.waitCount(t, "acked", 5)
+	require.Equal(t, [][]string{want[:1], want[1:]}, gate.recorded(), "one call for the four queued tasks")
+	require.Equal(t, want, h.signalled(h.wfID(first)))
+	require.Equal(t, 5.0, metric(t, inst.reg, "triggerflow_ingest_signalled_total", nil))
+}
+
+// A batch Temporal refuses is handed off again task by task, so only the
+// task at fault is dead-lettered and the order of the rest holds.
+func testRejectedBatch(t *testing.T, ts *testenv.TemporalServer) {
+	h := newHarness(t, ts)
+	h.cfg.MaxSignalBytes = 4 * testBlobLimit // let the big task into a batch
+	gate := newGatedTemporal(h.tc)
+	inst := h.startWith(gate, startOpts{log: &syncBuffer{}})
+	first := h.task("t", "doc")
+	h.publish(first)
+	<-gate.entered
+	before := h.task("t", "doc")
+	big := h.task("t", "doc")
+	big.After = []byte(`{"blob":"` + strings.Repeat("x", 2*testBlobLimit) + `"}`)
+	after := h.task("t", "doc")
+	h.publish(before, big, after)
+	inst.steps.waitCount(t, "received", 4)
+	close(gate.open)
+
+	inst.steps.waitCount(t, "acked", 3)
+	inst.steps.waitCount(t, "terminated", 1)
+	require.Equal(t, [][]string{
+		{first.EventID}, {before.EventID, big.EventID, after.EventID},
+		{before.EventID}, {big.EventID}, {after.EventID},
+	}, gate.recorded())
+	require.Equal(t, []string{first.EventID, before.EventID, after.EventID}, h.signalled(h.wfID(first)))
+	recs := h.deadLetters(1)
+	require.Equal(t, ingest.ReasonTemporalRejected, recs[0].Reason)
+	require.Equal(t, big.EventID, recs[0].EventID)
+	require.Equal(t, 2.0, metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}),
+		"the batch and the big task alone")
 }

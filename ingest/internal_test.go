@@ -39,16 +39,16 @@ func TestLaneOrderAndRetire(t *testing.T) {
 		require.True(t, l.push(it))
 	}
 	abort := make(chan struct{})
-	it, ok := l.next(abort)
+	batch, ok := l.next(abort, one)
 	require.True(t, ok)
-	require.Equal(t, uint64(1), it.streamSeq)
+	require.Equal(t, []*item{items[0]}, batch)
 
 	now := time.Now()
 	for _, it := range items {
 		it.touched = now.Add(-time.Minute)
 	}
 	stale := l.stale(now, time.Second)
-	require.Len(t, stale, 3, "the current item and the queued ones")
+	require.Len(t, stale, 3, "the current batch and the queued items")
 	require.Empty(t, l.stale(now, time.Second), "just touched")
 
 	l.done()
@@ -56,8 +56,50 @@ func TestLaneOrderAndRetire(t *testing.T) {
 	rest := l.retire()
 	require.Equal(t, []*item{items[1], items[2]}, rest)
 	require.False(t, l.push(&item{}), "a retired lane refuses items")
-	_, ok = l.next(abort)
+	_, ok = l.next(abort, one)
 	require.False(t, ok)
+}
+
+var one = batchLimit{items: 1, bytes: 1}
+
+func TestLaneBatchesOneKeyInOrder(t *testing.T) {
+	t.Parallel()
+	l := newLane(prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}))
+	// Keys a, b, a, a, c, a, b: the batch is the head's key in queue order,
+	// the others keep their places.
+	for i, k := range []string{"a", "b", "a", "a", "c", "a", "b"} {
+		require.True(t, l.push(&item{streamSeq: uint64(i + 1), key: k}))
+	}
+	seqs := func(b []*item) (out []uint64) {
+		for _, it := range b {
+			out = append(out, it.streamSeq)
+		}
+		return out
+	}
+	abort := make(chan struct{})
+	lim := batchLimit{items: 3, bytes: 1 << 20}
+	batch, ok := l.next(abort, lim)
+	require.True(t, ok)
+	require.Equal(t, []uint64{1, 3, 4}, seqs(batch), "at most three")
+	l.done()
+	batch, _ = l.next(abort, lim)
+	require.Equal(t, []uint64{2, 7}, seqs(batch))
+	l.done()
+	batch, _ = l.next(abort, lim)
+	require.Equal(t, []uint64{5}, seqs(batch))
+	l.done()
+	batch, _ = l.next(abort, lim)
+	require.Equal(t, []uint64{6}, seqs(batch))
+	l.done()
+	l.close()
+	require.Empty(t, l.retire())
+
+	// An item without a key (not handed off) is never batched.
+	l = newLane(prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}))
+	l.push(&item{streamSeq: 1})
+	l.push(&item{streamSeq: 2})
+	batch, _ = l.next(abort, lim)
+	require.Equal(t, []uint64{1}, seqs(batch))
 }
 
 func TestLaneNextWaitsAndAborts(t *testing.T) {
@@ -65,8 +107,8 @@ func TestLaneNextWaitsAndAborts(t *testing.T) {
 	l := newLane(prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}))
 	got := make(chan *item)
 	go func() {
-		it, _ := l.next(make(chan struct{}))
-		got <- it
+		batch, _ := l.next(make(chan struct{}), one)
+		got <- batch[0]
 	}()
 	want := &item{streamSeq: 9}
 	l.push(want)
@@ -75,7 +117,7 @@ func TestLaneNextWaitsAndAborts(t *testing.T) {
 	abort := make(chan struct{})
 	done := make(chan bool)
 	go func() {
-		_, ok := l.next(abort)
+		_, ok := l.next(abort, one)
 		done <- ok
 	}()
 	close(abort)

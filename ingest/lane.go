@@ -7,18 +7,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// lane is a FIFO of messages settled one at a time by one goroutine. The
-// queue is unbounded, but JetStream's MaxAckPending bounds what ingest
-// holds in all lanes together, so pushing never blocks the consumer.
+// lane is a FIFO of messages settled by one goroutine, a batch at a time:
+// the head and the queued messages of the same key behind it. The queue is
+// unbounded, but JetStream's MaxAckPending bounds what ingest holds in all
+// lanes together, so pushing never blocks the consumer.
 type lane struct {
 	depth prometheus.Gauge
 	wake  chan struct{} // one slot: "the queue or closed changed"
 
 	mu      sync.Mutex
 	queue   []*item
-	current *item // being settled; still counted in depth
-	closed  bool  // nothing more is expected; exit when empty
-	gone    bool  // the goroutine exited; push refuses
+	current []*item // being settled; still counted in depth
+	closed  bool    // nothing more is expected; exit when empty
+	gone    bool    // the goroutine exited; push refuses
+}
+
+// batchLimit bounds what next takes at once.
+type batchLimit struct {
+	items int // at least 1
+	bytes int // payload bytes; the head is taken whatever its size
 }
 
 func newLane(depth prometheus.Gauge) *lane {
@@ -46,19 +53,20 @@ func (l *lane) signal() {
 	}
 }
 
-// next makes the head of the queue current and returns it, waiting for one
-// if the queue is empty. It returns false once the lane is closed and empty,
-// or when abort fires.
-func (l *lane) next(abort <-chan struct{}) (*item, bool) {
+// next makes a batch current and returns it, waiting for one if the queue
+// is empty: the head and, up to lim, the queued items of the same key
+// (item.key) behind it, in queue order. Items of other keys keep their
+// places; taking a key's later items early reorders nothing that must stay
+// ordered, since order holds per key. It returns false once the lane is
+// closed and empty, or when abort fires.
+func (l *lane) next(abort <-chan struct{}, lim batchLimit) ([]*item, bool) {
 	for {
 		l.mu.Lock()
 		if len(l.queue) > 0 {
-			it := l.queue[0]
-			l.queue[0] = nil
-			l.queue = l.queue[1:]
-			l.current = it
+			batch := l.take(lim)
+			l.current = batch
 			l.mu.Unlock()
-			return it, true
+			return batch, true
 		}
 		closed := l.closed
 		l.mu.Unlock()
@@ -73,12 +81,37 @@ func (l *lane) next(abort <-chan struct{}) (*item, bool) {
 	}
 }
 
-// done marks the current item settled.
+// take removes the batch from the queue; l.mu must be held.
+func (l *lane) take(lim batchLimit) []*item {
+	head := l.queue[0]
+	batch := []*item{head}
+	size := len(head.payload())
+	rest := l.queue[:0]
+	for i, it := range l.queue[1:] {
+		if len(batch) < lim.items && it.key != "" && it.key == head.key && size+len(it.payload()) <= lim.bytes {
+			batch = append(batch, it)
+			size += len(it.payload())
+			continue
+		}
+		if len(batch) == lim.items {
+			// Full: the rest of the queue stays as it is.
+			rest = append(rest, l.queue[1+i:]...)
+			break
+		}
+		rest = append(rest, it)
+	}
+	clear(l.queue[len(rest):])
+	l.queue = rest
+	return batch
+}
+
+// done marks the current batch settled.
 func (l *lane) done() {
 	l.mu.Lock()
+	n := len(l.current)
 	l.current = nil
 	l.mu.Unlock()
-	l.depth.Dec()
+	l.depth.Sub(float64(n))
 }
 
 // close tells the lane that nothing more is coming.
@@ -107,12 +140,14 @@ func (l *lane) stale(now time.Time, every time.Duration) []*item {
 	defer l.mu.Unlock()
 	var out []*item
 	mark := func(it *item) {
-		if it != nil && now.Sub(it.touched) >= every {
+		if now.Sub(it.touched) >= every {
 			it.touched = now
 			out = append(out, it)
 		}
 	}
-	mark(l.current)
+	for _, it := range l.current {
+		mark(it)
+	}
 	for _, it := range l.queue {
 		mark(it)
 	}

@@ -109,9 +109,12 @@ func benchDelivery(b *testing.B, keys, perKey int, paced, local bool) {
 }
 
 // signalErr is signal for goroutines other than the test's.
-func (h *harness) signalErr(tk trigger.DeliveryTask) error {
-	k := keyFor(tk.DocKey)
-	_, err := h.c.SignalWithStartWorkflow(context.Background(), workflowID(k), workflows.TaskSignal, tk,
+func (h *harness) signalErr(tk trigger.DeliveryTask) error { return h.send(tk.DocKey, tk) }
+
+// send signals payload (a task or a batch of them) as ingest does.
+func (h *harness) send(docKey string, payload any) error {
+	k := keyFor(docKey)
+	_, err := h.c.SignalWithStartWorkflow(context.Background(), workflowID(k), workflows.TaskSignal, payload,
 		client.StartWorkflowOptions{
 			TaskQueue: h.tq,
 			TypedSearchAttributes: temporal.NewSearchAttributes(

@@ -4,6 +4,10 @@
 package workflows
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/triggerflow/triggerflow/trigger"
@@ -15,7 +19,8 @@ import (
 const (
 	// DeliveryWorkflow is the registered workflow type name.
 	DeliveryWorkflow = "triggerflow.Delivery"
-	// TaskSignal carries one trigger.DeliveryTask.
+	// TaskSignal carries one trigger.DeliveryTask, or a JSON array of
+	// them (one key's tasks, in order), as ingest batches them.
 	TaskSignal = "delivery-task"
 )
 
@@ -59,4 +64,18 @@ type DeliveryParams struct {
 	// Blocked is set while the key waits for an operator's UnblockSignal;
 	// the blocked task is Pending[0].
 	Blocked *BlockState `json:"blocked,omitempty"`
+}
+
+// SplitTaskSignal returns the tasks a TaskSignal payload carries, in order,
+// still encoded: the payload itself, or the elements of a JSON array.
+func SplitTaskSignal(raw json.RawMessage) ([]json.RawMessage, error) {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		return []json.RawMessage{raw}, nil
+	}
+	var batch []json.RawMessage
+	if err := json.Unmarshal(trimmed, &batch); err != nil {
+		return nil, fmt.Errorf("task batch is not a JSON array: %w", err)
+	}
+	return batch, nil
 }

@@ -239,15 +239,31 @@ func (m *mailbox) wait(quiet bool) bool {
 	}
 }
 
-// accept queues a signalled task unless it is malformed (dead-lettered) or
-// a duplicate (dropped).
+// accept queues the task or tasks of one signal: ingest sends a key's
+// queued tasks together as a JSON array, in order.
 func (m *mailbox) accept(raw json.RawMessage) {
+	// encoding/json is deterministic; workflowcheck flags it only because
+	// reflect can reach the runtime's garbage collector.
+	//workflowcheck:ignore
+	tasks, err := SplitTaskSignal(raw)
+	if err != nil {
+		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: err.Error()})
+		return
+	}
+	for _, one := range tasks {
+		m.acceptOne(one)
+	}
+}
+
+// acceptOne queues a signalled task unless it is malformed (dead-lettered)
+// or a duplicate (dropped).
+func (m *mailbox) acceptOne(raw json.RawMessage) {
 	var t trigger.DeliveryTask
 	// encoding/json is deterministic; workflowcheck flags it only because
 	// reflect can reach the runtime's garbage collector.
 	//workflowcheck:ignore
 	if err := json.Unmarshal(raw, &t); err != nil {
-		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: "task is not JSON: " + err.Error()})
+		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: "task does not decode: " + err.Error()})
 		return
 	}
 	if reason := m.check(&t); reason != "" {

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -613,6 +614,31 @@ func TestInvalidSignalIsDeadLettered(t *testing.T) {
 		}
 		require.Contains(t, dls[0].Detail, "v is 99")
 		require.Contains(t, dls[2].Detail, "o-2")
+	})
+}
+
+func TestSignalCarryingSeveralTasks(t *testing.T) {
+	t.Parallel()
+	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
+		env, r := newEnv(t, opts)
+		other := task("foreign")
+		other.DocKey = "o-2"
+		signalAt(env, 0, task("e1"))
+		env.RegisterDelayedCallback(func() {
+			// As ingest batches a key's queued tasks: in order, one of them a
+			// redelivery, one for another key.
+			env.SignalWorkflow(workflows.TaskSignal, []trigger.DeliveryTask{task("e2"), task("e1"), other, task("e3")})
+			env.SignalWorkflow(workflows.TaskSignal, []trigger.DeliveryTask{task("e4")})
+			env.SignalWorkflow(workflows.TaskSignal, json.RawMessage(` [1]`))
+		}, time.Second)
+		execute(t, env, testKey)
+
+		_, delivered, dls := r.snapshot()
+		require.Equal(t, []string{"e1", "e2", "e3", "e4"}, delivered)
+		require.Len(t, dls, 2)
+		require.Contains(t, dls[0].Detail, "o-2", "the foreign task alone is dead-lettered")
+		require.Contains(t, dls[1].Detail, "does not decode")
+		require.JSONEq(t, "1", string(dls[1].Payload), "the element is kept")
 	})
 }
 

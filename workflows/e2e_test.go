@@ -180,6 +180,11 @@ func TestEndToEnd(t *testing.T) {
 				h.signal(t, h.liveTask("order", "evt_o02")) // a redelivery
 			}
 		}
+		// A batch, as ingest signals a key's queued tasks, with another
+		// redelivery inside.
+		batch := []trigger.DeliveryTask{h.liveTask("order", "evt_o25"), h.liveTask("order", "evt_o03"), h.liveTask("order", "evt_o26")}
+		require.NoError(t, h.send("order", batch))
+		want = append(want, "evt_o25", "evt_o26")
 		h.wait(t, "order")
 		require.Equal(t, want, requestsFor(h, "order"))
 		hists := h.runs(t, "order")
