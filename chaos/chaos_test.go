@@ -477,7 +477,7 @@ func deadLetters(t *testing.T, url string) uint64 {
 }
 
 // awaitPort waits until a child process accepts connections on port.
-func awaitPort(t *testing.T, port int) {
+func awaitPort(t testing.TB, port int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

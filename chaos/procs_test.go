@@ -21,7 +21,7 @@ var (
 
 // buildBinaries compiles the three services and nats-server into binDir
 // with one go build, so the package graph is loaded once.
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
@@ -43,7 +43,7 @@ func buildBinaries(t *testing.T) string {
 // proc is one child process that the test kills and starts again with the
 // same arguments. Only the test goroutine calls its methods.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	bin  string
 	args []string
@@ -56,7 +56,7 @@ type proc struct {
 	starts     int
 }
 
-func newProc(t *testing.T, name, bin string, args ...string) *proc {
+func newProc(t testing.TB, name, bin string, args ...string) *proc {
 	p := &proc{t: t, name: name, bin: bin, args: args, log: filepath.Join(t.TempDir(), name+".log")}
 	t.Cleanup(func() {
 		p.stop(syscall.SIGKILL)
@@ -96,9 +96,10 @@ func (p *proc) start() {
 }
 
 // stop signals the process and waits for it to exit (SIGKILL after 30 s).
-func (p *proc) stop(sig syscall.Signal) {
+// It returns how the process ended, nil if it was not running.
+func (p *proc) stop(sig syscall.Signal) *os.ProcessState {
 	if p.cmd == nil {
-		return
+		return nil
 	}
 	_ = p.cmd.Process.Signal(sig)
 	select {
@@ -107,7 +108,9 @@ func (p *proc) stop(sig syscall.Signal) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+	st := p.cmd.ProcessState
 	p.cmd = nil
+	return st
 }
 
 // exited reports whether the current incarnation is gone.
@@ -140,7 +143,7 @@ func (p *proc) revive() {
 }
 
 // freePort returns a 127.0.0.1 port for a child process to bind.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -34,6 +34,7 @@ type receiver struct {
 
 	mu       sync.Mutex
 	mode     int
+	latency  time.Duration // how long modeOK takes to answer
 	accepted []delivery
 	failed   int
 	timedOut int
@@ -42,7 +43,7 @@ type receiver struct {
 	arrived  chan struct{}
 }
 
-func newReceiver(t *testing.T, hold time.Duration) *receiver {
+func newReceiver(t testing.TB, hold time.Duration) *receiver {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,13 +62,21 @@ func (r *receiver) setMode(m int) {
 	r.mode = m
 }
 
+// setLatency makes every accepted request take d, as a real receiver's
+// processing does.
+func (r *receiver) setLatency(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.latency = d
+}
+
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
 		return
 	}
 	r.mu.Lock()
-	mode := r.mode
+	mode, latency := r.mode, r.latency
 	switch mode {
 	case modeFail:
 		r.failed++
@@ -86,6 +95,13 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
+	}
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-req.Context().Done():
+			return
+		}
 	}
 	var env struct {
 		Data struct {
@@ -121,4 +137,24 @@ func (r *receiver) snapshot() (acc []delivery, failed, timedOut int, bad []strin
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]delivery(nil), r.accepted...), r.failed, r.timedOut, append([]string(nil), r.bad...)
+}
+
+// awaitDistinct waits until n different (key, seq) were accepted, woken by
+// each acceptance; it reports false if that did not happen within timeout.
+func (r *receiver) awaitDistinct(n int, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		got, arrived := len(r.got), r.arrived
+		r.mu.Unlock()
+		if got >= n {
+			return true
+		}
+		select {
+		case <-arrived:
+		case <-deadline.C:
+			return false
+		}
+	}
 }

@@ -1,0 +1,251 @@
+package chaos_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/triggerflow/triggerflow/docstore"
+	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/watcher"
+)
+
+// service is one Triggerflow process and its ops address, where the test
+// reads /readyz and /metrics.
+type service struct {
+	*proc
+	ops string
+}
+
+// stackConfig shapes a stack: how many ingest and worker replicas, and
+// the body of their ingest and worker sections (YAML flow mappings).
+type stackConfig struct {
+	ingests, workers int
+	ingest           string // e.g. "{sharing: pinned}"
+	worker           string // extra worker keys, e.g. "maxConnsPerHost: 2"
+}
+
+// stack is Triggerflow deployed as separate processes, as in production:
+// a nats-server, a Temporal dev server, one watcher of tenant acme's
+// SQLite store with one trigger on collection items, ingest and worker
+// replicas, and a receiver recording every delivery.
+type stack struct {
+	natsURL  string
+	temporal *testenv.TemporalServer
+	tc       client.Client
+	rcv      *receiver
+	store    *docstore.Store
+	hc       *http.Client
+	ingests  []service
+	workers  []service
+	watcher  service
+
+	rng  *rand.Rand
+	next map[string]int
+}
+
+const scaleTaskQueue = "triggerflow"
+
+// startStack starts every process and returns once each ingest and
+// worker is ready and every worker polls the task queue.
+func startStack(tb testing.TB, cfg stackConfig) *stack {
+	tb.Helper()
+	bins := buildBinaries(tb)
+	dir := tb.TempDir()
+	ctx := context.Background()
+	st := &stack{
+		hc:   &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second},
+		rng:  rand.New(rand.NewPCG(1, 2)),
+		next: map[string]int{},
+	}
+
+	natsPort := freePort(tb)
+	st.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	newProc(tb, "nats-server", filepath.Join(bins, "nats-server"),
+		"-js", "-sd", filepath.Join(dir, "jetstream"), "-p", strconv.Itoa(natsPort), "-a", "127.0.0.1").start()
+	awaitPort(tb, natsPort)
+
+	st.temporal = testenv.Temporal(tb)
+	st.tc = st.temporal.Client(tb)
+	st.rcv = newReceiver(tb, time.Second)
+
+	db := filepath.Join(dir, "docs.db")
+	var err error
+	st.store, err = docstore.Open(ctx, docstore.Config{Path: db})
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = st.store.Close() })
+	require.NoError(tb, st.store.Checkpoints().Save(ctx, watcher.CheckpointPrefix+"acme", docstore.FormatPosition(0)))
+	trigDir := filepath.Join(dir, "triggers")
+	require.NoError(tb, os.MkdirAll(trigDir, 0o755))
+	require.NoError(tb, os.WriteFile(filepath.Join(trigDir, "items.yaml"), fmt.Appendf(nil,
+		"tenant: acme\ntriggers:\n  - triggerId: all\n    collection: items\n    url: %s/hook\n", st.rcv.url), 0o600))
+	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "secrets"), 0o700))
+
+	launch := func(name, bin, cfg string) service {
+		ops := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
+		path := filepath.Join(dir, name+".yaml")
+		require.NoError(tb, os.WriteFile(path, fmt.Appendf(nil,
+			"log: {format: text, level: warn, temporalLevel: error}\nhttp: {addr: %q}\nnats: {url: %q}\n%s", ops, st.natsURL, cfg), 0o600))
+		s := service{proc: newProc(tb, name, filepath.Join(bins, bin), "--config", path), ops: ops}
+		s.start()
+		return s
+	}
+	temporalCfg := fmt.Sprintf("temporal: {hostPort: %q, taskQueue: %s}\n", st.temporal.HostPort(), scaleTaskQueue)
+	workerCfg := fmt.Sprintf("worker: {allowLoopback: true, secrets: {dir: %q}, tokens: {keyFile: %q}", filepath.Join(dir, "secrets"),
+		// Every worker loads one token key, as replicas must.
+		filepath.Join(dir, "keys", "token.pem"))
+	if cfg.worker != "" {
+		workerCfg += ", " + cfg.worker
+	}
+	workerCfg += "}\n"
+	for i := range cfg.ingests {
+		st.ingests = append(st.ingests, launch(fmt.Sprintf("ingest-%d", i), "ingest", temporalCfg+"ingest: "+cfg.ingest+"\n"))
+	}
+	var pids []int
+	for i := range cfg.workers {
+		w := launch(fmt.Sprintf("worker-%d", i), "worker", temporalCfg+workerCfg)
+		st.workers = append(st.workers, w)
+		pids = append(pids, w.cmd.Process.Pid)
+	}
+	st.watcher = launch("watcher", "watcher", fmt.Sprintf("watcher: {tenant: acme, sqlite: {path: %q}, triggers: %q}\n", db, trigDir))
+	for _, s := range append(append([]service(nil), st.ingests...), st.workers...) {
+		awaitReady(tb, st.hc, s.proc, s.ops)
+	}
+	// Every worker polls for workflow and activity tasks before the first
+	// write, so any of them can take any task.
+	awaitPollers(tb, st.tc, scaleTaskQueue, pids...)
+	return st
+}
+
+// put writes n changes, each setting {"seq": n} on one of keys documents
+// chosen at random (seeded), n counting up per key, one after the other as
+// fast as the store commits.
+func (st *stack) put(tb testing.TB, keys, n int) []write {
+	tb.Helper()
+	out := make([]write, 0, n)
+	for range n {
+		key := fmt.Sprintf("k%02d", st.rng.IntN(keys))
+		seq := st.next[key]
+		st.next[key]++
+		require.NoError(tb, st.store.Put(context.Background(), "acme", "items", key, fmt.Appendf(nil, `{"seq":%d}`, seq)))
+		out = append(out, write{key: key, seq: seq, at: time.Now()})
+	}
+	return out
+}
+
+// metric is metricSum on one of the stack's services.
+func (st *stack) metric(tb testing.TB, s service, name string, matchers ...string) float64 {
+	tb.Helper()
+	return metricSum(tb, st.hc, s.ops, name, matchers...)
+}
+
+// awaitReady waits until a service answers /readyz with 200, failing at
+// once if its process exits.
+func awaitReady(tb testing.TB, hc *http.Client, p *proc, ops string) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		require.False(tb, p.exited(), "%s exited before it was ready", p.name)
+		resp, err := hc.Get("http://" + ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		require.True(tb, time.Now().Before(deadline), "%s not ready on %s: %v", p.name, ops, err)
+		time.Sleep(50 * time.Millisecond) // polling an external process
+	}
+}
+
+// awaitPollers waits until Temporal lists a poller of every process in
+// pids (the SDK's default identity starts with "<pid>@") on the task
+// queue, for workflow and for activity tasks.
+func awaitPollers(tb testing.TB, tc client.Client, queue string, pids ...int) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, typ := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := tc.DescribeTaskQueue(ctx, queue, typ)
+			cancel()
+			missing := pids
+			if err == nil {
+				var ids strings.Builder
+				for _, p := range resp.Pollers {
+					ids.WriteString("|" + p.GetIdentity())
+				}
+				missing = nil
+				for _, pid := range pids {
+					if !strings.Contains(ids.String(), fmt.Sprintf("|%d@", pid)) {
+						missing = append(missing, pid)
+					}
+				}
+			}
+			if len(missing) == 0 {
+				break
+			}
+			require.True(tb, time.Now().Before(deadline), "%s pollers of processes %v never showed on %q (%v)", typ, missing, queue, err)
+			time.Sleep(100 * time.Millisecond) // polling an external server
+		}
+	}
+}
+
+// awaitMetric polls other processes' counters until cond holds.
+func awaitMetric(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		require.True(tb, time.Now().Before(deadline), "waiting for %s", what)
+		time.Sleep(100 * time.Millisecond) // polling other processes' counters
+	}
+}
+
+// metricSum adds up the samples of the metric name on a process's
+// /metrics whose label sets contain every one of matchers (`k="v"`); a
+// metric with no series yet sums to 0.
+func metricSum(tb testing.TB, hc *http.Client, ops, name string, matchers ...string) float64 {
+	tb.Helper()
+	resp, err := hc.Get("http://" + ops + "/metrics")
+	require.NoError(tb, err)
+	defer resp.Body.Close()
+	require.Equal(tb, http.StatusOK, resp.StatusCode)
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		series := line[:sp]
+		if series != name && !strings.HasPrefix(series, name+"{") {
+			continue
+		}
+		matched := true
+		for _, m := range matchers {
+			matched = matched && strings.Contains(series, m)
+		}
+		if !matched {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		require.NoError(tb, err, "sample %q", line)
+		sum += v
+	}
+	require.NoError(tb, sc.Err())
+	return sum
+}
