@@ -156,26 +156,65 @@ func Machine() string {
 
 // CPUSeconds is a process's user+system CPU time so far (pid or "self").
 func CPUSeconds(pid string) float64 {
-	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-	if err != nil {
-		return -1
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// the 14th and 15th fields of the whole line.
-	_, rest, ok := strings.Cut(string(b), ") ")
+	st, ok := readStat(pid)
 	if !ok {
 		return -1
 	}
+	return st.utime + st.stime
+}
+
+// TreeCPUSeconds is the CPU time of pid and its children: its own, that
+// of its live children, and that of the children it has reaped. It is a
+// PostgreSQL server's cost, which is spread over the postmaster and one
+// process per connection (the walsender that decodes for the watcher is
+// one).
+func TreeCPUSeconds(pid string) float64 {
+	root, ok := readStat(pid)
+	if !ok {
+		return -1
+	}
+	sum := root.utime + root.stime + root.cutime + root.cstime
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if st, ok := readStat(d.Name()); ok && st.ppid == pid {
+			sum += st.utime + st.stime + st.cutime + st.cstime
+		}
+	}
+	return sum
+}
+
+// procStat is the part of /proc/<pid>/stat the bench reads; times in
+// seconds.
+type procStat struct {
+	ppid                         string
+	utime, stime, cutime, cstime float64
+}
+
+func readStat(pid string) (procStat, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	// Fields after the parenthesised command name: state is the 3rd field
+	// of the whole line, ppid the 4th, utime, stime, cutime and cstime the
+	// 14th to 17th.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return procStat{}, false
+	}
 	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return -1
+	if len(f) < 15 {
+		return procStat{}, false
 	}
-	u, err1 := strconv.ParseFloat(f[11], 64)
-	s, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return -1
+	var t [4]float64
+	for i := range t {
+		v, err := strconv.ParseFloat(f[11+i], 64)
+		if err != nil {
+			return procStat{}, false
+		}
+		t[i] = v / 100 // USER_HZ is 100 on Linux
 	}
-	return (u + s) / 100 // USER_HZ is 100 on Linux
+	return procStat{ppid: f[1], utime: t[0], stime: t[1], cutime: t[2], cstime: t[3]}, true
 }
 
 // ChildPID finds a direct child of this process by command name (the

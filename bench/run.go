@@ -38,8 +38,13 @@ type Scenario struct {
 	RSS func() map[string]float64
 	// CPU reports cumulative CPU seconds per process; the row records
 	// each one's share over the closed loop.
-	CPU   func() map[string]float64
-	Notes string
+	CPU func() map[string]float64
+	// DuringClosed, when set, is called just before the closed loop's
+	// first write (the bench starts CPU profiles there). The function it
+	// returns is called before the open loop starts, or when the row ends
+	// early, and must return once what DuringClosed started is done.
+	DuringClosed func(ctx context.Context) (wait func())
+	Notes        string
 }
 
 // Sizes are the event counts of one row.
@@ -74,6 +79,11 @@ func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row
 	var cpu0 map[string]float64
 	if sc.CPU != nil {
 		cpu0 = sc.CPU()
+	}
+	finishDuring := func() {}
+	if sc.DuringClosed != nil {
+		finishDuring = sync.OnceFunc(sc.DuringClosed(ctx))
+		defer finishDuring()
 	}
 	start := time.Now()
 	var next atomic.Int64
@@ -124,6 +134,8 @@ func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row
 			row.HistoryPerDelivery = math.Round(float64(h)/float64(sz.Closed)*100) / 100
 		}
 	}
+
+	finishDuring()
 
 	frac := sz.OpenFraction
 	if frac <= 0 {

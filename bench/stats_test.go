@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -54,4 +55,19 @@ func TestReportTableAndJSON(t *testing.T) {
 	var back Report
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.Equal(t, r.Rows, back.Rows)
+}
+
+func TestProcessCPU(t *testing.T) {
+	t.Parallel()
+	self := strconv.Itoa(os.Getpid())
+	own := CPUSeconds(self)
+	require.GreaterOrEqual(t, own, 0.0)
+	require.GreaterOrEqual(t, TreeCPUSeconds(self), own, "the tree includes the process itself")
+	require.Equal(t, -1.0, CPUSeconds("no-such-pid"))
+	require.Equal(t, -1.0, TreeCPUSeconds("no-such-pid"))
+}
+
+func TestSanitizeMakesCollectionNames(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "triggerflowhot50keyspostgresql", sanitize("triggerflow hot, 50 keys (PostgreSQL)"))
 }

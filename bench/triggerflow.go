@@ -3,15 +3,21 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 
 	"github.com/triggerflow/triggerflow/docstore"
@@ -26,11 +32,40 @@ const (
 )
 
 // Pipeline is Triggerflow's three binaries running as separate processes
-// on the SQLite source.
+// on one document source: SQLite, or PostgreSQL when
+// PipelineConfig.PostgresDSN is set.
 type Pipeline struct {
-	procs map[string]*exec.Cmd
-	store *docstore.Store
-	mu    sync.Mutex // one writer: SQLite serialises commits anyway
+	procs  map[string]*exec.Cmd
+	ports  map[string]int
+	source string // "SQLite" or "PostgreSQL", for notes
+	// Exactly one of store and pool is set.
+	store   *docstore.Store
+	mu      sync.Mutex // one SQLite writer: SQLite serialises commits anyway
+	pool    *pgxpool.Pool
+	senders int
+	pgPID   int
+}
+
+// PipelineConfig says where the binaries are, what they connect to and
+// which source the watcher reads.
+type PipelineConfig struct {
+	// BinDir holds the watcher, ingest and worker binaries; Dir receives
+	// their config files, logs and (SQLite) the document store.
+	BinDir, Dir                            string
+	NATSURL, TemporalHostPort, ReceiverURL string
+	// Quiet is the worker's quietPeriod.
+	Quiet time.Duration
+	// PostgresDSN, when set, makes the watcher stream PostgreSQL logical
+	// replication from this database (wal_level=logical, a role with
+	// REPLICATION) instead of reading the SQLite store, and the bench
+	// commit rows there with Senders connections.
+	PostgresDSN string
+	Senders     int
+	// PostgresPID, when set, is the PostgreSQL server's postmaster; its
+	// CPU and its backends' is reported as "postgres".
+	PostgresPID int
+	// Pprof turns on http.pprof in all three binaries (see Profile).
+	Pprof bool
 }
 
 // BuildBinaries builds watcher, ingest and worker from the module at repo
@@ -45,10 +80,10 @@ func BuildBinaries(ctx context.Context, repo, dir string) error {
 	return nil
 }
 
-// StartPipeline writes the three config files and the trigger under dir,
-// starts the binaries from binDir and waits until all report ready.
-func StartPipeline(ctx context.Context, binDir, dir, natsURL, temporalHostPort, receiverURL string, quiet time.Duration) (*Pipeline, error) {
-	db := filepath.Join(dir, "documents.db")
+// StartPipeline writes the three config files and the trigger under
+// cfg.Dir, starts the binaries and waits until all report ready.
+func StartPipeline(ctx context.Context, cfg PipelineConfig) (_ *Pipeline, err error) {
+	dir := cfg.Dir
 	trig := filepath.Join(dir, "triggers")
 	secretsDir := filepath.Join(dir, "secrets")
 	if err := os.MkdirAll(trig, 0o755); err != nil {
@@ -63,59 +98,88 @@ triggers:
     collection: "*"
     url: %s/hook
     secretsRef: default
-`, tfTenant, tfTrigger, receiverURL), 0o600); err != nil {
+`, tfTenant, tfTrigger, cfg.ReceiverURL), 0o600); err != nil {
 		return nil, err
 	}
 	if _, err := secrets.Ensure(secretsDir, tfTenant, "default"); err != nil {
 		return nil, err
 	}
-	store, err := docstore.Open(ctx, docstore.Config{Path: db})
-	if err != nil {
-		return nil, err
+	p := &Pipeline{procs: map[string]*exec.Cmd{}, ports: map[string]int{}, source: "SQLite", senders: 1}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	var source string
+	if cfg.PostgresDSN != "" {
+		pcfg, err := pgxpool.ParseConfig(cfg.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("postgres DSN: %w", err)
+		}
+		p.senders = max(cfg.Senders, 1)
+		// The open loop sends from one goroutine per event; a few spare
+		// connections keep it from queueing on the pool at half capacity.
+		pcfg.MaxConns = int32(p.senders + 4)
+		// The throwaway cluster defaults to synchronous_commit=off for
+		// tests' speed; then a commit reaches the walsender only at the
+		// WAL writer's next flush (up to wal_writer_delay, 200 ms later).
+		// Production commits flush, so the bench's do too (fsync stays
+		// off: the flush is cheap and the row measures Triggerflow).
+		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+		if p.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+			return nil, fmt.Errorf("postgres pool: %w", err)
+		}
+		p.source, p.pgPID = "PostgreSQL", cfg.PostgresPID
+		// No checkpoint yet: the watcher starts at the WAL head (audited),
+		// before the bench's first commit, and creates the publication
+		// (FOR ALL TABLES, so the rows' tables made later are in it) and
+		// its slot.
+		source = fmt.Sprintf("source: postgres, postgres: {dsn: %q}, startFromNow: true", cfg.PostgresDSN)
+	} else {
+		db := filepath.Join(dir, "documents.db")
+		if p.store, err = docstore.Open(ctx, docstore.Config{Path: db}); err != nil {
+			return nil, err
+		}
+		// Start at the beginning of the empty change log so every write counts.
+		if err := p.store.Checkpoints().Save(ctx, watcher.CheckpointPrefix+tfTenant, docstore.FormatPosition(0)); err != nil {
+			return nil, err
+		}
+		source = fmt.Sprintf("source: sqlite, sqlite: {path: %q}", db)
 	}
-	// Start at the beginning of the empty change log so every write counts.
-	if err := store.Checkpoints().Save(ctx, watcher.CheckpointPrefix+tfTenant, docstore.FormatPosition(0)); err != nil {
-		store.Close()
-		return nil, err
-	}
-	p := &Pipeline{procs: map[string]*exec.Cmd{}, store: store}
 	common := func(port int) string {
-		return fmt.Sprintf("log: {format: text, level: warn, temporalLevel: error}\nhttp: {addr: \"127.0.0.1:%d\"}\nnats: {url: %q}\n", port, natsURL)
+		return fmt.Sprintf("log: {format: text, level: warn, temporalLevel: error}\nhttp: {addr: \"127.0.0.1:%d\", pprof: %t}\nnats: {url: %q}\n", port, cfg.Pprof, cfg.NATSURL)
 	}
 	files := map[string]string{
-		"watcher": fmt.Sprintf("watcher: {tenant: %s, source: sqlite, sqlite: {path: %q}, triggers: %q, checkpointInterval: 200ms}\n", tfTenant, db, trig),
-		"ingest":  fmt.Sprintf("temporal: {hostPort: %q}\n", temporalHostPort),
+		"watcher": fmt.Sprintf("watcher: {tenant: %s, %s, triggers: %q, checkpointInterval: 200ms}\n", tfTenant, source, trig),
+		"ingest":  fmt.Sprintf("temporal: {hostPort: %q}\n", cfg.TemporalHostPort),
 		"worker": fmt.Sprintf("temporal: {hostPort: %q}\nworker: {allowLoopback: true, quietPeriod: %s, secrets: {dir: %q}, tokens: {keyFile: %q}}\n",
-			temporalHostPort, quiet, secretsDir, filepath.Join(dir, "keys", "token.pem")),
+			cfg.TemporalHostPort, cfg.Quiet, secretsDir, filepath.Join(dir, "keys", "token.pem")),
 	}
-	ports := map[string]int{}
 	for _, name := range []string{"watcher", "ingest", "worker"} {
 		port, err := FreePort()
 		if err != nil {
-			p.Close()
 			return nil, err
 		}
-		ports[name] = port
+		p.ports[name] = port
 		cfgPath := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(cfgPath, []byte(common(port)+files[name]), 0o600); err != nil {
-			p.Close()
 			return nil, err
 		}
 		logf, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
-			p.Close()
 			return nil, err
 		}
-		cmd := exec.Command(filepath.Join(binDir, name), "--config", cfgPath)
+		cmd := exec.Command(filepath.Join(cfg.BinDir, name), "--config", cfgPath)
 		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			p.Close()
+		err = cmd.Start()
+		logf.Close() // the child has its own descriptor
+		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
 		p.procs[name] = cmd
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for name, port := range ports {
+	for name, port := range p.ports {
 		for {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
 			if err == nil {
@@ -125,13 +189,37 @@ triggers:
 				}
 			}
 			if time.Now().After(deadline) {
-				p.Close()
 				return nil, fmt.Errorf("%s not ready after 60s (log in %s)", name, filepath.Join(dir, name+".log"))
 			}
 			time.Sleep(50 * time.Millisecond) // polling an external process's readiness
 		}
 	}
+	if p.pool != nil {
+		if err := p.awaitStartFromNow(ctx, deadline); err != nil {
+			return nil, fmt.Errorf("%w (log in %s)", err, filepath.Join(dir, "watcher.log"))
+		}
+	}
 	return p, nil
+}
+
+// awaitStartFromNow waits for the watcher's start-from-now checkpoint in
+// the watched database (pgsource's triggerflow_checkpoints table). /readyz
+// is not enough: it answers 200 before the watcher has registered its
+// pipeline check, and a row committed before the watcher has its slot and
+// its head is never delivered. Once the checkpoint is there, the slot
+// exists and every later commit is after the head.
+func (p *Pipeline) awaitStartFromNow(ctx context.Context, deadline time.Time) error {
+	for {
+		var n int
+		err := p.pool.QueryRow(ctx, "SELECT count(*) FROM triggerflow_checkpoints WHERE key = $1", watcher.CheckpointPrefix+tfTenant).Scan(&n)
+		if err == nil && n > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the watcher saved no start-from-now checkpoint in 60s (last error: %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling another process's progress
+	}
 }
 
 // RSS reports each binary's peak RSS.
@@ -151,8 +239,21 @@ func (p *Pipeline) pids() map[string]string {
 	return out
 }
 
-// Close stops the binaries (SIGTERM, then SIGKILL after 10 s) and the
-// store.
+func (p *Pipeline) cpu() func() map[string]float64 {
+	cpu := CPUOf(p.pids())
+	if p.pgPID == 0 {
+		return cpu
+	}
+	pid := strconv.Itoa(p.pgPID)
+	return func() map[string]float64 {
+		out := cpu()
+		out["postgres"] = TreeCPUSeconds(pid)
+		return out
+	}
+}
+
+// Close stops the binaries (SIGTERM, then SIGKILL after 10 s) and closes
+// the bench's side of the source.
 func (p *Pipeline) Close() {
 	for _, cmd := range p.procs {
 		_ = cmd.Process.Signal(os.Interrupt)
@@ -167,26 +268,85 @@ func (p *Pipeline) Close() {
 			<-done
 		}
 	}
-	p.store.Close()
+	if p.store != nil {
+		p.store.Close()
+	}
+	if p.pool != nil {
+		p.pool.Close()
+	}
 }
 
-// Scenario is Triggerflow end to end: the bench commits documents to
-// SQLite, the watcher process picks them up. hotKeys 0 means every event
-// is a new document (cold).
-func (p *Pipeline) Scenario(tc client.Client, name string, hotKeys int) Scenario {
+// Profile GETs path (a /debug/pprof/ URL path with its query) from the
+// three binaries at once and writes each answer to dir/<prefix>-<binary>.pprof;
+// the binaries must run with Pprof. It returns the files written.
+func (p *Pipeline) Profile(ctx context.Context, path, dir, prefix string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		files []string
+		errs  []error
+	)
+	for name, port := range p.ports {
+		wg.Go(func() {
+			file := filepath.Join(dir, prefix+"-"+name+".pprof")
+			err := fetchTo(ctx, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), file)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s profile of %s: %w", prefix, name, err))
+				return
+			}
+			files = append(files, file)
+		})
+	}
+	wg.Wait()
+	slices.Sort(files)
+	return files, errors.Join(errs...)
+}
+
+func fetchTo(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s answered %s: %s", url, resp.Status, b)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Scenario is Triggerflow end to end: the bench commits documents to the
+// pipeline's source and the watcher process picks them up (SQLite by
+// polling, PostgreSQL by logical replication). hotKeys 0 means every event
+// is a new document (cold). Each phase writes its own collection; on
+// PostgreSQL that is a table (k text PRIMARY KEY, id text, t bigint), made
+// here, and a write is an upsert on k, so a hot key's later writes are
+// updates as they are on SQLite.
+func (p *Pipeline) Scenario(ctx context.Context, tc client.Client, name string, hotKeys int) (Scenario, error) {
 	key := func(_ Phase, i int) string { return fmt.Sprintf("d%d", i) }
 	if hotKeys > 0 {
 		key = func(_ Phase, i int) string { return fmt.Sprintf("d%d", i%hotKeys) }
 	}
 	coll := func(ph Phase) string { return fmt.Sprintf("%s-%s", sanitize(name), ph) }
-	return Scenario{
-		Name: name, Key: key, Senders: 1, RSS: p.RSS, CPU: CPUOf(p.pids()),
-		Send: func(ctx context.Context, ph Phase, key string, m Mark) error {
-			doc, _ := json.Marshal(m)
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			return p.store.Put(ctx, tfTenant, coll(ph), key, doc)
-		},
+	sc := Scenario{
+		Name: name, Key: key, Senders: p.senders, RSS: p.RSS, CPU: p.cpu(),
 		History: func(ctx context.Context, keys []string) (int64, error) {
 			var ids []string
 			for _, k := range unique(keys) {
@@ -194,11 +354,35 @@ func (p *Pipeline) Scenario(tc client.Client, name string, hotKeys int) Scenario
 			}
 			return historyOf(ctx, tc, ids, true, false)
 		},
-		Notes: "separate watcher/ingest/worker processes, SQLite source; history counted after each workflow's quiet-period exit.",
+		Notes: fmt.Sprintf("separate watcher/ingest/worker processes, %s source, %d writer(s); history counted after each workflow's quiet-period exit.", p.source, p.senders),
 	}
+	if p.pool == nil {
+		sc.Send = func(ctx context.Context, ph Phase, key string, m Mark) error {
+			doc, _ := json.Marshal(m)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.store.Put(ctx, tfTenant, coll(ph), key, doc)
+		}
+		return sc, nil
+	}
+	upsert := map[Phase]string{}
+	for _, ph := range []Phase{Closed, Open} {
+		table := pgx.Identifier{coll(ph)}.Sanitize()
+		if _, err := p.pool.Exec(ctx, "CREATE TABLE "+table+" (k text PRIMARY KEY, id text NOT NULL, t bigint NOT NULL)"); err != nil {
+			return Scenario{}, fmt.Errorf("create table %s: %w", table, err)
+		}
+		upsert[ph] = "INSERT INTO " + table + " (k, id, t) VALUES ($1, $2, $3) ON CONFLICT (k) DO UPDATE SET id = excluded.id, t = excluded.t"
+	}
+	// One autocommit statement per event: the commit is the Exec, and m.T
+	// was taken just before it.
+	sc.Send = func(ctx context.Context, ph Phase, key string, m Mark) error {
+		_, err := p.pool.Exec(ctx, upsert[ph], key, m.ID, m.T)
+		return err
+	}
+	return sc, nil
 }
-
 func sanitize(s string) string {
+	s = strings.ToLower(s)
 	out := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -106,6 +106,12 @@ type HTTP struct {
 	// Addr is the listen address. The default depends on the binary:
 	// watcher ":9464", ingest ":9465", worker ":9466", dev ":9464".
 	Addr string `yaml:"addr"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on Addr, for
+	// finding where CPU and memory go. Defaults to false: a heap profile
+	// holds whatever is in memory, secrets included, and the endpoint is
+	// unauthenticated, so enable it only where Addr is not reachable by
+	// others.
+	Pprof bool `yaml:"pprof"`
 }
 
 // withDefaults is unexported because HTTP has no default of its own; each

@@ -315,8 +315,10 @@ func TestEnvOverridesWinOverFile(t *testing.T) {
 		"TRIGGERFLOW_NATS_CREDENTIALS_TOKEN":    "t0k3n",
 		"TRIGGERFLOW_WORKER_SECRETS_ENV_PREFIX": "HOOK_",
 		"TRIGGERFLOW_WORKER_SECRETS_BACKEND":    "env",
+		"TRIGGERFLOW_HTTP_PPROF":                "true",
 	}))
 	require.NoError(t, err)
+	require.True(t, w.HTTP.Pprof)
 	require.Equal(t, 3, w.Worker.Retry.MaxAttempts)
 	require.Equal(t, 1.5, w.Worker.Retry.Multiplier)
 	require.Equal(t, []int{429}, w.Worker.RetryableStatuses)

@@ -26,6 +26,9 @@ func openBase(name string, httpCfg config.HTTP, natsCfg config.NATS, opts Option
 	if b.ops, err = service.NewOpsServer(httpCfg.Addr, opts.Registry, b.log); err != nil {
 		return nil, fmt.Errorf("ops server on %s: %w", httpCfg.Addr, err)
 	}
+	if httpCfg.Pprof {
+		b.ops.EnablePprof()
+	}
 	if b.nc, err = service.ConnectNATS(natsCfg, "triggerflow-"+name, b.log); err != nil {
 		b.ops.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -18,7 +19,8 @@ import (
 // Check reports whether one dependency is usable; nil means ready.
 type Check func(ctx context.Context) error
 
-// OpsServer serves /metrics, /healthz and /readyz.
+// OpsServer serves /metrics, /healthz and /readyz, and /debug/pprof/ once
+// EnablePprof is called.
 //
 // /healthz answers 200 while the process runs: a failing liveness probe
 // restarts the process, which never helps a dependency outage. /readyz runs
@@ -37,6 +39,22 @@ type OpsServer struct {
 
 // Handle serves h at pattern beside the ops endpoints (the worker's JWKS).
 func (s *OpsServer) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// EnablePprof serves Go's profiler under /debug/pprof/ (config http.pprof):
+// the index, cmdline, profile (CPU, ?seconds=N), symbol, trace and every
+// runtime profile by name (heap, allocs, goroutine, block, mutex,
+// threadcreate). The handlers are mounted on this server's mux only;
+// net/http/pprof's side effect of registering on http.DefaultServeMux is
+// harmless because no Triggerflow server serves that mux. Call it once.
+func (s *OpsServer) EnablePprof() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	s.log.Warn("pprof enabled on the ops endpoint; it is unauthenticated and heap profiles hold secrets", "addr", s.Addr())
+}
 
 // NewOpsServer listens on addr (":0" picks a free port) and serves reg.
 func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*OpsServer, error) {
@@ -68,6 +86,12 @@ func (s *OpsServer) AddCheck(name string, c Check) {
 	s.checks[name] = c
 }
 
+// ErrStarting is the readiness failure of a service that has registered
+// no check yet: the ops server listens from the first moment, so that
+// /healthz and /metrics answer during start-up, but nothing is ready
+// before the service says what ready means.
+var ErrStarting = errors.New("starting: no readiness check registered yet")
+
 // Ready runs every check and returns the failures by name.
 func (s *OpsServer) Ready(ctx context.Context) map[string]error {
 	s.mu.Lock()
@@ -76,6 +100,9 @@ func (s *OpsServer) Ready(ctx context.Context) map[string]error {
 		checks[k] = v
 	}
 	s.mu.Unlock()
+	if len(checks) == 0 {
+		return map[string]error{"startup": ErrStarting}
+	}
 	failed := map[string]error{}
 	for name, c := range checks {
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)

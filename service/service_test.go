@@ -49,6 +49,10 @@ func TestOpsServer(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "triggerflow_test_total 1")
 
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "not ready before the service registers a check")
+	require.Contains(t, body, "starting")
+
 	var down atomic.Bool
 	down.Store(true)
 	s.AddCheck("nats", func(context.Context) error {
@@ -68,6 +72,35 @@ func TestOpsServer(t *testing.T) {
 
 	down.Store(false)
 	code, _ = get(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+}
+
+func TestOpsServerPprofIsOptIn(t *testing.T) {
+	t.Parallel()
+	s, err := service.NewOpsServer("127.0.0.1:0", prometheus.NewRegistry(), service.NewLogger(config.Log{}.WithDefaults(), io.Discard))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	base := "http://" + s.Addr()
+
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		code, _ := get(t, base+path)
+		require.Equal(t, http.StatusNotFound, code, "%s before EnablePprof", path)
+	}
+
+	s.EnablePprof()
+	code, body := get(t, base+"/debug/pprof/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine")
+	code, body = get(t, base+"/debug/pprof/goroutine?debug=1")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine profile:")
+	for _, path := range []string{"/debug/pprof/heap", "/debug/pprof/profile?seconds=1", "/debug/pprof/cmdline", "/debug/pprof/symbol"} {
+		code, body := get(t, base+path)
+		require.Equal(t, http.StatusOK, code, path)
+		require.NotEmpty(t, body, path)
+	}
+	_, _ = get(t, base+"/metrics") // the ops endpoints are still there
+	code, _ = get(t, base+"/healthz")
 	require.Equal(t, http.StatusOK, code)
 }
 

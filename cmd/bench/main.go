@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,49 +19,111 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/triggerflow/triggerflow/bench"
+	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/internal/toolpath"
 )
 
+// options are the command's flags.
+type options struct {
+	jsEvents, events, openEvents int
+	openMax                      time.Duration
+	openFraction                 float64
+	hotKeys, senders             int
+	quiet, timeout               time.Duration
+	results, repo, only          string
+	postgres                     bool
+	profileDir                   string
+	profileSeconds               int
+	keep                         bool
+}
+
+// rowKeys are the -only keys, in the order the rows run.
+var rowKeys = []string{"a", "b", "c", "tc", "th", "pc", "ph"}
+
 func main() {
-	var (
-		jsEvents   = flag.Int("js-events", 2000, "closed-loop events for the raw JetStream row")
-		tEvents    = flag.Int("events", 300, "closed-loop events for each Temporal and Triggerflow row")
-		openEvents = flag.Int("open-events", 300, "most open-loop (latency) events per row")
-		openMax    = flag.Duration("open-max", 15*time.Second, "longest open-loop run per row")
-		openFrac   = flag.Float64("open-fraction", 0.5, "open-loop rate as a fraction of the row's closed-loop capacity")
-		hotKeys    = flag.Int("hot-keys", 50, "keys of the hot rows")
-		senders    = flag.Int("senders", 4, "concurrent SignalWithStart callers in the raw Temporal rows")
-		quiet      = flag.Duration("quiet", 3*time.Second, "worker.quietPeriod of the Triggerflow worker")
-		timeout    = flag.Duration("timeout", 3*time.Minute, "longest wait for one phase's deliveries")
-		results    = flag.String("results", "bench/results", "directory for the JSON result")
-		repo       = flag.String("repo", ".", "module root, to build the binaries from")
-		only       = flag.String("only", "", "run only rows whose letter/key is listed: a,b,c,tc,th (default all)")
-	)
+	var o options
+	flag.IntVar(&o.jsEvents, "js-events", 2000, "closed-loop events for the raw JetStream row")
+	flag.IntVar(&o.events, "events", 300, "closed-loop events for each Temporal and Triggerflow row")
+	flag.IntVar(&o.openEvents, "open-events", 300, "most open-loop (latency) events per row")
+	flag.DurationVar(&o.openMax, "open-max", 15*time.Second, "longest open-loop run per row")
+	flag.Float64Var(&o.openFraction, "open-fraction", 0.5, "open-loop rate as a fraction of the row's closed-loop capacity")
+	flag.IntVar(&o.hotKeys, "hot-keys", 50, "keys of the hot rows")
+	flag.IntVar(&o.senders, "senders", 4, "concurrent writers in the raw Temporal rows (SignalWithStart) and the PostgreSQL rows (commits)")
+	flag.DurationVar(&o.quiet, "quiet", 3*time.Second, "worker.quietPeriod of the Triggerflow worker")
+	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for one phase's deliveries")
+	flag.StringVar(&o.results, "results", "bench/results", "directory for the JSON result")
+	flag.StringVar(&o.repo, "repo", ".", "module root, to build the binaries from")
+	flag.StringVar(&o.only, "only", "", "run only the rows listed: "+strings.Join(rowKeys, ",")+" (default all; tc/th SQLite, pc/ph PostgreSQL)")
+	flag.BoolVar(&o.postgres, "postgres", true, "run the PostgreSQL rows (pc, ph) on a throwaway cluster; needs initdb and pg_ctl")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of watcher, ingest and worker taken during the hot SQLite (th) closed loop, and heap profiles at its end, into this directory")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 5, "length of the -profile CPU profiles, in seconds; choose at most the th closed loop's duration (printed)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config files and logs of the binaries and servers) and print its path")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *jsEvents, *tEvents, *openEvents, *openMax, *openFrac, *hotKeys, *senders, *quiet, *timeout, *results, *repo, *only); err != nil {
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, jsEvents, tEvents, openEvents int, openMax time.Duration, openFrac float64, hotKeys, senders int, quiet, timeout time.Duration, results, repo, only string) error {
+func run(ctx context.Context, o options) error {
+	for k := range strings.SplitSeq(o.only, ",") {
+		if k != "" && !slices.Contains(rowKeys, k) {
+			return fmt.Errorf("-only: unknown row %q (rows: %s)", k, strings.Join(rowKeys, ","))
+		}
+	}
 	want := func(k string) bool {
-		return only == "" || slices.Contains(strings.Split(only, ","), k)
+		if !o.postgres && (k == "pc" || k == "ph") {
+			return false
+		}
+		return o.only == "" || slices.Contains(strings.Split(o.only, ","), k)
+	}
+	if o.profileDir != "" && !want("th") {
+		return errors.New("-profile profiles the hot SQLite row: include th in -only")
+	}
+	if o.profileSeconds < 1 {
+		return errors.New("-profile-seconds must be at least 1")
 	}
 	dir, err := os.MkdirTemp("", "triggerflow-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		defer fmt.Fprintln(os.Stderr, "bench: working directory kept:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	step := func(s string) {
 		fmt.Fprintf(os.Stderr, "%s  %s (load %.2f)\n", time.Now().Format("15:04:05"), s, bench.Load1())
 	}
 
+	// PostgreSQL first: a machine without it fails in seconds, not after
+	// the other rows.
+	var pg *testenv.PostgresServer
+	if want("pc") || want("ph") {
+		step("starting PostgreSQL (wal_level=logical)")
+		pg, err = testenv.StartPostgres(ctx, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if mt, ok := errors.AsType[*testenv.MissingToolError](err); ok {
+			return fmt.Errorf("the PostgreSQL rows need PostgreSQL's server binaries: %w; or pass -postgres=false to skip those rows", mt)
+		}
+		if err != nil {
+			return fmt.Errorf("starting PostgreSQL: %w", err)
+		}
+		defer func() {
+			if o.keep {
+				if b, err := os.ReadFile(pg.LogFile()); err == nil {
+					_ = os.WriteFile(filepath.Join(dir, "postgres.log"), b, 0o644)
+				}
+			}
+			if err := pg.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: stopping PostgreSQL:", err)
+			}
+		}()
+	}
 	step("building watcher, ingest, worker")
 	binDir := filepath.Join(dir, "bin")
-	if err := bench.BuildBinaries(ctx, repo, binDir); err != nil {
+	if err := bench.BuildBinaries(ctx, o.repo, binDir); err != nil {
 		return err
 	}
 	step("starting NATS and the Temporal dev server")
@@ -81,12 +145,13 @@ func run(ctx context.Context, jsEvents, tEvents, openEvents int, openMax time.Du
 
 	rep := &bench.Report{Time: time.Now(), Machine: bench.Machine(), Flags: map[string]string{}}
 	flag.VisitAll(func(f *flag.Flag) { rep.Flags[f.Name] = f.Value.String() })
-	tempSizes := bench.Sizes{Closed: tEvents, Open: openEvents, OpenMax: openMax, OpenFraction: openFrac, Timeout: timeout}
-	measure := func(sc bench.Scenario, sz bench.Sizes) {
+	tempSizes := bench.Sizes{Closed: o.events, Open: o.openEvents, OpenMax: o.openMax, OpenFraction: o.openFraction, Timeout: o.timeout}
+	measure := func(sc bench.Scenario, sz bench.Sizes) bench.Row {
 		step("row " + sc.Name)
 		row := bench.Measure(ctx, rec, sc, sz)
 		rep.Rows = append(rep.Rows, row)
 		step(fmt.Sprintf("  %.1f deliveries/s, p50 %.1f ms, p99 %.1f ms %s", row.DeliveriesPerSec, row.P50ms, row.P99ms, row.Err))
+		return row
 	}
 
 	if want("a") {
@@ -94,11 +159,11 @@ func run(ctx context.Context, jsEvents, tEvents, openEvents int, openMax time.Du
 		if err != nil {
 			return err
 		}
-		measure(sc, bench.Sizes{Closed: jsEvents, Open: jsEvents, OpenMax: openMax, OpenFraction: openFrac, Timeout: timeout})
+		measure(sc, bench.Sizes{Closed: o.jsEvents, Open: o.jsEvents, OpenMax: o.openMax, OpenFraction: o.openFraction, Timeout: o.timeout})
 		stopJS()
 	}
-	cold := bench.RawTemporal(srv.Client, false, hotKeys, senders)
-	hot := bench.RawTemporal(srv.Client, true, hotKeys, senders)
+	cold := bench.RawTemporal(srv.Client, false, o.hotKeys, o.senders)
+	hot := bench.RawTemporal(srv.Client, true, o.hotKeys, o.senders)
 	if want("b") || want("c") {
 		w, err := bench.StartRawWorker(srv.Client, rec.URL+"/raw")
 		if err != nil {
@@ -112,26 +177,91 @@ func run(ctx context.Context, jsEvents, tEvents, openEvents int, openMax time.Du
 		}
 		w.Stop()
 	}
-	if want("tc") || want("th") {
-		step("starting the Triggerflow binaries")
-		p, err := bench.StartPipeline(ctx, binDir, filepath.Join(dir, "pipeline"), srv.NATS.ClientURL(), srv.Temporal.FrontendHostPort(), rec.URL, quiet)
+
+	pcfg := bench.PipelineConfig{
+		BinDir: binDir, NATSURL: srv.NATS.ClientURL(), TemporalHostPort: srv.Temporal.FrontendHostPort(),
+		ReceiverURL: rec.URL, Quiet: o.quiet, Senders: o.senders,
+	}
+	// Each source gets fresh binaries, so peak RSS is per source, and the
+	// first pipeline is stopped before the next starts, so two ingests
+	// never share the durable consumer nor two workers the task queue.
+	tfRows := func(source, cold, hot string, cfg bench.PipelineConfig, profile bool) error {
+		if !want(cold) && !want(hot) {
+			return nil
+		}
+		step("starting the Triggerflow binaries (" + source + ")")
+		cfg.Pprof = profile
+		p, err := bench.StartPipeline(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		defer p.Close()
-		if want("tc") {
-			measure(p.Scenario(srv.Client, "triggerflow cold (SQLite)", 0), tempSizes)
+		if want(cold) {
+			sc, err := p.Scenario(ctx, srv.Client, fmt.Sprintf("triggerflow cold (%s)", source), 0)
+			if err != nil {
+				return err
+			}
+			measure(sc, tempSizes)
 		}
-		if want("th") {
-			measure(p.Scenario(srv.Client, fmt.Sprintf("triggerflow hot, %d keys (SQLite)", hotKeys), hotKeys), tempSizes)
+		if want(hot) {
+			sc, err := p.Scenario(ctx, srv.Client, fmt.Sprintf("triggerflow hot, %d keys (%s)", o.hotKeys, source), o.hotKeys)
+			if err != nil {
+				return err
+			}
+			var cpuFiles []string
+			var cpuErr error
+			if profile {
+				sc.DuringClosed = func(ctx context.Context) func() {
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						cpuFiles, cpuErr = p.Profile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", o.profileSeconds), o.profileDir, "cpu")
+					}()
+					return func() { <-done }
+				}
+			}
+			row := measure(sc, tempSizes)
+			if profile {
+				if row.DeliveriesPerSec > 0 {
+					loop := float64(row.Events) / row.DeliveriesPerSec
+					hint := ""
+					if loop < float64(o.profileSeconds) {
+						hint = "; the loop was shorter: raise -events or lower -profile-seconds"
+					}
+					step(fmt.Sprintf("  CPU profiles cover the first %d s of a %.1f s closed loop%s", o.profileSeconds, loop, hint))
+				}
+				heapFiles, heapErr := p.Profile(ctx, "/debug/pprof/heap?gc=1", o.profileDir, "heap")
+				if err := errors.Join(cpuErr, heapErr); err != nil {
+					return err
+				}
+				step("  profiles written: " + strings.Join(append(cpuFiles, heapFiles...), ", "))
+			}
+		}
+		return nil
+	}
+	cfg := pcfg
+	cfg.Dir = filepath.Join(dir, "pipeline-sqlite")
+	if err := tfRows("SQLite", "tc", "th", cfg, o.profileDir != ""); err != nil {
+		return err
+	}
+	if pg != nil {
+		cfg := pcfg
+		cfg.Dir = filepath.Join(dir, "pipeline-postgres")
+		cfg.PostgresDSN = pg.DSN()
+		if cfg.PostgresPID, err = pg.PID(); err != nil {
+			return err
+		}
+		if err := tfRows("PostgreSQL", "pc", "ph", cfg, false); err != nil {
+			return err
 		}
 	}
+
 	rep.ComputeRatios(cold.Name, hot.Name)
 	fmt.Printf("\nTriggerflow bench %s — %s\n\n", rep.Time.UTC().Format(time.RFC3339), rep.Machine)
 	if err := rep.WriteTable(os.Stdout); err != nil {
 		return err
 	}
-	path, err := rep.WriteJSON(results)
+	path, err := rep.WriteJSON(o.results)
 	if err != nil {
 		return err
 	}

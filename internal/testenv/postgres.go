@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -49,8 +50,8 @@ host  all         all 127.0.0.1/32 trust
 host  replication all 127.0.0.1/32 trust
 `
 
-// PostgresServer is a throwaway PostgreSQL cluster owned by one test,
-// configured for logical replication.
+// PostgresServer is a throwaway PostgreSQL cluster configured for logical
+// replication, owned by one test (Postgres) or one program (StartPostgres).
 type PostgresServer struct {
 	port    int
 	dir     string // owned by the server's OS user; holds data, socket, log
@@ -61,73 +62,143 @@ type PostgresServer struct {
 	running bool
 }
 
+// MissingToolError reports an external tool StartPostgres cannot run
+// without; How says how to install it.
+type MissingToolError struct {
+	Name, Reason, How string
+}
+
+func (e *MissingToolError) Error() string {
+	return fmt.Sprintf("required tool %s is missing (%s); install it: %s", e.Name, e.Reason, e.How)
+}
+
 // Postgres initialises and starts a fresh cluster listening on 127.0.0.1 at
 // a free port, stopping and deleting it on cleanup. Connect as the
 // superuser "postgres" with no password. Skips (fails under CI) when
-// PostgreSQL is not installed.
+// PostgreSQL is not installed. The server's log is printed if the test
+// fails.
 func Postgres(t testing.TB) *PostgresServer {
 	t.Helper()
-	begin := time.Now()
-	p := &PostgresServer{binDir: postgresBinDir(t), runAsPG: os.Geteuid() == 0}
-
-	var uid, gid int
-	if p.runAsPG {
-		RequireTool(t, "runuser", "", "apt-get install util-linux")
-		uid, gid = postgresOSUser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*postgresStartTimeout)
+	defer cancel()
+	// The writer's cleanup must be registered before Close's, so it runs
+	// after it: stopping the server logs.
+	log := slog.New(slog.NewTextHandler(newTBWriter(t), nil))
+	p, err := StartPostgres(ctx, log)
+	if mt, ok := errors.AsType[*MissingToolError](err); ok {
+		MissingTool(t, mt.Name, mt.Reason, mt.How)
 	}
-
-	// Not t.TempDir: that is root-only (0700) and the server runs as the
-	// postgres user, which must own its data directory and every parent up
-	// to it must be traversable.
-	dir, err := os.MkdirTemp("", "testenv-pg-")
 	if err != nil {
-		t.Fatalf("testenv: creating postgres dir: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("testenv: removing postgres dir: %v", err)
-		}
-	})
-	p.dir = dir
-	if err := os.Mkdir(p.socketDir(), 0o700); err != nil {
-		t.Fatalf("testenv: creating postgres socket dir: %v", err)
-	}
-	if p.runAsPG {
-		for _, d := range []string{dir, p.socketDir()} {
-			if err := os.Chown(d, uid, gid); err != nil {
-				t.Fatalf("testenv: handing %s to the postgres user: %v", d, err)
-			}
-		}
-	}
-	if p.port, err = freePort(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-
-	// --no-sync: initdb otherwise fsyncs every catalog file, which is most
-	// of its run time.
-	if out, err := p.command("initdb", "-D", p.dataDir(), "-U", postgresSuperuser,
-		"--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync").CombinedOutput(); err != nil {
-		t.Fatalf("testenv: initdb: %v\n%s", err, out)
-	}
-	if err := p.configure(); err != nil {
-		t.Fatalf("testenv: configuring postgres: %v", err)
-	}
-
 	t.Cleanup(func() {
 		if t.Failed() {
 			if log, err := os.ReadFile(p.logFile()); err == nil {
 				t.Logf("testenv: postgres server log:\n%s", log)
 			}
 		}
-	})
-	p.start(t)
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
+		if err := p.Close(); err != nil {
 			t.Errorf("testenv: %v", err)
 		}
 	})
-	t.Logf("testenv: postgres ready on 127.0.0.1:%d in %s", p.port, time.Since(begin).Round(time.Millisecond))
 	return p
+}
+
+// StartPostgres is Postgres for programs without a testing.TB (the
+// benchmark): the caller owns the cluster and must Close it. An error
+// wrapping *MissingToolError means PostgreSQL (or, as root, runuser or the
+// postgres OS user) is not installed. Progress is logged to log at info.
+func StartPostgres(ctx context.Context, log *slog.Logger) (_ *PostgresServer, err error) {
+	begin := time.Now()
+	binDir, err := postgresBinDir()
+	if err != nil {
+		return nil, err
+	}
+	p := &PostgresServer{binDir: binDir, runAsPG: os.Geteuid() == 0}
+
+	var uid, gid int
+	if p.runAsPG {
+		if _, err := exec.LookPath("runuser"); err != nil {
+			return nil, &MissingToolError{Name: "runuser", Reason: "not found on PATH", How: "apt-get install util-linux"}
+		}
+		if uid, gid, err = postgresOSUser(); err != nil {
+			return nil, err
+		}
+	}
+
+	// Not a test's TempDir: that is root-only (0700) and the server runs
+	// as the postgres user, which must own its data directory and every
+	// parent up to it must be traversable.
+	dir, err := os.MkdirTemp("", "testenv-pg-")
+	if err != nil {
+		return nil, fmt.Errorf("creating postgres dir: %w", err)
+	}
+	p.dir = dir
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, p.Close())
+		}
+	}()
+	if err := os.Mkdir(p.socketDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("creating postgres socket dir: %w", err)
+	}
+	if p.runAsPG {
+		for _, d := range []string{dir, p.socketDir()} {
+			if err := os.Chown(d, uid, gid); err != nil {
+				return nil, fmt.Errorf("handing %s to the postgres user: %w", d, err)
+			}
+		}
+	}
+	if p.port, err = freePort(); err != nil {
+		return nil, err
+	}
+
+	// --no-sync: initdb otherwise fsyncs every catalog file, which is most
+	// of its run time.
+	if out, err := p.command(ctx, "initdb", "-D", p.dataDir(), "-U", postgresSuperuser,
+		"--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	if err := p.configure(); err != nil {
+		return nil, fmt.Errorf("configuring postgres: %w", err)
+	}
+	if err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("testenv: postgres ready", "addr", fmt.Sprintf("127.0.0.1:%d", p.port), "took", time.Since(begin).Round(time.Millisecond))
+	return p, nil
+}
+
+// Close stops the server and deletes its directory. Closing twice is a
+// no-op.
+func (p *PostgresServer) Close() error {
+	err := p.Stop()
+	if p.dir == "" {
+		return err
+	}
+	if rerr := os.RemoveAll(p.dir); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("removing postgres dir: %w", rerr))
+	}
+	return err
+}
+
+// LogFile is the path of the server's log, for a program to point at when
+// something goes wrong; it is deleted by Close.
+func (p *PostgresServer) LogFile() string { return p.logFile() }
+
+// PID is the postmaster's process id (every backend, walsender included,
+// is its child), read from the running cluster's postmaster.pid.
+func (p *PostgresServer) PID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(p.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("postgres pid: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		return 0, fmt.Errorf("postgres pid: %w", err)
+	}
+	return pid, nil
 }
 
 // configure appends to the files initdb wrote rather than replacing them, so
@@ -161,13 +232,13 @@ func (p *PostgresServer) socketDir() string { return filepath.Join(p.dir, "sock"
 func (p *PostgresServer) logFile() string   { return filepath.Join(p.dir, "postgres.log") }
 
 // command runs a PostgreSQL binary, as the postgres OS user when we are root.
-func (p *PostgresServer) command(name string, args ...string) *exec.Cmd {
+func (p *PostgresServer) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	bin := filepath.Join(p.binDir, name)
 	var cmd *exec.Cmd
 	if p.runAsPG {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", bin}, args...)...)
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", bin}, args...)...)
 	} else {
-		cmd = exec.Command(bin, args...)
+		cmd = exec.CommandContext(ctx, bin, args...)
 	}
 	// The tools complain when the working directory is unreadable to them,
 	// as the root-owned one is for the postgres user.
@@ -175,22 +246,28 @@ func (p *PostgresServer) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (p *PostgresServer) start(t testing.TB) {
-	t.Helper()
+func (p *PostgresServer) start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.running {
-		return
+		return nil
 	}
 	// -w waits until the server accepts connections (pg_ctl polls the
 	// postmaster's status); -l keeps the server's output off our pipes, so
 	// CombinedOutput returns as soon as pg_ctl does.
-	out, err := p.command("pg_ctl", "start", "-D", p.dataDir(), "-l", p.logFile(),
+	out, err := p.command(ctx, "pg_ctl", "start", "-D", p.dataDir(), "-l", p.logFile(),
 		"-w", "-t", strconv.Itoa(int(postgresStartTimeout.Seconds()))).CombinedOutput()
 	if err != nil {
-		t.Fatalf("testenv: pg_ctl start: %v\n%s", err, out)
+		// pg_ctl may have left a postmaster behind (a timeout, a
+		// cancelled ctx): then a stop must still be tried.
+		if _, serr := os.Stat(filepath.Join(p.dataDir(), "postmaster.pid")); serr == nil {
+			p.running = true
+		}
+		serverLog, _ := os.ReadFile(p.logFile())
+		return fmt.Errorf("pg_ctl start: %w\n%s\nserver log:\n%s", err, out, serverLog)
 	}
 	p.running = true
+	return nil
 }
 
 // Stop shuts the server down, disconnecting clients (fast mode), falling
@@ -203,12 +280,14 @@ func (p *PostgresServer) Stop() error {
 		return nil
 	}
 	wait := strconv.Itoa(int(postgresStopTimeout.Seconds()))
-	fastOut, fastErr := p.command("pg_ctl", "stop", "-D", p.dataDir(), "-m", "fast", "-w", "-t", wait).CombinedOutput()
+	// Not the start's ctx: a stop must work after it is cancelled.
+	ctx := context.Background()
+	fastOut, fastErr := p.command(ctx, "pg_ctl", "stop", "-D", p.dataDir(), "-m", "fast", "-w", "-t", wait).CombinedOutput()
 	if fastErr == nil {
 		p.running = false
 		return nil
 	}
-	out, err := p.command("pg_ctl", "stop", "-D", p.dataDir(), "-m", "immediate", "-w", "-t", wait).CombinedOutput()
+	out, err := p.command(ctx, "pg_ctl", "stop", "-D", p.dataDir(), "-m", "immediate", "-w", "-t", wait).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop: fast: %v: %s; immediate: %v: %s", fastErr, fastOut, err, out)
 	}
@@ -223,7 +302,9 @@ func (p *PostgresServer) Restart(t testing.TB) {
 	if err := p.Stop(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	p.start(t)
+	if err := p.start(context.Background()); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 }
 
 // Port is the TCP port on 127.0.0.1.
@@ -316,8 +397,7 @@ func (p *PostgresServer) CreateDatabase(t testing.TB, name string) string {
 // postgresBinDir finds a directory holding initdb, pg_ctl and postgres:
 // pg_config's answer, else the newest Debian-style versioned install, else
 // wherever PATH's initdb really lives.
-func postgresBinDir(t testing.TB) string {
-	t.Helper()
+func postgresBinDir() (string, error) {
 	var candidates []string
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
 		candidates = append(candidates, strings.TrimSpace(string(out)))
@@ -330,11 +410,10 @@ func postgresBinDir(t testing.TB) string {
 	}
 	for _, dir := range candidates {
 		if hasExecutables(dir, "initdb", "pg_ctl", "postgres") {
-			return dir
+			return dir, nil
 		}
 	}
-	MissingTool(t, "postgresql", "no directory with initdb, pg_ctl and postgres found", postgresHow)
-	return ""
+	return "", &MissingToolError{Name: "postgresql", Reason: "no directory with initdb, pg_ctl and postgres found", How: postgresHow}
 }
 
 // debianPostgresBinDirs lists /usr/lib/postgresql/<major>/bin, newest first.
@@ -360,17 +439,15 @@ func hasExecutables(dir string, names ...string) bool {
 
 // postgresOSUser returns the uid and gid the server runs as when the tests
 // run as root. Debian's postgresql package creates the user.
-func postgresOSUser(t testing.TB) (uid, gid int) {
-	t.Helper()
+func postgresOSUser() (uid, gid int, err error) {
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		MissingTool(t, "postgres OS user", err.Error(), postgresHow)
-		return 0, 0
+		return 0, 0, &MissingToolError{Name: "postgres OS user", Reason: err.Error(), How: postgresHow}
 	}
 	uid, uerr := strconv.Atoi(u.Uid)
 	gid, gerr := strconv.Atoi(u.Gid)
 	if err := errors.Join(uerr, gerr); err != nil {
-		t.Fatalf("testenv: postgres user has non-numeric ids: %v", err)
+		return 0, 0, fmt.Errorf("postgres user has non-numeric ids: %w", err)
 	}
-	return uid, gid
+	return uid, gid, nil
 }

@@ -3,12 +3,15 @@ package testenv_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -195,6 +198,46 @@ func TestPostgresLogicalReplication(t *testing.T) {
 	require.Len(t, results, 1)
 	require.Len(t, results[0].Rows, 1)
 	require.Equal(t, "isolated", string(results[0].Rows[0][3]), "IDENTIFY_SYSTEM dbname column")
+}
+
+// TestStartPostgresWithoutTB is the constructor programs use: the caller
+// owns the cluster, and Close stops it and removes its files.
+func TestStartPostgresWithoutTB(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	pg, err := testenv.StartPostgres(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if mt, ok := errors.AsType[*testenv.MissingToolError](err); ok {
+		testenv.MissingTool(t, mt.Name, mt.Reason, mt.How)
+	}
+	require.NoError(t, err)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			require.NoError(t, pg.Close())
+		}
+	})
+
+	conn, err := pgx.Connect(ctx, pg.DSN())
+	require.NoError(t, err)
+	var walLevel string
+	require.NoError(t, conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel))
+	require.Equal(t, "logical", walLevel)
+	require.NoError(t, conn.Close(ctx))
+
+	pid, err := pg.PID()
+	require.NoError(t, err)
+	require.DirExists(t, fmt.Sprintf("/proc/%d", pid), "the postmaster runs")
+
+	logFile := pg.LogFile()
+	require.FileExists(t, logFile)
+	require.NoError(t, pg.Close())
+	closed = true
+	require.NoFileExists(t, logFile, "Close removes the cluster's directory")
+	require.NoError(t, pg.Close(), "closing twice is a no-op")
+	_, err = pgx.Connect(ctx, pg.DSN())
+	require.Error(t, err, "the server is stopped")
 }
 
 func TestRecorder(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package testenv starts the real servers that integration tests run
 // against: embedded NATS with JetStream, a Temporal dev server, a throwaway
-// PostgreSQL cluster and an HTTP webhook recorder. Every constructor takes a
-// testing.TB and registers its own teardown with t.Cleanup.
+// PostgreSQL cluster and an HTTP webhook recorder. The test constructors
+// take a testing.TB and register their own teardown with t.Cleanup;
+// StartPostgres is the one for programs (the benchmark), which close what
+// they start.
 //
 // Missing external tools skip the test locally but fail it when CI=true, so
 // a misconfigured CI machine can never go green by skipping everything.
