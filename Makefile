@@ -80,6 +80,11 @@ fuzz:
 bench: $(TEMPORAL)
 	$(GO) run ./cmd/bench $(BENCH_ARGS)
 
+## soak: the SQLite pipeline at a fixed rate for 10 minutes, each binary's RSS every 30s (SOAK_ARGS for more flags)
+.PHONY: soak
+soak: $(TEMPORAL)
+	$(GO) run ./cmd/bench -soak 10m $(SOAK_ARGS)
+
 ## bench-go: the Go micro-benchmarks of every package (go test -bench)
 .PHONY: bench-go
 bench-go: $(TEMPORAL)

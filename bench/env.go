@@ -98,7 +98,13 @@ func FreePort() (int, error) {
 }
 
 // PeakRSSMB reads VmHWM of pid ("self" for this process) in MiB.
-func PeakRSSMB(pid string) float64 {
+func PeakRSSMB(pid string) float64 { return procStatusMB(pid, "VmHWM:") }
+
+// RSSMB reads VmRSS, the current resident set, of pid in MiB.
+func RSSMB(pid string) float64 { return procStatusMB(pid, "VmRSS:") }
+
+// procStatusMB reads a kB field of /proc/<pid>/status in MiB; -1 if absent.
+func procStatusMB(pid, field string) float64 {
 	f, err := os.Open(filepath.Join("/proc", pid, "status"))
 	if err != nil {
 		return -1
@@ -106,7 +112,7 @@ func PeakRSSMB(pid string) float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			if err != nil {
 				return -1

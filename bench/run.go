@@ -22,6 +22,10 @@ const (
 	Open Phase = "o"
 )
 
+// SweepPhases are the phases of the extra open loops at lower rates
+// (Sizes.Sweep), in order; a scenario must accept them as it does Open.
+var SweepPhases = []Phase{"s1", "s2", "s3"}
+
 // Scenario is one row's system under test.
 type Scenario struct {
 	Name string
@@ -57,6 +61,11 @@ type Sizes struct {
 	OpenFraction float64
 	// Timeout bounds each phase's wait for deliveries.
 	Timeout time.Duration
+	// Sweep are further open-loop rates, as fractions of the closed-loop
+	// capacity, each measured like the main open loop after it: where
+	// latency meets its goal when half the capacity does not. At most
+	// len(SweepPhases).
+	Sweep []float64
 }
 
 // Measure runs a scenario's closed and open loops against rec.
@@ -141,39 +150,73 @@ func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row
 	if frac <= 0 {
 		frac = 0.5
 	}
-	rate := float64(sz.Closed) / elapsed.Seconds() * frac
-	n := min(sz.Open, max(10, int(rate*sz.OpenMax.Seconds())))
-	row.OpenLoopRate, row.OpenLoopEvents = round1(rate), n
-	ids = make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%s/o/%d", sc.Name, i)
+	capacity := float64(sz.Closed) / elapsed.Seconds()
+	main := openLoop(ctx, rec, sc, Open, capacity*frac, sz)
+	row.OpenLoopRate, row.OpenLoopEvents = main.Rate, main.Events
+	row.P50ms, row.P95ms, row.P99ms = main.P50ms, main.P95ms, main.P99ms
+	if main.Err != "" {
+		row.Err = main.Err
+		return row
 	}
-	done = rec.Expect(ids)
+	for j, f := range sz.Sweep[:min(len(sz.Sweep), len(SweepPhases))] {
+		pt := openLoop(ctx, rec, sc, SweepPhases[j], capacity*f, sz)
+		pt.Fraction = f
+		row.Sweep = append(row.Sweep, pt)
+		if pt.Err != "" {
+			row.Err = pt.Err
+			return row
+		}
+	}
+	return row
+}
+
+// OpenLoop is one fixed-rate run: commit → receiver latency percentiles.
+type OpenLoop struct {
+	Fraction float64 `json:"fraction,omitempty"`
+	Rate     float64 `json:"rate"`
+	Events   int     `json:"events"`
+	P50ms    float64 `json:"p50ms"`
+	P95ms    float64 `json:"p95ms"`
+	P99ms    float64 `json:"p99ms"`
+	Err      string  `json:"error,omitempty"`
+}
+
+// openLoop writes at rate for at most sz.Open events or sz.OpenMax, one
+// goroutine per scheduled write, and waits for every delivery.
+func openLoop(ctx context.Context, rec *Receiver, sc Scenario, ph Phase, rate float64, sz Sizes) OpenLoop {
+	n := min(sz.Open, max(10, int(rate*sz.OpenMax.Seconds())))
+	out := OpenLoop{Rate: round1(rate), Events: n}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s/%s/%d", sc.Name, ph, i)
+	}
+	done := rec.Expect(ids)
 	interval := time.Duration(float64(time.Second) / rate)
-	start = time.Now()
+	start := time.Now()
 	var sendErr atomic.Value
+	var wg sync.WaitGroup
 	for i := range n {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d) // the open loop's schedule, not synchronisation
 		}
 		wg.Go(func() {
-			if err := sc.Send(ctx, Open, sc.Key(Open, i), Mark{ID: ids[i], T: time.Now().UnixNano()}); err != nil {
+			if err := sc.Send(ctx, ph, sc.Key(ph, i), Mark{ID: ids[i], T: time.Now().UnixNano()}); err != nil {
 				sendErr.Store(err)
 			}
 		})
 	}
 	wg.Wait()
 	if err, _ := sendErr.Load().(error); err != nil {
-		row.Err = "open loop send: " + err.Error()
-		return row
+		out.Err = fmt.Sprintf("open loop %s send: %v", ph, err)
+		return out
 	}
 	if err := wait(ctx, done, sz.Timeout); err != nil {
 		_, got, _ := rec.Latencies()
-		row.Err = fmt.Sprintf("open loop: %d of %d delivered: %v", got, n, err)
+		out.Err = fmt.Sprintf("open loop %s: %d of %d delivered: %v", ph, got, n, err)
 	}
 	lat, _, _ := rec.Latencies()
-	row.P50ms, row.P95ms, row.P99ms = ms(Percentile(lat, 50)), ms(Percentile(lat, 95)), ms(Percentile(lat, 99))
-	return row
+	out.P50ms, out.P95ms, out.P99ms = ms(Percentile(lat, 50)), ms(Percentile(lat, 95)), ms(Percentile(lat, 99))
+	return out
 }
 
 func wait(ctx context.Context, done <-chan struct{}, timeout time.Duration) error {

@@ -30,6 +30,8 @@ type Row struct {
 	P50ms          float64 `json:"p50ms"`
 	P95ms          float64 `json:"p95ms"`
 	P99ms          float64 `json:"p99ms"`
+	// Sweep are the open loops at the lower rates of Sizes.Sweep.
+	Sweep []OpenLoop `json:"sweep,omitempty"`
 	// HistoryPerDelivery is the sum of the history lengths of the
 	// workflows the closed-loop run created, over its deliveries; -1 when
 	// the row involves no Temporal.
@@ -51,6 +53,8 @@ type Report struct {
 	Machine string             `json:"machine"`
 	Rows    []Row              `json:"rows"`
 	Ratios  map[string]float64 `json:"ratios"`
+	// Soak is set by a -soak run, which measures no rows.
+	Soak *SoakResult `json:"soak,omitempty"`
 	Flags   map[string]string  `json:"flags"`
 }
 
@@ -122,6 +126,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		fmt.Fprintf(w, "ratio %s = %.2f\n", k, r.Ratios[k])
+	}
+	for _, row := range r.Rows {
+		for _, pt := range row.Sweep {
+			fmt.Fprintf(w, "latency %s at %.3g of capacity (%.1f/s ×%d): p50 %.1f, p95 %.1f, p99 %.1f ms%s\n",
+				row.Name, pt.Fraction, pt.Rate, pt.Events, pt.P50ms, pt.P95ms, pt.P99ms, errSuffix(pt.Err))
+		}
 	}
 	for _, row := range r.Rows {
 		if len(row.CPUPerDeliveryMs) > 0 {

@@ -231,6 +231,15 @@ func (p *Pipeline) RSS() map[string]float64 {
 	return out
 }
 
+// CurrentRSS reports each binary's current RSS.
+func (p *Pipeline) CurrentRSS() map[string]float64 {
+	out := map[string]float64{}
+	for name, cmd := range p.procs {
+		out[name] = round1(RSSMB(strconv.Itoa(cmd.Process.Pid)))
+	}
+	return out
+}
+
 func (p *Pipeline) pids() map[string]string {
 	out := map[string]string{}
 	for name, cmd := range p.procs {
@@ -366,7 +375,7 @@ func (p *Pipeline) Scenario(ctx context.Context, tc client.Client, name string, 
 		return sc, nil
 	}
 	upsert := map[Phase]string{}
-	for _, ph := range []Phase{Closed, Open} {
+	for _, ph := range append([]Phase{Closed, Open}, SweepPhases...) {
 		table := pgx.Identifier{coll(ph)}.Sanitize()
 		if _, err := p.pool.Exec(ctx, "CREATE TABLE "+table+" (k text PRIMARY KEY, id text NOT NULL, t bigint NOT NULL)"); err != nil {
 			return Scenario{}, fmt.Errorf("create table %s: %w", table, err)

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ type options struct {
 	jsEvents, events, openEvents int
 	openMax                      time.Duration
 	openFraction                 float64
+	sweep                        string
 	hotKeys, senders             int
 	quiet, timeout               time.Duration
 	results, repo, only          string
@@ -35,6 +37,9 @@ type options struct {
 	profileDir                   string
 	profileSeconds               int
 	keep                         bool
+	soak                         time.Duration
+	soakRate                     float64
+	soakKeys                     int
 }
 
 // rowKeys are the -only keys, in the order the rows run.
@@ -47,6 +52,7 @@ func main() {
 	flag.IntVar(&o.openEvents, "open-events", 300, "most open-loop (latency) events per row")
 	flag.DurationVar(&o.openMax, "open-max", 15*time.Second, "longest open-loop run per row")
 	flag.Float64Var(&o.openFraction, "open-fraction", 0.5, "open-loop rate as a fraction of the row's closed-loop capacity")
+	flag.StringVar(&o.sweep, "sweep", "0.25,0.125", "further open-loop rates of the Temporal and Triggerflow rows, as comma-separated fractions of capacity (empty: none)")
 	flag.IntVar(&o.hotKeys, "hot-keys", 50, "keys of the hot rows")
 	flag.IntVar(&o.senders, "senders", 4, "concurrent writers in the raw Temporal rows (SignalWithStart) and the PostgreSQL rows (commits)")
 	flag.DurationVar(&o.quiet, "quiet", 3*time.Second, "worker.quietPeriod of the Triggerflow worker")
@@ -58,6 +64,9 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of watcher, ingest and worker taken during the hot SQLite (th) closed loop, and heap profiles at its end, into this directory")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 5, "length of the -profile CPU profiles, in seconds; choose at most the th closed loop's duration (printed)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config files and logs of the binaries and servers) and print its path")
+	flag.DurationVar(&o.soak, "soak", 0, "instead of the rows, run the SQLite pipeline at -soak-rate for this long and sample each binary's RSS every 30s (memory over time)")
+	flag.Float64Var(&o.soakRate, "soak-rate", 30, "events/s of the -soak run")
+	flag.IntVar(&o.soakKeys, "soak-keys", 200, "documents the -soak run's events cycle over")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -74,6 +83,9 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	want := func(k string) bool {
+		if o.soak > 0 {
+			return false // a soak run measures no rows
+		}
 		if !o.postgres && (k == "pc" || k == "ph") {
 			return false
 		}
@@ -81,6 +93,20 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.profileDir != "" && !want("th") {
 		return errors.New("-profile profiles the hot SQLite row: include th in -only")
+	}
+	var sweep []float64
+	for f := range strings.SplitSeq(o.sweep, ",") {
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 || v > 1 {
+			return fmt.Errorf("-sweep: %q is not a fraction in (0, 1]", f)
+		}
+		sweep = append(sweep, v)
+	}
+	if len(sweep) > len(bench.SweepPhases) {
+		return fmt.Errorf("-sweep: at most %d rates", len(bench.SweepPhases))
 	}
 	if o.profileSeconds < 1 {
 		return errors.New("-profile-seconds must be at least 1")
@@ -145,7 +171,38 @@ func run(ctx context.Context, o options) error {
 
 	rep := &bench.Report{Time: time.Now(), Machine: bench.Machine(), Flags: map[string]string{}}
 	flag.VisitAll(func(f *flag.Flag) { rep.Flags[f.Name] = f.Value.String() })
-	tempSizes := bench.Sizes{Closed: o.events, Open: o.openEvents, OpenMax: o.openMax, OpenFraction: o.openFraction, Timeout: o.timeout}
+	pcfg := bench.PipelineConfig{
+		BinDir: binDir, NATSURL: srv.NATS.ClientURL(), TemporalHostPort: srv.Temporal.FrontendHostPort(),
+		ReceiverURL: rec.URL, Quiet: o.quiet, Senders: o.senders,
+	}
+	if o.soak > 0 {
+		cfg := pcfg
+		cfg.Dir = filepath.Join(dir, "pipeline-soak")
+		step("starting the Triggerflow binaries (SQLite)")
+		p, err := bench.StartPipeline(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		sc, err := p.Scenario(ctx, srv.Client, fmt.Sprintf("triggerflow soak, %d keys (SQLite)", o.soakKeys), o.soakKeys)
+		if err != nil {
+			return err
+		}
+		step(fmt.Sprintf("soak: %.1f events/s for %s", o.soakRate, o.soak))
+		res := bench.Soak(ctx, rec, sc, p.CurrentRSS, o.soakRate, o.soak, 30*time.Second, o.timeout)
+		rep.Soak = &res
+		fmt.Println()
+		if err := res.WriteTable(os.Stdout); err != nil {
+			return err
+		}
+		path, err := rep.WriteJSON(o.results)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nwritten %s\n", path)
+		return nil
+	}
+	tempSizes := bench.Sizes{Closed: o.events, Open: o.openEvents, OpenMax: o.openMax, OpenFraction: o.openFraction, Timeout: o.timeout, Sweep: sweep}
 	measure := func(sc bench.Scenario, sz bench.Sizes) bench.Row {
 		step("row " + sc.Name)
 		row := bench.Measure(ctx, rec, sc, sz)
@@ -178,10 +235,6 @@ func run(ctx context.Context, o options) error {
 		w.Stop()
 	}
 
-	pcfg := bench.PipelineConfig{
-		BinDir: binDir, NATSURL: srv.NATS.ClientURL(), TemporalHostPort: srv.Temporal.FrontendHostPort(),
-		ReceiverURL: rec.URL, Quiet: o.quiet, Senders: o.senders,
-	}
 	// Each source gets fresh binaries, so peak RSS is per source, and the
 	// first pipeline is stopped before the next starts, so two ingests
 	// never share the durable consumer nor two workers the task queue.
