@@ -54,8 +54,8 @@ type Report struct {
 	Rows    []Row              `json:"rows"`
 	Ratios  map[string]float64 `json:"ratios"`
 	// Soak is set by a -soak run, which measures no rows.
-	Soak *SoakResult `json:"soak,omitempty"`
-	Flags   map[string]string  `json:"flags"`
+	Soak  *SoakResult       `json:"soak,omitempty"`
+	Flags map[string]string `json:"flags"`
 }
 
 // Percentile returns the p-th percentile (0..100) of xs by the
