@@ -708,6 +708,13 @@ type Ingest struct {
 	// throughput, per-key order only within one replica). Defaults to
 	// "pinned".
 	Sharing string `yaml:"sharing"`
+	// PinnedTTL, with sharing "pinned", is how long JetStream waits for the
+	// pinned replica's next pull before it pins another: the failover time
+	// after a crash (a graceful stop hands over at once). At least twice
+	// ackWait keeps a key's order across a crash; shorter fails over sooner
+	// but may not. At least 3s and more than shutdownTimeout. Defaults to
+	// the largest of 30s, twice shutdownTimeout and twice ackWait.
+	PinnedTTL trigger.Duration `yaml:"pinnedTTL"`
 }
 
 // WithDefaults returns i with zero fields set to their defaults.
@@ -739,6 +746,9 @@ func (i Ingest) WithDefaults() Ingest {
 	if i.FetchBatch == 0 {
 		i.FetchBatch = 64
 	}
+	if i.PinnedTTL == 0 {
+		i.PinnedTTL = max(trigger.Duration(30*time.Second), 2*i.ShutdownTimeout, 2*i.AckWait)
+	}
 	return i
 }
 
@@ -759,6 +769,13 @@ func (i Ingest) check(p *problems) {
 	}
 	oneOf(p, "ingest.collisionPolicy", i.CollisionPolicy, CollisionSerialize, CollisionAlert, CollisionFail)
 	oneOf(p, "ingest.sharing", i.Sharing, "pinned", "shared")
+	if i.PinnedTTL != 0 {
+		if i.PinnedTTL < trigger.Duration(3*time.Second) {
+			p.add("ingest.pinnedTTL", i.PinnedTTL, "must be at least 3s")
+		} else if i.PinnedTTL <= i.ShutdownTimeout {
+			p.add("ingest.pinnedTTL", i.PinnedTTL, "must exceed ingest.shutdownTimeout (%s)", i.ShutdownTimeout)
+		}
+	}
 	p.atLeast("ingest.fetchBatch", i.FetchBatch, 1)
 	if i.MaxAckPending >= 1 && i.FetchBatch > i.MaxAckPending {
 		// A pull larger than the pending cap can never be filled.

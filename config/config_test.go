@@ -72,6 +72,7 @@ var (
 		CollisionPolicy: CollisionSerialize,
 		FetchBatch:      64,
 		Sharing:         "pinned",
+		PinnedTTL:       dur(time.Minute),
 	}
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),
@@ -522,6 +523,8 @@ func TestInvalidValues(t *testing.T) {
 		{"collision policy", func(f *DevFile) { f.Ingest.CollisionPolicy = "drop" }, "ingest.collisionPolicy", "drop"},
 		{"fetch batch", func(f *DevFile) { f.Ingest.FetchBatch = 0 }, "ingest.fetchBatch", 0},
 		{"fetch batch over pending", func(f *DevFile) { f.Ingest.FetchBatch = 2000 }, "ingest.fetchBatch", 2000},
+		{"pinned TTL too short", func(f *DevFile) { f.Ingest.PinnedTTL = dur(time.Second) }, "ingest.pinnedTTL", dur(time.Second)},
+		{"pinned TTL within shutdown", func(f *DevFile) { f.Ingest.PinnedTTL = dur(5 * time.Second) }, "ingest.pinnedTTL", dur(5 * time.Second)},
 		{"http timeout", func(f *DevFile) { f.Worker.HTTPTimeout = 0 }, "worker.httpTimeout", dur(0)},
 		{"max conns", func(f *DevFile) { f.Worker.MaxConnsPerHost = 0 }, "worker.maxConnsPerHost", 0},
 		{"max body", func(f *DevFile) { f.Worker.MaxBodyBytes = 0 }, "worker.maxBodyBytes", 0},

@@ -35,7 +35,7 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 	defer tc.Close()
 
 	in, err := ingest.New(
-		ingest.Config{NATS: cfg.NATS, Temporal: cfg.Temporal, Ingest: cfg.Ingest, Sharing: ingest.Sharing(cfg.Ingest.Sharing)},
+		ingest.Config{NATS: cfg.NATS, Temporal: cfg.Temporal, Ingest: cfg.Ingest, Sharing: ingest.Sharing(cfg.Ingest.Sharing), PinnedTTL: cfg.Ingest.PinnedTTL.D()},
 		js, tc, deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
 		ingest.WithLogger(log), ingest.WithRegisterer(opts.Registry),
 	)

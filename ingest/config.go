@@ -34,6 +34,12 @@ const pinnedGroup = "ingest"
 // cannot make expire sooner than after 1s, at PinnedTTL/3.
 const minPinnedTTL = 3 * time.Second
 
+// crashKeepsOrder reports whether PinnedTTL leaves the crashed replica's
+// tasks time to come due before another replica is pinned (see PinnedTTL).
+func (c Config) crashKeepsOrder() bool {
+	return c.Sharing != SharingPinned || c.PinnedTTL >= 2*c.Ingest.AckWait.D()
+}
+
 // pullExpiry is how long one pull request waits on the server. A pinned
 // replica must renew its requests well within PinnedTTL or it loses the
 // pin while idle.
@@ -63,8 +69,18 @@ type Config struct {
 	// pulling before it pins another: the failover time after a crash (a
 	// graceful shutdown unpins at once). The pinned replica renews its pull
 	// requests every PinnedTTL/3 (at most 30s). It must be at least 3s and
-	// exceed Ingest.ShutdownTimeout. Defaults to the larger of 30s and
-	// twice Ingest.ShutdownTimeout.
+	// exceed Ingest.ShutdownTimeout.
+	//
+	// At least twice Ingest.AckWait keeps a key's order across a crash:
+	// the crashed replica's last pull is at most PinnedTTL/3 old, so its
+	// unacked tasks (their ack timers last reset at the crash) are due for
+	// redelivery before the pin passes on, and JetStream serves
+	// redeliveries before newer messages. Shorter fails over sooner but
+	// may hand a key's held tasks to Temporal after newer ones. A task
+	// already redelivered before has a longer ack deadline (the consumer's
+	// backoff: 2× and 4× AckWait), so after a second fault in its lifetime
+	// it may still arrive late. Defaults to the largest of 30s, twice
+	// Ingest.ShutdownTimeout and twice Ingest.AckWait.
 	PinnedTTL time.Duration
 	// CollisionCacheSize bounds how many hashed subjects are remembered to
 	// detect two docKeys sharing one hashed subject token. Detection is
@@ -97,7 +113,7 @@ func (c Config) WithDefaults() Config {
 		c.Sharing = SharingPinned
 	}
 	if c.PinnedTTL == 0 {
-		c.PinnedTTL = max(30*time.Second, 2*c.Ingest.ShutdownTimeout.D())
+		c.PinnedTTL = max(30*time.Second, 2*c.Ingest.ShutdownTimeout.D(), 2*c.Ingest.AckWait.D())
 	}
 	if c.CollisionCacheSize == 0 {
 		c.CollisionCacheSize = 65536

@@ -217,6 +217,10 @@ func (in *Ingester) Start(ctx context.Context) error {
 		return fmt.Errorf("ingest: consume %q: %w", in.cfg.NATS.Consumer, err)
 	}
 	in.consumer, in.cc, in.state = consumer, cc, stateRunning
+	if !in.cfg.crashKeepsOrder() {
+		in.log.Warn("ingest: pinnedTTL is less than twice ackWait; after a replica crashes, a key's tasks it held may reach Temporal after newer ones",
+			"pinnedTTL", in.cfg.PinnedTTL, "ackWait", in.cfg.Ingest.AckWait)
+	}
 	in.log.Info("ingest started", "stream", in.cfg.NATS.Stream, "consumer", in.cfg.NATS.Consumer,
 		"lanes", len(in.lanes), "sharing", in.cfg.Sharing, "taskQueue", in.cfg.Temporal.TaskQueue)
 	return nil

@@ -208,8 +208,9 @@ func TestConsumerConfig(t *testing.T) {
 	require.Equal(t, -1, cc.MaxDeliver)
 	require.Equal(t, 1024, cc.MaxAckPending)
 	require.Equal(t, jetstream.PriorityPolicyPinned, cc.PriorityPolicy)
-	require.Equal(t, 30*time.Second, cc.PinnedTTL)
-	require.Equal(t, 10*time.Second, cfg.pullExpiry())
+	require.Equal(t, time.Minute, cc.PinnedTTL, "twice AckWait, so a crashed replica's tasks come due before the pin moves")
+	require.Equal(t, 20*time.Second, cfg.pullExpiry())
+	require.True(t, cfg.crashKeepsOrder())
 
 	cfg.Ingest.MaxDeliver = 1
 	cfg.Sharing = SharingShared
