@@ -12,8 +12,12 @@
 // per-key order and graceful ingest hand-over; its benchmark measures
 // throughput as worker replicas are added.
 //
+// The ingest crash test SIGKILLs the pinned ingest replica while it holds
+// tasks and checks that the standby keeps each key's order.
+//
 //	go test ./chaos -run TestChaosShort -count=1            # part of make test
 //	go test ./chaos -run TestScaleOut -count=1              # part of make test
+//	go test ./chaos -run TestIngestCrashKeepsOrder -count=1  # part of make test
 //	CHAOS_FULL=1 go test ./chaos -run TestChaosFull -timeout 30m -count=1  # make chaos
 //	go test ./chaos -run '^$' -bench ScaleOut -benchtime 1x
 //

@@ -681,7 +681,9 @@ type Ingest struct {
 	// Defaults to 16.
 	Lanes int `yaml:"lanes"`
 	// AckWait is how long JetStream waits for ingest to ack a task before
-	// redelivering it. Defaults to 30s.
+	// redelivering it: after a crash, how soon the tasks the replica held
+	// come back (ingest keeps resetting the timer of the tasks it holds).
+	// Defaults to 15s.
 	AckWait trigger.Duration `yaml:"ackWait"`
 	// MaxAckPending caps tasks delivered but not yet acked. Defaults to
 	// 1024.
@@ -711,9 +713,11 @@ type Ingest struct {
 	// PinnedTTL, with sharing "pinned", is how long JetStream waits for the
 	// pinned replica's next pull before it pins another: the failover time
 	// after a crash (a graceful stop hands over at once). At least twice
-	// ackWait keeps a key's order across a crash; shorter fails over sooner
-	// but may not. At least 3s and more than shutdownTimeout. Defaults to
-	// the largest of 30s, twice shutdownTimeout and twice ackWait.
+	// ackWait keeps a key's order across a crash: the crashed replica's
+	// tasks are then due for redelivery, which JetStream serves first,
+	// before the pin moves. At least 3s and more than shutdownTimeout.
+	// Defaults to the largest of 30s, twice shutdownTimeout and twice
+	// ackWait.
 	PinnedTTL trigger.Duration `yaml:"pinnedTTL"`
 }
 
@@ -723,7 +727,7 @@ func (i Ingest) WithDefaults() Ingest {
 		i.Lanes = 16
 	}
 	if i.AckWait == 0 {
-		i.AckWait = trigger.Duration(30 * time.Second)
+		i.AckWait = trigger.Duration(15 * time.Second)
 	}
 	if i.MaxAckPending == 0 {
 		i.MaxAckPending = 1024

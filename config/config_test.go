@@ -64,7 +64,7 @@ var (
 	}
 	wantIngest = Ingest{
 		Lanes:           16,
-		AckWait:         dur(30 * time.Second),
+		AckWait:         dur(15 * time.Second),
 		MaxAckPending:   1024,
 		MaxDeliver:      -1,
 		DrainTimeout:    dur(5 * time.Second),
@@ -72,7 +72,7 @@ var (
 		CollisionPolicy: CollisionSerialize,
 		FetchBatch:      64,
 		Sharing:         "pinned",
-		PinnedTTL:       dur(time.Minute),
+		PinnedTTL:       dur(30 * time.Second),
 	}
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),

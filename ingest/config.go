@@ -94,6 +94,12 @@ type Config struct {
 	// payload limit (it warns from 512 KiB); a task larger than this goes
 	// alone. Defaults to 256 KiB.
 	MaxSignalBytes int
+	// RedeliveryWindow is how long a burst of redelivered messages is held
+	// after its last message before it is handed off sorted by stream
+	// sequence (a first-time delivery ends the burst at once). It repairs
+	// the order of the tasks a crashed replica held; see Ingester.regather.
+	// Negative turns it off. Defaults to 250ms.
+	RedeliveryWindow time.Duration
 	// HandoffTimeout bounds one SignalWithStart attempt. Defaults to 10s.
 	HandoffTimeout time.Duration
 	// RetryInitial is the first pause after a failed hand-off; pauses
@@ -123,6 +129,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxSignalBytes == 0 {
 		c.MaxSignalBytes = 256 << 10
+	}
+	if c.RedeliveryWindow == 0 {
+		c.RedeliveryWindow = 250 * time.Millisecond
 	}
 	if c.HandoffTimeout == 0 {
 		c.HandoffTimeout = 10 * time.Second

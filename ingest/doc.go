@@ -59,14 +59,28 @@
 //     closing replica's are gone, the standby is not pinned yet), moves
 //     each NAKed message to the back of its redelivery queue.
 //
+// After a crash of the pinned replica the standby is pinned only
+// PinnedTTL after the dead replica's last pull request. With PinnedTTL at
+// least twice AckWait (the default) every message the dead replica held is
+// due for redelivery by then (its ack timer was last reset at the crash),
+// and JetStream serves redeliveries before newer messages. It serves them
+// rotated, though: while the dead replica keeps the pin, nats-server moves
+// the head of its redelivery queue to the tail each time its delivery loop
+// finds only unpinned pull requests. So ingest gathers a burst of
+// redeliveries (until a first-time delivery arrives, or
+// Config.RedeliveryWindow passes without a message) and routes it sorted by
+// stream sequence, which restores each key's order.
+//
 // Where order does not hold, even when pinned:
 //
-//   - After a crash (or a kill past ShutdownTimeout) the messages the
-//     replica held are redelivered once their ack timer runs out, and
-//     JetStream does not keep them ahead of newer messages of the same key
-//     (see above). The workflow receives them late; nothing is lost. The
-//     standby (or the restarted process) starts receiving only PinnedTTL
-//     after the crashed replica's last pull.
+//   - PinnedTTL shorter than twice AckWait (a warning at Start): the pin
+//     can move before the dead replica's messages are due, and newer
+//     messages overtake them.
+//   - A message already redelivered once has a longer ack deadline (the
+//     consumer's backoff: 2× and 4× AckWait), so after a second fault in
+//     its lifetime it can come back after newer ones; likewise a burst of
+//     redeliveries that reaches ingest with a gap longer than
+//     RedeliveryWindow.
 //   - A replica stalled longer than AckWait (a long pause, or a partition
 //     from NATS without a crash) gets its held messages redelivered, and a
 //     replica that stops pulling for PinnedTTL without exiting loses the pin

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,9 +107,16 @@ type Ingester struct {
 
 	lanes  []*lane
 	poison *lane // dead-letters, so poison never waits behind a key
-	// collisions is used only by the consume callback, which JetStream
-	// calls for one message at a time, in delivery order.
+	// routeMu serialises routing messages to lanes: the consume callback
+	// and the flush of gathered redeliveries both route. collisions is
+	// used only while routing.
+	routeMu    sync.Mutex
 	collisions *collisionCache
+	// regathered holds a burst of redelivered messages until it ends;
+	// regatherTimer flushes it after Config.RedeliveryWindow of quiet.
+	// Both are guarded by routeMu.
+	regathered    []*item
+	regatherTimer *time.Timer
 
 	work       context.Context // cancelled when hand-offs must stop
 	cancelWork context.CancelFunc
@@ -278,6 +287,8 @@ func (in *Ingester) Close() error {
 	if !waitUntil(in.cc.Closed(), giveUpBy) {
 		in.log.Warn("ingest: consumer did not drain in time; messages it still buffers are redelivered after ackWait")
 	}
+	// The consumer is gone: nothing ends a burst of redeliveries any more.
+	in.flushRegathered()
 	for _, l := range in.allLanes() {
 		l.close()
 	}
@@ -450,11 +461,65 @@ func (in *Ingester) onMessage(msg jetstream.Msg) {
 		it.reason = ReasonMaxDeliver
 		it.detail = fmt.Sprintf("delivered %d times, more than ingest.maxDeliver (%d)", it.delivered, in.cfg.Ingest.MaxDeliver)
 	}
+	in.routeMu.Lock()
+	defer in.routeMu.Unlock()
+	if it.delivered > 1 && in.cfg.RedeliveryWindow > 0 {
+		in.regather(it)
+		return
+	}
+	in.flushRegatheredLocked()
+	in.route(it)
+}
+
+// regather holds a redelivered message back until the burst it belongs to
+// ends. JetStream serves redeliveries before new messages, but after a
+// pinned replica dies it rotates its redelivery queue while the dead
+// replica still holds the pin (each wake-up of its delivery loop moves the
+// head to the tail), so the standby receives the dead replica's tasks
+// ahead of newer ones yet out of order among themselves. Sorted by stream
+// sequence they are back in each key's order. The burst ends with the
+// first message delivered for the first time, or after RedeliveryWindow
+// without a message.
+func (in *Ingester) regather(it *item) {
+	in.regathered = append(in.regathered, it)
+	if in.regatherTimer == nil {
+		in.regatherTimer = time.AfterFunc(in.cfg.RedeliveryWindow, in.flushRegathered)
+	} else {
+		in.regatherTimer.Reset(in.cfg.RedeliveryWindow)
+	}
+}
+
+func (in *Ingester) flushRegathered() {
+	in.routeMu.Lock()
+	defer in.routeMu.Unlock()
+	in.flushRegatheredLocked()
+}
+
+// flushRegatheredLocked routes the gathered redeliveries in stream order;
+// routeMu must be held.
+func (in *Ingester) flushRegatheredLocked() {
+	if len(in.regathered) == 0 {
+		return
+	}
+	if in.regatherTimer != nil {
+		in.regatherTimer.Stop()
+	}
+	held := in.regathered
+	in.regathered = nil
+	slices.SortStableFunc(held, func(a, b *item) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
+	for _, it := range held {
+		in.route(it)
+	}
+}
+
+// route queues a classified message on its lane, or on the dead-letter
+// lane if it is poison; routeMu must be held.
+func (in *Ingester) route(it *item) {
 	if it.reason != "" {
 		in.enqueue(in.poison, it)
 		return
 	}
-	if it.task.SubjectHashed && in.collisions.observe(msg.Subject(), it.task.DocKey) && in.collided(it) {
+	if it.task.SubjectHashed && in.collisions.observe(it.msg.Subject(), it.task.DocKey) && in.collided(it) {
 		in.enqueue(in.poison, it)
 		return
 	}

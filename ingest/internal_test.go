@@ -203,13 +203,13 @@ func TestConsumerConfig(t *testing.T) {
 	cc := ConsumerConfig(cfg)
 	require.Equal(t, "TRIGGERS.>", cc.FilterSubject)
 	require.Equal(t, jetstream.AckExplicitPolicy, cc.AckPolicy)
-	require.Equal(t, 30*time.Second, cc.AckWait)
-	require.Equal(t, []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute}, cc.BackOff)
+	require.Equal(t, 15*time.Second, cc.AckWait)
+	require.Equal(t, []time.Duration{15 * time.Second, 30 * time.Second, time.Minute}, cc.BackOff)
 	require.Equal(t, -1, cc.MaxDeliver)
 	require.Equal(t, 1024, cc.MaxAckPending)
 	require.Equal(t, jetstream.PriorityPolicyPinned, cc.PriorityPolicy)
-	require.Equal(t, time.Minute, cc.PinnedTTL, "twice AckWait, so a crashed replica's tasks come due before the pin moves")
-	require.Equal(t, 20*time.Second, cfg.pullExpiry())
+	require.Equal(t, 30*time.Second, cc.PinnedTTL, "at least twice AckWait, so a crashed replica's tasks come due before the pin moves")
+	require.Equal(t, 10*time.Second, cfg.pullExpiry())
 	require.True(t, cfg.crashKeepsOrder())
 
 	cfg.Ingest.MaxDeliver = 1
@@ -225,7 +225,7 @@ func TestConsumerConfig(t *testing.T) {
 	have.FilterSubjects, have.FilterSubject = []string{"TRIGGERS.acme.>"}, ""
 	diffs := ConsumerDiff(cc, have)
 	require.Len(t, diffs, 2, diffs)
-	require.Contains(t, strings.Join(diffs, "\n"), "ack wait is 1s, want 30s")
+	require.Contains(t, strings.Join(diffs, "\n"), "ack wait is 1s, want 15s")
 	require.Empty(t, ConsumerDiff(cc, cc))
 }
 
