@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -192,15 +193,7 @@ func run(ctx context.Context, o options) error {
 		res := bench.Soak(ctx, rec, sc, p.CurrentRSS, o.soakRate, o.soak, 30*time.Second, o.timeout)
 		rep.Soak = &res
 		fmt.Println()
-		if err := res.WriteTable(os.Stdout); err != nil {
-			return err
-		}
-		path, err := rep.WriteJSON(o.results)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("\nwritten %s\n", path)
-		return nil
+		return writeReport(rep, o.results, res.WriteTable)
 	}
 	tempSizes := bench.Sizes{Closed: o.events, Open: o.openEvents, OpenMax: o.openMax, OpenFraction: o.openFraction, Timeout: o.timeout, Sweep: sweep}
 	measure := func(sc bench.Scenario, sz bench.Sizes) bench.Row {
@@ -311,10 +304,15 @@ func run(ctx context.Context, o options) error {
 
 	rep.ComputeRatios(cold.Name, hot.Name)
 	fmt.Printf("\nTriggerflow bench %s — %s\n\n", rep.Time.UTC().Format(time.RFC3339), rep.Machine)
-	if err := rep.WriteTable(os.Stdout); err != nil {
+	return writeReport(rep, o.results, rep.WriteTable)
+}
+
+// writeReport prints a run's table and writes its JSON under dir.
+func writeReport(rep *bench.Report, dir string, table func(io.Writer) error) error {
+	if err := table(os.Stdout); err != nil {
 		return err
 	}
-	path, err := rep.WriteJSON(o.results)
+	path, err := rep.WriteJSON(dir)
 	if err != nil {
 		return err
 	}
