@@ -203,11 +203,10 @@ triggers:
 }
 
 // awaitStartFromNow waits for the watcher's start-from-now checkpoint in
-// the watched database (pgsource's triggerflow_checkpoints table). /readyz
-// is not enough: it answers 200 before the watcher has registered its
-// pipeline check, and a row committed before the watcher has its slot and
-// its head is never delivered. Once the checkpoint is there, the slot
-// exists and every later commit is after the head.
+// the watched database (pgsource's triggerflow_checkpoints table): a row
+// committed before the watcher has its slot and its head is never
+// delivered. Once the checkpoint is there, the slot exists and every later
+// commit is after the head.
 func (p *Pipeline) awaitStartFromNow(ctx context.Context, deadline time.Time) error {
 	for {
 		var n int

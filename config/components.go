@@ -719,6 +719,11 @@ type Ingest struct {
 	// Defaults to the largest of 30s, twice shutdownTimeout and twice
 	// ackWait.
 	PinnedTTL trigger.Duration `yaml:"pinnedTTL"`
+	// MaxSignalBatch is the most tasks of one document handed to Temporal
+	// in one signal (those queued behind a hand-off in flight go
+	// together); 1 turns batching off, as workers older than this option
+	// need during an upgrade. Defaults to 100.
+	MaxSignalBatch int `yaml:"maxSignalBatch"`
 }
 
 // WithDefaults returns i with zero fields set to their defaults.
@@ -750,6 +755,9 @@ func (i Ingest) WithDefaults() Ingest {
 	if i.FetchBatch == 0 {
 		i.FetchBatch = 64
 	}
+	if i.MaxSignalBatch == 0 {
+		i.MaxSignalBatch = 100
+	}
 	if i.PinnedTTL == 0 {
 		i.PinnedTTL = max(trigger.Duration(30*time.Second), 2*i.ShutdownTimeout, 2*i.AckWait)
 	}
@@ -773,6 +781,7 @@ func (i Ingest) check(p *problems) {
 	}
 	oneOf(p, "ingest.collisionPolicy", i.CollisionPolicy, CollisionSerialize, CollisionAlert, CollisionFail)
 	oneOf(p, "ingest.sharing", i.Sharing, "pinned", "shared")
+	p.atLeast("ingest.maxSignalBatch", i.MaxSignalBatch, 1)
 	if i.PinnedTTL != 0 {
 		if i.PinnedTTL < trigger.Duration(3*time.Second) {
 			p.add("ingest.pinnedTTL", i.PinnedTTL, "must be at least 3s")
@@ -957,7 +966,11 @@ func (w Worker) check(p *problems) {
 	if w.Retry.Multiplier < 1 {
 		p.add("worker.retry.multiplier", w.Retry.Multiplier, "must be at least 1")
 	}
-	p.positive("worker.quietPeriod", w.QuietPeriod)
+	if w.QuietPeriod < trigger.Duration(time.Second) {
+		// The workflow's quiet timer is at least a second (a shorter one
+		// could be no timer at all, which replay would notice).
+		p.add("worker.quietPeriod", w.QuietPeriod, "must be at least 1s")
+	}
 	if w.Tokens.TTL < trigger.Duration(2*time.Minute) {
 		p.add("worker.tokens.ttl", w.Tokens.TTL, "must be at least 2m: tokens are renewed a minute before they expire")
 	}

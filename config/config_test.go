@@ -73,6 +73,7 @@ var (
 		FetchBatch:      64,
 		Sharing:         "pinned",
 		PinnedTTL:       dur(30 * time.Second),
+		MaxSignalBatch:  100,
 	}
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),
@@ -535,6 +536,7 @@ func TestInvalidValues(t *testing.T) {
 		{"max backoff", func(f *DevFile) { f.Worker.Retry.MaxBackoff = dur(time.Millisecond) }, "worker.retry.maxBackoff", dur(time.Millisecond)},
 		{"multiplier", func(f *DevFile) { f.Worker.Retry.Multiplier = 0.5 }, "worker.retry.multiplier", 0.5},
 		{"quiet period", func(f *DevFile) { f.Worker.QuietPeriod = 0 }, "worker.quietPeriod", dur(0)},
+		{"quiet period under a second", func(f *DevFile) { f.Worker.QuietPeriod = dur(500 * time.Millisecond) }, "worker.quietPeriod", dur(500 * time.Millisecond)},
 		{"secrets backend", func(f *DevFile) { f.Worker.Secrets.Backend = "vault" }, "worker.secrets.backend", "vault"},
 		{"secrets dir", func(f *DevFile) { f.Worker.Secrets.Dir = "" }, "worker.secrets.dir", nil},
 		{"secrets env prefix", func(f *DevFile) {

@@ -79,8 +79,9 @@ type Config struct {
 	// may hand a key's held tasks to Temporal after newer ones. A task
 	// already redelivered before has a longer ack deadline (the consumer's
 	// backoff: 2× and 4× AckWait), so after a second fault in its lifetime
-	// it may still arrive late. Defaults to the largest of 30s, twice
-	// Ingest.ShutdownTimeout and twice Ingest.AckWait.
+	// it may still arrive late. Defaults to Ingest.PinnedTTL, whose default
+	// is the largest of 30s, twice Ingest.ShutdownTimeout and twice
+	// Ingest.AckWait.
 	PinnedTTL time.Duration
 	// CollisionCacheSize bounds how many hashed subjects are remembered to
 	// detect two docKeys sharing one hashed subject token. Detection is
@@ -88,11 +89,11 @@ type Config struct {
 	CollisionCacheSize int
 	// MaxSignalBatch is the most tasks of one key handed off in one signal:
 	// the tasks of a key queued behind each other in a lane go together.
-	// 1 turns batching off. Defaults to 100.
+	// 1 turns batching off. Defaults to Ingest.MaxSignalBatch (100).
 	MaxSignalBatch int
 	// MaxSignalBytes bounds a batch's payload, well under Temporal's 2 MiB
 	// payload limit (it warns from 512 KiB); a task larger than this goes
-	// alone. Defaults to 256 KiB.
+	// alone when it reaches the head of its lane. Defaults to 256 KiB.
 	MaxSignalBytes int
 	// RedeliveryWindow is how long a burst of redelivered messages is held
 	// after its last message before it is handed off sorted by stream
@@ -119,13 +120,14 @@ func (c Config) WithDefaults() Config {
 		c.Sharing = SharingPinned
 	}
 	if c.PinnedTTL == 0 {
-		c.PinnedTTL = max(30*time.Second, 2*c.Ingest.ShutdownTimeout.D(), 2*c.Ingest.AckWait.D())
+		// The file's ingest.pinnedTTL, itself defaulted like this.
+		c.PinnedTTL = c.Ingest.PinnedTTL.D()
 	}
 	if c.CollisionCacheSize == 0 {
 		c.CollisionCacheSize = 65536
 	}
 	if c.MaxSignalBatch == 0 {
-		c.MaxSignalBatch = 100
+		c.MaxSignalBatch = c.Ingest.MaxSignalBatch
 	}
 	if c.MaxSignalBytes == 0 {
 		c.MaxSignalBytes = 256 << 10

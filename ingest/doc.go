@@ -34,8 +34,8 @@
 // Messages go to Ingest.Lanes lanes by a hash of (tenant, trigger,
 // collection, docKey), and each lane hands off one batch at a time in the
 // order JetStream delivered them: the head of the lane with the queued
-// messages of the same key behind it, which overtake only other keys. When Temporal is unavailable the lane
-// retries the same message with backoff (Config.RetryInitial up to
+// messages of the same key behind it, which overtake only other keys.
+// When Temporal is unavailable the lane retries the same batch with backoff (Config.RetryInitial up to
 // Config.RetryMax) and resets the ack timer of every message it holds every
 // AckWait/4, instead of NAKing the message past later ones of its key.
 // Within one ingest process, therefore, a key's tasks reach its workflow in
@@ -93,6 +93,9 @@
 // id; one it has not seen yet arrives after the key's later tasks.
 //
 // # Poison and collisions
+//
+// A batch Temporal refuses outright is handed off again one task at a
+// time, in order, so only the task at fault is dead-lettered.
 //
 // A message whose payload is not a valid DeliveryTask ("invalid-task"),
 // whose subject does not parse ("invalid-subject") or does not match its

@@ -94,6 +94,23 @@ func TestLaneBatchesOneKeyInOrder(t *testing.T) {
 	l.close()
 	require.Empty(t, l.retire())
 
+	// A same-key item too big for the batch ends it for that key: a later,
+	// smaller one must not overtake it.
+	l = newLane(prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}))
+	for i, n := range []int{10, 10, 500, 10, 10} {
+		require.True(t, l.push(&item{streamSeq: uint64(i + 1), key: "a", msg: sizedMsg(n)}))
+	}
+	small := batchLimit{items: 10, bytes: 100}
+	batch, _ = l.next(abort, small)
+	require.Equal(t, []uint64{1, 2}, seqs(batch))
+	l.done()
+	batch, _ = l.next(abort, small)
+	require.Equal(t, []uint64{3}, seqs(batch), "the big one goes alone, as the head")
+	l.done()
+	batch, _ = l.next(abort, small)
+	require.Equal(t, []uint64{4, 5}, seqs(batch))
+	l.done()
+
 	// An item without a key (not handed off) is never batched.
 	l = newLane(prometheus.NewGauge(prometheus.GaugeOpts{Name: "depth"}))
 	l.push(&item{streamSeq: 1})
@@ -196,6 +213,16 @@ type fakeMsg struct {
 }
 
 func (m fakeMsg) Subject() string { return m.subject }
+
+// sizedMsg is a message with an n-byte payload.
+func sizedMsg(n int) jetstream.Msg { return dataMsg{data: make([]byte, n)} }
+
+type dataMsg struct {
+	jetstream.Msg
+	data []byte
+}
+
+func (m dataMsg) Data() []byte { return m.data }
 
 func TestConsumerConfig(t *testing.T) {
 	t.Parallel()

@@ -81,20 +81,26 @@ func (l *lane) next(abort <-chan struct{}, lim batchLimit) ([]*item, bool) {
 	}
 }
 
-// take removes the batch from the queue; l.mu must be held.
+// take removes the batch from the queue; l.mu must be held. The first
+// item of the head's key that does not fit ends the batch for that key, so
+// a later, smaller one cannot overtake it.
 func (l *lane) take(lim batchLimit) []*item {
 	head := l.queue[0]
 	batch := []*item{head}
 	size := len(head.payload())
+	full := head.key == ""
 	rest := l.queue[:0]
 	for i, it := range l.queue[1:] {
-		if len(batch) < lim.items && it.key != "" && it.key == head.key && size+len(it.payload()) <= lim.bytes {
-			batch = append(batch, it)
-			size += len(it.payload())
-			continue
+		if !full && it.key == head.key {
+			if len(batch) < lim.items && size+len(it.payload()) <= lim.bytes {
+				batch = append(batch, it)
+				size += len(it.payload())
+				continue
+			}
+			full = true
 		}
-		if len(batch) == lim.items {
-			// Full: the rest of the queue stays as it is.
+		if full && len(batch) == lim.items {
+			// Nothing more to take: the rest of the queue stays as it is.
 			rest = append(rest, l.queue[1+i:]...)
 			break
 		}

@@ -219,13 +219,21 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("local first attempt", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, srv, replayOptions["local-first-attempt"])
-		sc := &script{outs: map[string][]int{"evt_l1": {500}}}
+		sc := &script{outs: map[string][]int{"evt_l1": {500}, "evt_l3": {404}}}
 		h.rec.Respond(sc.respond)
-		for _, id := range []string{"evt_l0", "evt_l1", "evt_l2"} {
+		for _, id := range []string{"evt_l0", "evt_l1", "evt_l2", "evt_l3"} {
 			h.signal(t, h.liveTask("local", id))
 		}
 		h.wait(t, "local")
-		require.Equal(t, []string{"evt_l0", "evt_l1", "evt_l1", "evt_l2"}, requestsFor(h, "local"))
+		require.Equal(t, []string{"evt_l0", "evt_l1", "evt_l1", "evt_l2", "evt_l3"}, requestsFor(h, "local"))
+		var dead bool
+		for _, rec := range h.deadLetters(t) {
+			if rec.EventID == "evt_l3" {
+				dead = true
+				require.Equal(t, "http-4xx", rec.Reason, "a 4xx on the local first attempt is final")
+			}
+		}
+		require.True(t, dead, "the 404 is dead-lettered")
 		hists := h.runs(t, "local")
 		require.Positive(t, countEvents(hists, enumspb.EVENT_TYPE_MARKER_RECORDED))
 		var retried bool

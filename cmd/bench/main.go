@@ -109,6 +109,9 @@ func run(ctx context.Context, o options) error {
 	if len(sweep) > len(bench.SweepPhases) {
 		return fmt.Errorf("-sweep: at most %d rates", len(bench.SweepPhases))
 	}
+	if o.soak > 0 && (o.soakRate <= 0 || o.soakKeys < 1) {
+		return errors.New("-soak needs -soak-rate above 0 and -soak-keys of at least 1")
+	}
 	if o.profileSeconds < 1 {
 		return errors.New("-profile-seconds must be at least 1")
 	}
