@@ -13,8 +13,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/triggerflow/triggerflow/workflows"
 )
 
 const (
@@ -161,24 +164,40 @@ func StartRawWorker(tc client.Client, url string) (worker.Worker, error) {
 }
 
 // RawTemporal is ceiling (b) (hot=false: every event a new workflow) or
-// (c) (hot=true: hotKeys mailbox workflows).
-func RawTemporal(tc client.Client, hot bool, hotKeys, senders int) Scenario {
+// (c) (hot=true: hotKeys mailbox workflows). With attrs each start also
+// carries what ingest's does (four keyword search attributes, a memo and a
+// summary), to tell Triggerflow's visibility cost from the rest.
+func RawTemporal(tc client.Client, hot bool, hotKeys, senders int, attrs bool) Scenario {
 	name, wf := "b) raw Temporal cold", any(RawColdWorkflow)
 	key := func(p Phase, i int) string { return fmt.Sprintf("raw-cold-%s-%d", p, i) }
 	if hot {
 		name, wf = fmt.Sprintf("c) raw Temporal mailbox, %d hot keys", hotKeys), RawMailboxWorkflow
 		key = func(p Phase, i int) string { return fmt.Sprintf("raw-hot-%s-%d", p, i%hotKeys) }
 	}
+	notes := fmt.Sprintf("SignalWithStart from %d senders; activity POSTs to the receiver.", senders)
+	if attrs {
+		notes += " Starts carry Triggerflow's search attributes, memo and summary (-raw-attrs)."
+	}
+	options := func(key string) client.StartWorkflowOptions {
+		o := client.StartWorkflowOptions{ID: key, TaskQueue: rawTaskQueue}
+		if attrs {
+			o.TypedSearchAttributes = temporal.NewSearchAttributes(
+				workflows.TenantID.ValueSet("bench"), workflows.TriggerID.ValueSet("raw"),
+				workflows.Collection.ValueSet("raw"), workflows.DocKey.ValueSet(key))
+			o.Memo = map[string]any{"docKey": key, "collection": "raw"}
+			o.StaticSummary = "bench/raw/raw " + key
+		}
+		return o
+	}
 	return Scenario{
-		Name: name, Key: key, Senders: senders, RSS: selfRSS, CPU: CPUOf(nil),
+		Name: name, Key: key, Senders: senders, RSS: selfRSS, CPU: CPUOf(nil), Notes: notes,
 		Send: func(ctx context.Context, _ Phase, key string, m Mark) error {
-			_, err := tc.SignalWithStartWorkflow(ctx, key, rawSignal, m, client.StartWorkflowOptions{ID: key, TaskQueue: rawTaskQueue}, wf)
+			_, err := tc.SignalWithStartWorkflow(ctx, key, rawSignal, m, options(key), wf)
 			return err
 		},
 		History: func(ctx context.Context, keys []string) (int64, error) {
 			return historyOf(ctx, tc, unique(keys), !hot, hot)
 		},
-		Notes: fmt.Sprintf("SignalWithStart from %d senders; activity POSTs to the receiver.", senders),
 	}
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	soak                         time.Duration
 	soakRate                     float64
 	soakKeys                     int
+	rawAttrs                     bool
 }
 
 // rowKeys are the -only keys, in the order the rows run.
@@ -68,6 +69,7 @@ func main() {
 	flag.DurationVar(&o.soak, "soak", 0, "instead of the rows, run the SQLite pipeline at -soak-rate for this long and sample each binary's RSS every 30s (memory over time)")
 	flag.Float64Var(&o.soakRate, "soak-rate", 30, "events/s of the -soak run")
 	flag.IntVar(&o.soakKeys, "soak-keys", 200, "documents the -soak run's events cycle over")
+	flag.BoolVar(&o.rawAttrs, "raw-attrs", false, "the raw Temporal rows (b, c) start workflows with Triggerflow's search attributes, memo and summary")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -215,8 +217,8 @@ func run(ctx context.Context, o options) error {
 		measure(sc, bench.Sizes{Closed: o.jsEvents, Open: o.jsEvents, OpenMax: o.openMax, OpenFraction: o.openFraction, Timeout: o.timeout})
 		stopJS()
 	}
-	cold := bench.RawTemporal(srv.Client, false, o.hotKeys, o.senders)
-	hot := bench.RawTemporal(srv.Client, true, o.hotKeys, o.senders)
+	cold := bench.RawTemporal(srv.Client, false, o.hotKeys, o.senders, o.rawAttrs)
+	hot := bench.RawTemporal(srv.Client, true, o.hotKeys, o.senders, o.rawAttrs)
 	if want("b") || want("c") {
 		w, err := bench.StartRawWorker(srv.Client, rec.URL+"/raw")
 		if err != nil {
