@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,7 +34,13 @@ own database under sys/checkpoints/trigger_evaluator/<tenant> (one key per
 include entry when the watcher filters collections).
 
 Stop the watcher before set or reset: a running watcher keeps its position
-in memory and overwrites the checkpoint. Every change writes an audit record.`,
+in memory and overwrites the checkpoint. Every change writes an audit record.
+
+Positions are checked by the source and stored in its canonical form: for
+the SQLite store a change sequence number (42 is stored as
+00000000000000000042), for PostgreSQL a CCCCCCCCCCCCCCCC-LLLLLLLLLLLLLLLL-SSSSSSSS
+token or a commit LSN such as 0/16B3748. The commands refuse to create a
+SQLite store that does not exist.`,
 	}
 	cmd.AddCommand(newCheckpointShowCmd(), newCheckpointSetCmd(), newCheckpointResetCmd())
 	return cmd
@@ -50,7 +57,7 @@ func newCheckpointShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			src, err := wf.source(cmd.Context(), cfg)
+			src, err := wf.existingSource(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -68,6 +75,8 @@ func newCheckpointShowCmd() *cobra.Command {
 					pos = "unreadable: " + err.Error()
 				case !found:
 					pos = "(none: the watcher will not start without startFromNow or a resume token)"
+				default:
+					pos = describePosition(src, pos)
 				}
 				fmt.Fprintf(w, "%s\t%s\n", k, pos)
 			}
@@ -88,7 +97,7 @@ func newCheckpointSetCmd() *cobra.Command {
 		Short: "Set the checkpoint to a position (a replay when it is behind)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return moveCheckpoint(cmd, &wf, &af, audit.ActionCheckpointSet, func(string) (string, error) { return position, nil })
+			return moveCheckpoint(cmd, &wf, &af, audit.ActionCheckpointSet, func(string) (string, string) { return position, "--position" })
 		},
 	}
 	cmd.Flags().StringVar(&position, "position", "", "source position to resume after (required)")
@@ -111,11 +120,11 @@ moved to the source's newest change: changes committed before now are never
 delivered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return moveCheckpoint(cmd, &wf, &af, audit.ActionCheckpointReset, func(head string) (string, error) {
+			return moveCheckpoint(cmd, &wf, &af, audit.ActionCheckpointReset, func(head string) (string, string) {
 				if !fromNow {
-					return "", nil
+					return "", ""
 				}
-				return head, nil
+				return head, ""
 			})
 		},
 	}
@@ -140,7 +149,7 @@ with the same webhook-id. Stop the watcher first. Equivalent to starting
 the watcher once with watcher.resumeToken.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return moveCheckpoint(cmd, &wf, &af, audit.ActionResumeToken, func(string) (string, error) { return from, nil })
+			return moveCheckpoint(cmd, &wf, &af, audit.ActionResumeToken, func(string) (string, string) { return from, "--from" })
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "source position to replay after (required)")
@@ -150,9 +159,11 @@ the watcher once with watcher.resumeToken.`,
 	return cmd
 }
 
-// moveCheckpoint sets (or, for "", deletes) every checkpoint key of the
-// tenant to target(head) and writes the audit record.
-func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action audit.Action, target func(head string) (string, error)) error {
+// moveCheckpoint sets every checkpoint key of the tenant to the position
+// target returns, or deletes them for "", and writes the audit record.
+// target also names the flag the position came from, "" for one derived
+// from the source head.
+func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action audit.Action, target func(head string) (pos, from string)) error {
 	ctx := cmd.Context()
 	cfg, err := wf.load()
 	if err != nil {
@@ -163,7 +174,7 @@ func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action
 		return fmt.Errorf("%w (the audit trail must be writable before a checkpoint moves)", err)
 	}
 	defer nc.Close()
-	src, err := wf.source(ctx, cfg)
+	src, err := wf.existingSource(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -172,9 +183,19 @@ func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action
 	if err != nil {
 		return err
 	}
-	pos, err := target(head)
-	if err != nil {
-		return err
+	pos, from := target(head)
+	switch {
+	case pos == "" && from != "":
+		return fmt.Errorf("%s is empty: give a position (`checkpoint reset` deletes the checkpoint)", from)
+	case pos != "":
+		// Stored as typed, "42" would sort after every padded position the
+		// watcher compares it with, and the watcher would take a malformed
+		// one for a missing checkpoint.
+		canonical, err := src.ParsePosition(pos)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", cmp.Or(from, "source head"), pos, err)
+		}
+		pos = canonical
 	}
 	keys := watcher.CheckpointKeys(cfg.Watcher.Tenant, cfg.Watcher.Include)
 	before, _, err := src.Checkpoints().Load(ctx, keys[0])
@@ -202,6 +223,18 @@ func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: tenant %s: %s → %s (keys %s)\n", action, cfg.Watcher.Tenant, orNone(before), orNone(pos), strings.Join(keys, ", "))
 	return nil
+}
+
+// describePosition shows a stored position as the watcher will read it.
+func describePosition(src watcher.Source, pos string) string {
+	canonical, err := src.ParsePosition(pos)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q: not a position, the watcher treats it as missing (%v)", pos, err)
+	case canonical != pos:
+		return fmt.Sprintf("%s (= %s)", pos, canonical)
+	}
+	return pos
 }
 
 func orNone(s string) string {

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -54,6 +58,25 @@ func (f *watcherFlags) load() (*config.WatcherFile, error) {
 
 func (f *watcherFlags) source(ctx context.Context, cfg *config.WatcherFile) (watcher.Source, error) {
 	return daemon.OpenSource(ctx, cfg, quiet(), nil)
+}
+
+// existingSource opens the source like source, but refuses to create a
+// SQLite store that is not there: with a relative path and no --config, a
+// command run from the wrong directory would otherwise make an empty store
+// and answer from it. A checkpoint is a position in an existing store's
+// change log, so every checkpoint command uses this.
+func (f *watcherFlags) existingSource(ctx context.Context, cfg *config.WatcherFile) (watcher.Source, error) {
+	if cfg.Watcher.Source == config.SourcePostgres {
+		return f.source(ctx, cfg)
+	}
+	src, err := docstore.OpenSource(ctx, docstore.Config{Path: cfg.Watcher.SQLite.Path, MustExist: true, Logger: quiet()}, cfg.Watcher.Tenant)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w (watcher.sqlite.path %q; pass the watcher's config with --config, or run from the directory that path is relative to)", err, cfg.Watcher.SQLite.Path)
+	case err != nil:
+		return nil, fmt.Errorf("sqlite source %s: %w", cfg.Watcher.SQLite.Path, err)
+	}
+	return src, nil
 }
 
 // jetStream connects to the NATS of cfg without retrying forever: an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -18,6 +19,19 @@ const tenant = "acme"
 func harness(writer func(t *testing.T, path string) watchertest.Writer) watchertest.Harness {
 	return watchertest.Harness{
 		Tenant: tenant,
+		// Operators type positions without the padding: 42 for
+		// 00000000000000000042.
+		Respell: func(pos string) []string {
+			if short := strings.TrimLeft(pos, "0"); short != pos && short != "" {
+				return []string{short}
+			}
+			return nil
+		},
+		InvalidPositions: []string{
+			"99999999999999999999",  // 20 digits, past int64
+			"000000000000000000001", // 21 digits
+			"00000000000000000001-00000000000000000001-00000001",
+		},
 		New: func(t *testing.T) watchertest.Env {
 			path := tempPath(t)
 			// Creates the schema before the writer's first statement.

@@ -45,7 +45,8 @@
 //
 // A position is the change's seq as 20 zero-padded decimal digits, so
 // positions compare byte-wise in commit order; seq is global, not per
-// tenant. Confirm prunes the confirming tenant's change rows up to the
+// tenant. ParsePosition also accepts the seq without the padding and
+// returns the padded form. Confirm prunes the confirming tenant's change rows up to the
 // confirmed position (once older than Config.Retention), so the log of a
 // watched tenant stays bounded. Rows of a tenant that no source has ever
 // confirmed are kept: the store cannot know that no watcher will come for

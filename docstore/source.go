@@ -30,23 +30,27 @@ func FormatPosition(seq int64) string {
 	return string(b[:])
 }
 
+// positionFormat is what ParsePosition's errors say a position looks like.
+const positionFormat = "want a change sequence number in decimal digits, at most 20 of them (such as 42 or 00000000000000000042)"
+
 // ParsePosition returns the seq of a position token; "" is 0, before every
-// change. Tokens without the zero padding are accepted.
+// change. Tokens without the zero padding are accepted; compare positions
+// as seqs, or as FormatPosition of them, never as typed.
 func ParsePosition(pos string) (int64, error) {
 	if pos == "" {
 		return 0, nil
 	}
 	if len(pos) > positionWidth {
-		return 0, fmt.Errorf("%w: %q is longer than %d digits", ErrInvalidPosition, shorten(pos), positionWidth)
+		return 0, fmt.Errorf("%w: %q is longer than a docstore position: %s", ErrInvalidPosition, shorten(pos), positionFormat)
 	}
 	for _, c := range []byte(pos) {
 		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%w: %q is not a docstore position (decimal digits)", ErrInvalidPosition, shorten(pos))
+			return 0, fmt.Errorf("%w: %q is not a docstore position: %s", ErrInvalidPosition, shorten(pos), positionFormat)
 		}
 	}
 	seq, err := strconv.ParseInt(pos, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %q: %v", ErrInvalidPosition, pos, err)
+		return 0, fmt.Errorf("%w: %q is past the largest docstore position: %s", ErrInvalidPosition, pos, positionFormat)
 	}
 	return seq, nil
 }
@@ -116,6 +120,17 @@ func (src *Source) checkOpen() error {
 	default:
 		return nil
 	}
+}
+
+// ParsePosition returns the canonical, zero-padded form of pos ("" stays
+// ""), or an error wrapping watcher.ErrInvalidPosition that says what a
+// docstore position looks like. It implements watcher.Source.
+func (src *Source) ParsePosition(pos string) (string, error) {
+	seq, err := ParsePosition(pos)
+	if err != nil || pos == "" {
+		return "", err
+	}
+	return FormatPosition(seq), nil
 }
 
 // Checkpoints returns the checkpoint store in the same database.

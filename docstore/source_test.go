@@ -180,6 +180,29 @@ func TestPruneLargeBacklog(t *testing.T) {
 	require.Equal(t, 10, countChanges(t, db, "globex"))
 }
 
+func TestSourceParsePosition(t *testing.T) {
+	t.Parallel()
+	src := source(t, openStore(t, docstore.Config{}), "acme")
+	for in, want := range map[string]string{
+		"":                     "",
+		"0":                    "00000000000000000000",
+		"1":                    "00000000000000000001",
+		"0042":                 "00000000000000000042",
+		"00000000000000000042": "00000000000000000042",
+		"9223372036854775807":  "09223372036854775807",
+	} {
+		got, err := src.ParsePosition(in)
+		require.NoError(t, err, "%q", in)
+		require.Equal(t, want, got, "%q", in)
+	}
+	for _, in := range []string{"abc", "-1", "+1", "1.5", " 1", "1 ", "0x1F", "１", "9223372036854775808", "000000000000000000001"} {
+		_, err := src.ParsePosition(in)
+		require.ErrorIs(t, err, watcher.ErrInvalidPosition, "%q", in)
+		require.ErrorIs(t, err, docstore.ErrInvalidPosition, "%q", in)
+		require.ErrorContains(t, err, "decimal digits", "the error names the format")
+	}
+}
+
 func TestWatchRejectsBadPositions(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

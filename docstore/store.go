@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -20,6 +21,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 // Errors returned by the store; each is wrapped with the offending value.
@@ -30,7 +32,9 @@ var (
 	ErrInvalidDocID      = errors.New("invalid document id")
 	ErrInvalidDocument   = errors.New("invalid document")
 	ErrNotFound          = errors.New("document not found")
-	ErrInvalidPosition   = errors.New("invalid position")
+	// ErrInvalidPosition is the watcher's, so that callers holding only a
+	// watcher.Source can recognise it.
+	ErrInvalidPosition = watcher.ErrInvalidPosition
 	// ErrPruned is returned by Watch when changes after the requested
 	// position have already been pruned, so resuming there would skip them.
 	ErrPruned = errors.New("changes after this position were pruned")
@@ -54,8 +58,12 @@ const (
 // Config configures a Store.
 type Config struct {
 	// Path is the database file; a missing file and its directory are
-	// created. Required.
+	// created unless MustExist is set. Required.
 	Path string
+	// MustExist makes Open fail with an error wrapping fs.ErrNotExist
+	// instead of creating a missing file: a tool that only reads must not
+	// answer from a new, empty store it made at the wrong path.
+	MustExist bool
 	// Retention keeps confirmed change-log rows for this long after their
 	// commit before Confirm prunes them, to allow replays. Defaults to 0:
 	// prune right behind the confirmation.
@@ -177,7 +185,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: path %q: %v", ErrInvalidConfig, cfg.Path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if cfg.MustExist {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("docstore: no store at %s: %w", path, fs.ErrNotExist)
+		} else if err != nil {
+			return nil, fmt.Errorf("docstore: %w", err)
+		}
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("docstore: create directory for %s: %w", path, err)
 	}
 	db, err := sql.Open("sqlite", dsn(path, cfg))
@@ -208,6 +222,10 @@ func dsn(path string, cfg Config) string {
 	// transaction that reads and then writes can fail with SQLITE_BUSY
 	// without waiting when another writer got there first.
 	q.Set("_txlock", "immediate")
+	if cfg.MustExist {
+		// SQLite's own check, for a file removed since Open looked.
+		q.Set("mode", "rw")
+	}
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
 	return u.String()
 }

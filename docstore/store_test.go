@@ -3,6 +3,9 @@ package docstore_test
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +140,27 @@ func TestReopenKeepsData(t *testing.T) {
 	var mode string
 	require.NoError(t, rawDB(t, path).QueryRow(`PRAGMA journal_mode`).Scan(&mode))
 	require.Equal(t, "wal", mode)
+}
+
+// Read-only tools open with MustExist: a wrong path is an error, not a new,
+// empty store that answers "nothing here".
+func TestOpenMustExist(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "documents.db")
+	_, err := docstore.Open(ctx, docstore.Config{Path: path, MustExist: true})
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	require.ErrorContains(t, err, path)
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, fs.ErrNotExist, "neither the file nor its directory is created")
+
+	st := openStore(t, docstore.Config{Path: path})
+	require.NoError(t, st.Put(ctx, "acme", "orders", "o-1", json.RawMessage(`{}`)))
+	existing := openStore(t, docstore.Config{Path: path, MustExist: true})
+	d, err := existing.Get(ctx, "acme", "orders", "o-1")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, d.Version)
 }
 
 func TestNewerSchemaRefused(t *testing.T) {

@@ -30,6 +30,23 @@ func runConformance(t *testing.T, pg *testenv.PostgresServer, identityFull bool)
 	watchertest.RunSourceConformance(t, watchertest.Harness{
 		Tenant:         "acme",
 		NoBeforeImages: !identityFull,
+		// A commit position (Head's) may be given as the LSN alone, as
+		// PostgreSQL prints it or zero-padded.
+		Respell: func(pos string) []string {
+			p, err := parsePosition(pos)
+			if err != nil || p.lsn != 0 || p.seq != 0 {
+				return nil
+			}
+			return []string{fmt.Sprintf("%X/%X", uint64(p.commit)>>32, uint32(p.commit)), pos[:lsnDigits]}
+		},
+		InvalidPositions: []string{
+			"00000000016b3790-00000000016B3748-00000002",
+			"00000000016B3790_00000000016B3748_00000002",
+			"00000000016B3790-00000000016B3748",
+			"0/16b3790",
+			"1/2/3",
+			"00000000000000000001", // a docstore position
+		},
 		New: func(t *testing.T) watchertest.Env {
 			d := newDB(t, pg)
 			for _, c := range watchertest.Collections {

@@ -26,8 +26,10 @@
 // a delete and a create). Byte-wise order is commit order. A single LSN
 // cannot serve: transactions arrive in commit order, and one that started
 // first and committed last has smaller change LSNs than those before it.
-// Watch also accepts a bare 16-digit LSN, meaning "the transactions
-// committing at or after it". Head returns the server's current WAL insert
+// Watch and ParsePosition also accept a commit LSN alone, as 16 hex digits
+// or in PostgreSQL's X/Y notation (0/16B3790), meaning "the transactions
+// committing at or after it"; ParsePosition returns it in the three-field
+// form (L = S = 0), the only one the watcher compares. Head returns the server's current WAL insert
 // position in this form (C = that LSN, L = S = 0): an upper bound of every
 // committed change, not the position of a particular one.
 //

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -50,6 +51,18 @@ func putHex(dst []byte, v uint64) {
 	}
 }
 
+// ParsePosition returns the canonical token of pos ("" stays ""): the
+// full three-field form, also for a commit LSN given alone. Errors wrap
+// ErrInvalidPosition, and so watcher.ErrInvalidPosition, and say what a
+// position looks like. It implements watcher.Source.
+func (s *Source) ParsePosition(pos string) (string, error) {
+	p, err := parsePosition(pos)
+	if err != nil || pos == "" {
+		return "", err
+	}
+	return p.String(), nil
+}
+
 func (p position) compare(q position) int {
 	if c := cmp.Compare(p.commit, q.commit); c != 0 {
 		return c
@@ -64,39 +77,63 @@ func (p position) compare(q position) int {
 // transaction committing at lsn and after every change committed earlier.
 func commitPosition(lsn pglogrepl.LSN) position { return position{commit: lsn} }
 
-// parsePosition decodes a token. "" is the zero position. A bare 16-digit
-// LSN is accepted as the commit position at that LSN, so an operator can
-// resume from an LSN read off pg_replication_slots or pg_waldump.
+// positionFormat is what parsePosition's errors say a position looks like.
+const positionFormat = "want CCCCCCCCCCCCCCCC-LLLLLLLLLLLLLLLL-SSSSSSSS (commit LSN, change LSN, index; uppercase hexadecimal), " +
+	"or a commit LSN alone such as 0/16B3748 or 00000000016B3748"
+
+// parsePosition decodes a token. "" is the zero position. A commit LSN
+// alone, in PostgreSQL's X/Y notation or as 16 hex digits, is accepted as
+// the commit position at that LSN, so an operator can resume from an LSN
+// read off pg_replication_slots or pg_waldump.
 func parsePosition(s string) (position, error) {
-	switch len(s) {
-	case 0:
+	invalid := func() (position, error) {
+		return position{}, fmt.Errorf("%w: %q is not a pgsource position: %s", ErrInvalidPosition, shorten(s), positionFormat)
+	}
+	switch {
+	case len(s) == 0:
 		return position{}, nil
-	case lsnDigits:
+	case strings.Contains(s, "/"):
+		c, ok := parseLSN(s)
+		if !ok {
+			return invalid()
+		}
+		return commitPosition(c), nil
+	case len(s) == lsnDigits:
 		c, err := parseHex(s, 64)
 		if err != nil {
-			return position{}, fmt.Errorf("%w: %q: %v", ErrInvalidPosition, s, err)
+			return invalid()
 		}
 		return commitPosition(pglogrepl.LSN(c)), nil
-	case positionLen:
-	default:
-		return position{}, fmt.Errorf("%w: %q is not a pgsource position (want CCCCCCCCCCCCCCCC-LLLLLLLLLLLLLLLL-SSSSSSSS)", ErrInvalidPosition, shorten(s))
-	}
-	if s[16] != '-' || s[33] != '-' {
-		return position{}, fmt.Errorf("%w: %q: fields must be separated by '-'", ErrInvalidPosition, s)
+	case len(s) != positionLen || s[16] != '-' || s[33] != '-':
+		return invalid()
 	}
 	c, err1 := parseHex(s[0:16], 64)
 	l, err2 := parseHex(s[17:33], 64)
 	q, err3 := parseHex(s[34:42], 32)
-	for _, err := range []error{err1, err2, err3} {
-		if err != nil {
-			return position{}, fmt.Errorf("%w: %q: %v", ErrInvalidPosition, s, err)
-		}
+	if err1 != nil || err2 != nil || err3 != nil {
+		return invalid()
 	}
 	return position{commit: pglogrepl.LSN(c), lsn: pglogrepl.LSN(l), seq: uint32(q)}, nil
 }
 
-// parseHex insists on uppercase digits so that every accepted token is the
-// canonical one and byte-wise comparison of stored tokens stays valid.
+// parseLSN reads PostgreSQL's X/Y notation: two groups of one to eight
+// hexadecimal digits, the high and low 32 bits.
+func parseLSN(s string) (pglogrepl.LSN, bool) {
+	hi, lo, _ := strings.Cut(s, "/")
+	if len(hi) == 0 || len(hi) > 8 || len(lo) == 0 || len(lo) > 8 {
+		return 0, false
+	}
+	h, err1 := parseHex(hi, 32)
+	l, err2 := parseHex(lo, 32)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return pglogrepl.LSN(h<<32 | l), true
+}
+
+// parseHex insists on uppercase digits so that every accepted full token
+// is already the canonical one, as stored tokens from before
+// ParsePosition existed are.
 func parseHex(s string, bits int) (uint64, error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]

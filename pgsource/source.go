@@ -21,8 +21,9 @@ import (
 var (
 	ErrInvalidConfig = errors.New("pgsource: invalid config")
 	// ErrInvalidPosition is returned for a token that is not a pgsource
-	// position or lies beyond the server's WAL.
-	ErrInvalidPosition = errors.New("pgsource: invalid position")
+	// position or lies beyond the server's WAL. It wraps
+	// watcher.ErrInvalidPosition.
+	ErrInvalidPosition = fmt.Errorf("pgsource: %w", watcher.ErrInvalidPosition)
 	// ErrPublicationMissing means the publication is gone; Watch cannot
 	// recover from it.
 	ErrPublicationMissing = errors.New("pgsource: publication does not exist")

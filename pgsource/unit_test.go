@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/stretchr/testify/require"
+
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 func TestPositionRoundTripAndOrder(t *testing.T) {
@@ -38,6 +40,14 @@ func TestPositionRoundTripAndOrder(t *testing.T) {
 	bare, err := parsePosition("00000000016B3790")
 	require.NoError(t, err)
 	require.Equal(t, commitPosition(0x16B3790), bare)
+	for _, lsn := range []string{"0/16B3790", "0/016B3790", "00000000/016B3790"} {
+		got, err := parsePosition(lsn)
+		require.NoError(t, err, lsn)
+		require.Equal(t, commitPosition(0x16B3790), got, "PostgreSQL's X/Y notation: %s", lsn)
+	}
+	high, err := parsePosition("16/B374D848")
+	require.NoError(t, err)
+	require.Equal(t, commitPosition(0x16B374D848), high)
 
 	zero, err := parsePosition("")
 	require.NoError(t, err)
@@ -47,7 +57,14 @@ func TestPositionRoundTripAndOrder(t *testing.T) {
 func TestParsePositionRejects(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{
-		"0/16B3748",
+		"0/16b3748",
+		"/16B3748",
+		"0/",
+		"1/2/3",
+		"123456789/0",
+		"0/123456789",
+		"-1/0",
+		"00000000016b3790", // lowercase
 		"00000000016b3790-00000000016B3748-00000002", // lowercase: not canonical
 		"00000000016B3790+00000000016B3748-00000002",
 		"00000000016B379G-00000000016B3748-00000002",
@@ -56,7 +73,27 @@ func TestParsePositionRejects(t *testing.T) {
 	} {
 		_, err := parsePosition(s)
 		require.ErrorIs(t, err, ErrInvalidPosition, s)
+		require.ErrorIs(t, err, watcher.ErrInvalidPosition, s)
+		require.ErrorContains(t, err, "CCCCCCCCCCCCCCCC-LLLLLLLLLLLLLLLL-SSSSSSSS", "the error names the format")
 	}
+}
+
+func TestSourceParsePosition(t *testing.T) {
+	t.Parallel()
+	var src Source // ParsePosition needs no connection
+	for in, want := range map[string]string{
+		"": "",
+		"00000000016B3790-00000000016B3748-00000002": "00000000016B3790-00000000016B3748-00000002",
+		"00000000016B3790":                           "00000000016B3790-0000000000000000-00000000",
+		"0/16B3790":                                  "00000000016B3790-0000000000000000-00000000",
+		"0/0":                                        "0000000000000000-0000000000000000-00000000",
+	} {
+		got, err := src.ParsePosition(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	_, err := src.ParsePosition("00000000000000000001")
+	require.ErrorIs(t, err, watcher.ErrInvalidPosition, "a docstore token")
 }
 
 func FuzzParsePosition(f *testing.F) {
@@ -64,16 +101,20 @@ func FuzzParsePosition(f *testing.F) {
 	f.Add("00000000016B3790")
 	f.Add("")
 	f.Add("-")
+	f.Add("16/B374D848")
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := parsePosition(s)
 		if err != nil {
 			return
 		}
-		if s == "" || len(s) == lsnDigits {
-			return
+		// The canonical token is a fixed point.
+		again, err := parsePosition(p.String())
+		require.NoError(t, err)
+		require.Equal(t, p, again)
+		if len(s) == positionLen {
+			// Every accepted full token is canonical.
+			require.Equal(t, s, p.String())
 		}
-		// Every accepted full token is canonical.
-		require.Equal(t, s, p.String())
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/triggerflow/triggerflow/audit"
@@ -21,6 +22,9 @@ type memSource struct {
 	// failAfter makes the next Watch fail after emitting that many changes.
 	failAfter int
 	confirms  []string
+	// confirmedPast lists confirmations made while a saved checkpoint
+	// stood behind them; the watcher must never make one.
+	confirmedPast []string
 }
 
 func newMemSource() *memSource {
@@ -28,6 +32,19 @@ func newMemSource() *memSource {
 }
 
 func pos(i int) string { return fmt.Sprintf("%020d", i) }
+
+// ParsePosition accepts decimal numbers with or without the zero padding,
+// as docstore does.
+func (s *memSource) ParsePosition(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	n, err := strconv.ParseUint(p, 10, 63)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q is not a memSource position: want decimal digits", watcher.ErrInvalidPosition, p)
+	}
+	return pos(int(n)), nil
+}
 
 func (s *memSource) add(tenant, collection, key string) string {
 	s.mu.Lock()
@@ -86,6 +103,13 @@ func (s *memSource) Confirm(_ context.Context, p string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.confirms = append(s.confirms, p)
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	for k, saved := range s.store.m {
+		if p > saved {
+			s.confirmedPast = append(s.confirmedPast, fmt.Sprintf("confirmed %s while %s=%s", p, k, saved))
+		}
+	}
 	return nil
 }
 

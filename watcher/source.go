@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/triggerflow/triggerflow/trigger"
@@ -21,7 +22,8 @@ type Change struct {
 	// After is the document after the change; nil for a delete.
 	After json.RawMessage
 	// Position is the change's resume token: watching from it yields the
-	// changes strictly after this one.
+	// changes strictly after this one. It is in the source's canonical
+	// form (see Source.ParsePosition).
 	Position string
 	// CommitTime is when the change's transaction committed.
 	CommitTime time.Time
@@ -34,10 +36,20 @@ type Change struct {
 
 // Source is a document change stream, the storage.Watch of the design.
 //
-// Positions of one source are totally ordered by byte-wise string
-// comparison (sources zero-pad their numbers), so the watcher can compare
-// checkpoints without knowing the source.
+// Positions of one source in canonical form are totally ordered by
+// byte-wise string comparison (sources zero-pad their numbers), so the
+// watcher can compare checkpoints without knowing the source. A source may
+// accept other spellings (a number without its padding); every position
+// that comes from outside, such as configuration, an operator or a stored
+// checkpoint, goes through ParsePosition before it is compared.
 type Source interface {
+	// ParsePosition returns the canonical form of pos, "" staying "" (the
+	// oldest change the source holds). A position the source cannot read
+	// is refused with an error that wraps ErrInvalidPosition and names
+	// the expected format. It does not consult the database: a
+	// well-formed position may still lie past the newest change, which
+	// Watch refuses.
+	ParsePosition(pos string) (string, error)
 	// Watch calls emit for each change committed after position after (""
 	// means from the oldest change the source still holds), in commit
 	// order, until ctx is done (returning ctx.Err()), emit returns an error
@@ -69,3 +81,8 @@ type CheckpointStore interface {
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 }
+
+// ErrInvalidPosition is wrapped by the errors of positions a source cannot
+// read or will not start from. It has no "watcher:" prefix because sources
+// wrap it in their own errors.
+var ErrInvalidPosition = errors.New("invalid position")

@@ -59,7 +59,9 @@ type Config struct {
 	// head instead of failing. It writes an audit record. Defaults to false.
 	StartFromNow bool
 	// ResumeToken, when set, replaces the checkpoint: the watcher replays
-	// from this position. It writes an audit record.
+	// the changes after this position. It goes through the source's
+	// ParsePosition: New refuses one the source cannot read, and stores
+	// and compares its canonical form. It writes an audit record.
 	ResumeToken string
 	// Actor and Reason go into audit records. Actor defaults to "watcher".
 	Actor, Reason string
@@ -118,13 +120,18 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-func (c Config) validate() error {
+func (c Config) validate(src Source) error {
 	var errs []error
 	if c.Tenant == "" {
 		errs = append(errs, errors.New("tenant is required"))
 	}
 	if c.StartFromNow && c.ResumeToken != "" {
 		errs = append(errs, errors.New("StartFromNow and ResumeToken are mutually exclusive"))
+	}
+	if c.ResumeToken != "" {
+		if _, err := src.ParsePosition(c.ResumeToken); err != nil {
+			errs = append(errs, fmt.Errorf("resume token (watcher.resumeToken): %w", err))
+		}
 	}
 	if c.CheckpointEvery < 1 || c.MaxInFlight < 1 || c.CheckpointInterval <= 0 {
 		errs = append(errs, errors.New("CheckpointEvery, MaxInFlight and CheckpointInterval must be positive"))
@@ -166,9 +173,12 @@ type DocumentWatcher struct {
 // New builds a watcher over src.
 func New(src Source, cfg Config) (*DocumentWatcher, error) {
 	cfg = cfg.WithDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(src); err != nil {
 		return nil, err
 	}
+	// Only the canonical form compares correctly with the source's
+	// positions: "1" sorts after "00000000000000000002".
+	cfg.ResumeToken, _ = src.ParsePosition(cfg.ResumeToken)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -293,6 +303,8 @@ func (w *DocumentWatcher) wanted(c Change, perKey map[string]string) bool {
 	}
 	for i, p := range w.cfg.Include {
 		if hasCollectionPrefix(c.Collection, p) {
+			// Both canonical (startPosition parsed every checkpoint), so
+			// byte-wise order is the source's order.
 			return c.Position > perKey[w.keys[i]]
 		}
 	}
@@ -386,12 +398,18 @@ func (w *DocumentWatcher) startPosition(ctx context.Context) (string, map[string
 
 	var missing []string
 	for _, k := range w.keys {
-		pos, found, err := store.Load(ctx, k)
-		if err != nil {
-			// A store that cannot read the key (corrupted value) is handled
-			// like a missing checkpoint: fail fast or start from now.
+		pos, found, err := w.load(ctx, k)
+		switch {
+		case errors.Is(err, ErrInvalidPosition):
+			// A value that is no position of this source is handled like a
+			// missing checkpoint: fail fast or start from now.
 			w.log.Warn("checkpoint unreadable; treating it as missing", "key", k, "error", err)
 			found = false
+		case err != nil:
+			// A store that cannot be read now must not pass for a missing
+			// checkpoint: with start-from-now that would skip every change
+			// since the real one.
+			return "", nil, fmt.Errorf("watcher: load checkpoint: %w", err)
 		}
 		if !found {
 			missing = append(missing, k)
@@ -417,7 +435,14 @@ func (w *DocumentWatcher) startPosition(ctx context.Context) (string, map[string
 	}
 	if len(missing) > 0 && len(w.cfg.Include) > 0 {
 		// Filtering was just turned on: carry the tenant-wide checkpoint over.
-		if pos, found, err := store.Load(ctx, CheckpointPrefix+w.cfg.Tenant); err == nil && found {
+		pos, found, err := w.load(ctx, CheckpointPrefix+w.cfg.Tenant)
+		switch {
+		case errors.Is(err, ErrInvalidPosition):
+			w.log.Warn("tenant checkpoint unreadable; not carrying it over", "key", CheckpointPrefix+w.cfg.Tenant, "error", err)
+		case err != nil:
+			return "", nil, fmt.Errorf("watcher: load checkpoint: %w", err)
+		}
+		if err == nil && found {
 			if err := w.setAll(ctx, pos, perKey); err != nil {
 				return "", nil, err
 			}
@@ -448,6 +473,21 @@ func (w *DocumentWatcher) startPosition(ctx context.Context) (string, map[string
 	return head, perKey, nil
 }
 
+// load returns the checkpoint under key in canonical form. A stored value
+// the source cannot parse is an error: it may have been written by hand or
+// by a tool that did not check it.
+func (w *DocumentWatcher) load(ctx context.Context, key string) (string, bool, error) {
+	pos, found, err := w.src.Checkpoints().Load(ctx, key)
+	if err != nil || !found {
+		return "", found, err
+	}
+	canonical, err := w.src.ParsePosition(pos)
+	if err != nil {
+		return "", false, fmt.Errorf("stored checkpoint %s: %w", key, err)
+	}
+	return canonical, true, nil
+}
+
 func (w *DocumentWatcher) setAll(ctx context.Context, pos string, perKey map[string]string) error {
 	for _, k := range w.keys {
 		if err := w.src.Checkpoints().Save(ctx, k, pos); err != nil {
@@ -473,6 +513,7 @@ func (w *DocumentWatcher) audit(ctx context.Context, rec audit.Record) {
 	}
 }
 
+// minPos compares byte-wise, which orders canonical positions only.
 func minPos(m map[string]string) string {
 	first := true
 	var out string

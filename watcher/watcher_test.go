@@ -89,13 +89,22 @@ func TestMissingCheckpointFailsFast(t *testing.T) {
 	require.ErrorContains(t, err, "resumeToken")
 }
 
-func TestCorruptedCheckpointIsMissing(t *testing.T) {
+// A checkpoint the store cannot read now (a database error, not a bad
+// value) stops the start instead of passing for a missing one: with
+// start-from-now that would move the checkpoint to the head and skip every
+// change since.
+func TestCheckpointLoadErrorStopsStart(t *testing.T) {
 	t.Parallel()
 	src := newMemSource()
-	src.store.m[key] = "garbage"
+	src.add("acme", "orders", "a")
+	src.add("acme", "orders", "b")
+	src.store.m[key] = pos(1)
 	src.store.bad = map[string]bool{key: true}
-	err := newWatcher(t, src, watcher.Config{}).Run(context.Background(), collect(nil))
-	require.ErrorIs(t, err, watcher.ErrNoCheckpoint)
+	err := newWatcher(t, src, watcher.Config{StartFromNow: true}).Run(context.Background(), collect(nil))
+	require.Error(t, err)
+	require.NotErrorIs(t, err, watcher.ErrNoCheckpoint)
+	require.ErrorContains(t, err, "load checkpoint")
+	require.Equal(t, pos(1), src.store.get(key), "the checkpoint stays where it was")
 }
 
 func TestStartFromNowIsAuditedAndCounted(t *testing.T) {
@@ -159,6 +168,89 @@ func TestResumeTokenReplays(t *testing.T) {
 	require.Equal(t, p1, aud.records()[0].After)
 }
 
+// Issue 14: a resume token without its zero padding, with an include
+// filter, compared as a string with the source's positions skipped every
+// change and moved the include's checkpoint past them.
+func TestResumeTokenIsCanonicalised(t *testing.T) {
+	t.Parallel()
+	for _, token := range []string{"1", "01", pos(1)} {
+		t.Run(token, func(t *testing.T) {
+			t.Parallel()
+			src := newMemSource()
+			src.add("acme", "orders", "o1")
+			src.add("acme", "users", "u1")
+			src.add("acme", "orders", "o2")
+			src.add("acme", "orders", "o3")
+			last := src.add("acme", "users", "u2")
+			aud := &memAuditor{}
+			cfg := watcher.Config{Include: []string{"orders"}, ResumeToken: token, Auditor: aud}
+			ch := make(chan watcher.Change, 10)
+			stop := run(t, newWatcher(t, src, cfg), collect(ch))
+			require.Equal(t, "o2", recv(t, ch).DocKey)
+			require.Equal(t, "o3", recv(t, ch).DocKey)
+			waitSaved(t, src, key+"/orders="+last)
+			require.NoError(t, stop())
+			require.Empty(t, ch)
+			require.Equal(t, pos(1), aud.records()[0].After, "the audit trail holds the canonical token")
+		})
+	}
+}
+
+func TestInvalidResumeTokenIsRefused(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	for _, token := range []string{"garbage", "-1", "1x", " 1", "１"} {
+		_, err := watcher.New(src, watcher.Config{Tenant: "acme", ResumeToken: token})
+		require.ErrorIs(t, err, watcher.ErrInvalidConfig, token)
+		require.ErrorIs(t, err, watcher.ErrInvalidPosition, token)
+		require.ErrorContains(t, err, "watcher.resumeToken", "names the setting")
+		require.ErrorContains(t, err, "want decimal digits", "names the format")
+	}
+	require.Equal(t, pos(0), src.store.get(key))
+	require.Empty(t, src.store.saved)
+}
+
+// Stored checkpoints go through the source's parser too: one without the
+// padding is read as the position it spells, and, with per-include
+// checkpoints, the watcher starts from the earliest of them.
+func TestStoredCheckpointIsCanonicalised(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("acme", "orders", "o1")
+	src.add("acme", "users", "u1")
+	src.add("acme", "orders", "o2")
+	src.add("acme", "users", "u2")
+	last := src.add("acme", "orders", "o3")
+	src.store.m[key+"/orders"] = "1"
+	src.store.m[key+"/users"] = pos(2)
+	ch := make(chan watcher.Change, 10)
+	stop := run(t, newWatcher(t, src, watcher.Config{Include: []string{"orders", "users"}}), collect(ch))
+	for _, want := range []string{"o2", "u2", "o3"} {
+		require.Equal(t, want, recv(t, ch).DocKey)
+	}
+	waitSaved(t, src, key+"/users="+last)
+	require.NoError(t, stop())
+	require.Empty(t, ch)
+	require.Equal(t, last, src.store.get(key+"/orders"))
+}
+
+// A stored value that is no position of the source counts as missing,
+// unlike one the store cannot read (TestCheckpointLoadErrorStopsStart).
+func TestInvalidStoredCheckpointIsMissing(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("acme", "orders", "a")
+	src.store.m[key] = "garbage"
+	// Bounded: a watcher that took the value for a position would watch
+	// until cancelled.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := newWatcher(t, src, watcher.Config{}).Run(ctx, collect(nil))
+	require.ErrorIs(t, err, watcher.ErrNoCheckpoint)
+	require.Equal(t, "garbage", src.store.get(key), "left for the operator to inspect")
+}
+
 // The checkpoint advances only over the contiguous prefix of finished
 // changes, and the source is never confirmed past the saved checkpoint.
 func TestCheckpointFollowsContiguousPrefix(t *testing.T) {
@@ -194,10 +286,69 @@ func TestCheckpointFollowsContiguousPrefix(t *testing.T) {
 
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	for _, c := range src.confirms {
-		require.LessOrEqual(t, c, positions[3])
+	require.Empty(t, src.confirmedPast, "the source was confirmed past the saved checkpoint")
+	require.Equal(t, []string{positions[0], positions[3]}, src.confirms)
+}
+
+// The head of the window finishes last while later changes are still
+// unfinished: at every step the saved checkpoint is the end of the
+// contiguous finished prefix, neither the newest change finished nor the
+// newest emitted, and no confirmation passes it.
+func TestCheckpointWhenHeadFinishesLast(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	var positions []string
+	for _, k := range []string{"a", "b", "c", "d"} {
+		positions = append(positions, src.add("acme", "orders", k))
 	}
-	require.Equal(t, positions[3], src.confirms[len(src.confirms)-1])
+	dones := make(chan func(), 4)
+	h := func(_ context.Context, _ watcher.Change, done func()) error {
+		dones <- done
+		return nil
+	}
+	stop := run(t, newWatcher(t, src, watcher.Config{}), h)
+	var done []func()
+	for range 4 {
+		select {
+		case d := <-dones:
+			done = append(done, d)
+		case <-time.After(10 * time.Second):
+			t.Fatal("changes were not handed out")
+		}
+	}
+	// b and c finish: the prefix does not move, so nothing is saved (the
+	// next save below would tell).
+	done[1]()
+	done[2]()
+	// a finishes last of the three: the prefix is a..c, d is unfinished.
+	done[0]()
+	require.Equal(t, key+"="+positions[2], nextSave(t, src), "the prefix a..c, not d")
+	done[3]()
+	require.Equal(t, key+"="+positions[3], nextSave(t, src))
+	require.NoError(t, stop())
+	select {
+	case s := <-src.store.saved:
+		t.Fatalf("saved %s after the prefix was already saved", s)
+	default:
+	}
+
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	require.Empty(t, src.confirmedPast, "the source was confirmed past the saved checkpoint")
+	require.Equal(t, []string{positions[2], positions[3]}, src.confirms)
+}
+
+// nextSave returns the next checkpoint save as key=pos.
+func nextSave(t *testing.T, src *memSource) string {
+	t.Helper()
+	select {
+	case s := <-src.store.saved:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no checkpoint saved; have %q", src.store.get(key))
+		return ""
+	}
 }
 
 func TestRestartResumesAfterCheckpoint(t *testing.T) {

@@ -55,6 +55,16 @@ type Harness struct {
 	// Timeout bounds each wait for changes the suite expects; it turns a
 	// hang into a failure and asserts nothing about speed. Defaults to 30s.
 	Timeout time.Duration
+	// Respell returns other spellings of pos, a position the source
+	// produced (a change's or Head's), that the source accepts as the
+	// same position: without the zero padding, say. The suite checks that
+	// ParsePosition maps each back to pos and that a watcher resumed from
+	// one behaves exactly as from pos. Nil, or no spellings, tests the
+	// canonical form only.
+	Respell func(pos string) []string
+	// InvalidPositions are tokens the source must refuse, close to its
+	// format but wrong, in addition to the suite's own.
+	InvalidPositions []string
 }
 
 // Env is one isolated database prepared by Harness.New.
@@ -115,6 +125,10 @@ func RunSourceConformance(t *testing.T, h Harness) {
 		{"EmitError", testEmitError},
 		{"Checkpoints", testCheckpoints},
 		{"BadRow", testBadRow},
+		{"ParsePosition", testParsePosition},
+		{"ResumeTokenWithInclude", testResumeTokenWithInclude},
+		{"RespelledCheckpoints", testRespelledCheckpoints},
+		{"InvalidPositions", testInvalidPositions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,10 +207,15 @@ func (s *suite) applyErr(ctx context.Context, o op) error {
 // that everything committed before it has been delivered.
 func (s *suite) writeSentinel(t *testing.T) op {
 	t.Helper()
-	s.sentinel++
-	o := op{collection: Collections[0], key: fmt.Sprintf("sentinel-%d", s.sentinel), typ: trigger.EventCreate, n: 1000 + s.sentinel}
+	o := s.nextSentinel()
 	s.apply(t, o)
 	return o
+}
+
+// nextSentinel returns the next sentinel without writing it.
+func (s *suite) nextSentinel() op {
+	s.sentinel++
+	return op{collection: Collections[0], key: fmt.Sprintf("sentinel-%d", s.sentinel), typ: trigger.EventCreate, n: 1000 + s.sentinel}
 }
 
 // watchUntil watches src from after until a change for stop's document
