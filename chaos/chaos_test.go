@@ -61,16 +61,20 @@ type size struct {
 	sharing    string // ingest.sharing
 	settle     time.Duration
 	httpTimout time.Duration
+	// maxIngestGap, when set, bounds the longest stretch without a
+	// delivery after each ingest kill that no other fault overlaps.
+	maxIngestGap time.Duration
 }
+
+// gapWindow is how long after an ingest kill its delivery gap is looked
+// for, and how far other faults must stay from it for the gap to be the
+// kill's alone.
+const gapWindow = 10 * time.Second
 
 // TestChaosShort is the chaos run `make test` includes.
 func TestChaosShort(t *testing.T) {
 	runChaos(t, size{changes: 600, keys: 20, writeFor: 25 * time.Second, killsEach: 2,
-		// pinned would keep each key's order across these kills (see the
-		// report), but its failover after a SIGKILL is the 30 s pinned
-		// TTL, twice; shared restarts at once and reorders only keys whose
-		// tasks the killed ingest held, which is what the test checks.
-		sharing: "shared", settle: 3 * time.Minute, httpTimout: 2 * time.Second})
+		sharing: "pinned", settle: 3 * time.Minute, httpTimout: 2 * time.Second})
 }
 
 // TestChaosFull is the long run, `make chaos`.
@@ -83,7 +87,7 @@ func TestChaosFull(t *testing.T) {
 		sharing = "pinned"
 	}
 	runChaos(t, size{changes: 10000, keys: 100, writeFor: 6 * time.Minute, killsEach: 6,
-		sharing: sharing, settle: 10 * time.Minute, httpTimout: 2 * time.Second})
+		sharing: sharing, settle: 10 * time.Minute, httpTimout: 2 * time.Second, maxIngestGap: 5 * time.Second})
 }
 
 // fault is one scheduled action.
@@ -111,8 +115,43 @@ func schedule(rng *rand.Rand, sz size) []fault {
 		fault{at: span(), kind: "receiver 500s", down: 2*time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))},
 		fault{at: span(), kind: "receiver timeouts", down: 2*time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))},
 	)
+	// Move each ingest kill, where the span allows, at least gapWindow
+	// away from every other fault, so the delivery gap it causes is its own.
+	for i := range fs {
+		if fs[i].kind != "kill ingest" {
+			continue
+		}
+		for range 200 {
+			if isolated(fs, i) {
+				break
+			}
+			fs[i].at = span()
+		}
+	}
 	slices.SortStableFunc(fs, func(a, b fault) int { return int(a.at - b.at) })
 	return fs
+}
+
+// isolated reports whether no other fault acts within gapWindow of fs[i]
+// (a receiver failure acts for its whole duration).
+func isolated(fs []fault, i int) bool {
+	for j, f := range fs {
+		if j == i {
+			continue
+		}
+		end := f.at + f.down
+		if end > fs[i].at-gapWindow && f.at < fs[i].at+gapWindow {
+			return false
+		}
+	}
+	return true
+}
+
+// injected is a fault as it happened: start when it began, end when the
+// service was down (kills, restarts).
+type injected struct {
+	fault
+	start, end time.Time
 }
 
 // write is one document change as committed.
@@ -225,10 +264,6 @@ func runChaos(t *testing.T, sz size) {
 			}
 			time.Sleep(min(d, 200*time.Millisecond)) // the schedule's clock
 		}
-	}
-	type injected struct {
-		fault
-		start, end time.Time
 	}
 	var done []injected
 	var ends []fault // receiver failures to switch off
@@ -362,6 +397,9 @@ func runChaos(t *testing.T, sz size) {
 				late++
 				explained := false
 				for _, kill := range ingestKills {
+					if sz.sharing == "pinned" {
+						break // a takeover keeps order: nothing to explain away
+					}
 					if writeAt[ks{key, d.seq}].Before(kill.end) && d.at.After(kill.start) {
 						explained = true
 					}
@@ -375,6 +413,38 @@ func runChaos(t *testing.T, sz size) {
 		}
 		if reordered {
 			reorderedKeys++
+		}
+	}
+	// The longest stretch without a delivery in the gapWindow after each
+	// ingest kill: the stall the crash caused, restart and takeover included.
+	var gaps []string
+	var tooLong []string
+	for _, kill := range ingestKills {
+		gap, last := time.Duration(0), kill.start
+		for _, d := range acc {
+			if d.at.Before(kill.start) || d.at.After(kill.start.Add(gapWindow)) {
+				continue
+			}
+			gap, last = max(gap, d.at.Sub(last)), d.at
+		}
+		end := kill.start.Add(gapWindow)
+		if last := writes[len(writes)-1].at; last.Before(end) {
+			end = last // after the last write, quiet is no stall
+		}
+		gap = max(gap, end.Sub(last))
+		alone := true
+		for _, other := range done {
+			if other.start != kill.start && other.end.Add(other.down).After(kill.start.Add(-gapWindow)) && other.start.Before(kill.start.Add(gapWindow)) {
+				alone = false
+			}
+		}
+		note := ""
+		if !alone {
+			note = " (overlaps another fault)"
+		}
+		gaps = append(gaps, fmt.Sprintf("%s at %s%s", gap.Round(10*time.Millisecond), kill.start.Sub(begin).Round(time.Second), note))
+		if sz.maxIngestGap > 0 && alone && gap > sz.maxIngestGap {
+			tooLong = append(tooLong, fmt.Sprintf("%s after the kill at %s", gap.Round(10*time.Millisecond), kill.start.Sub(begin).Round(time.Second)))
 		}
 	}
 	faults := map[string]int{}
@@ -411,6 +481,7 @@ func runChaos(t *testing.T, sz size) {
 	row("workflows stuck", len(stuck))
 	row("dead letters", dlq)
 	row("faults injected", strings.Join(fl, ", "))
+	row("longest delivery gap per ingest kill", strings.Join(gaps, "; "))
 	row("unexpected service exits", fmt.Sprintf("watcher %d, ingest %d, worker %d", svcs["watcher"].unexpected, svcs["ingest"].unexpected, svcs["worker"].unexpected))
 	row("writes done after", writesDone.Round(time.Millisecond))
 	row("all delivered after", allIn.Round(time.Millisecond))
@@ -423,6 +494,36 @@ func runChaos(t *testing.T, sz size) {
 	require.Empty(t, unexplained, "per-key order broken where the design promises it (seed %d)", seed)
 	require.Empty(t, stuck, "workflows still running with queued or blocked tasks (seed %d)", seed)
 	require.Zero(t, dlq, "dead-letter stream must be empty (seed %d)", seed)
+	for _, name := range []string{"watcher", "ingest", "worker"} {
+		require.Zero(t, svcs[name].unexpected, "%s exited on its own outside the injected faults (seed %d); see its output", name, seed)
+	}
+	if sz.sharing == "pinned" {
+		requireTakeovers(t, svcs["ingest"], ingestKills)
+	}
+	require.Empty(t, tooLong, "deliveries stalled longer than %s after an ingest kill (seed %d)", sz.maxIngestGap, seed)
+}
+
+// requireTakeovers checks the mechanism that keeps an ingest crash short
+// with sharing "pinned": the ingest started after each kill found the
+// killed replica's pin dead and took over, rather than waiting for
+// pinnedTTL. An incarnation killed again within a few seconds of its start
+// may not have got there; its successor takes over instead.
+func requireTakeovers(t *testing.T, p *proc, kills []injected) {
+	t.Helper()
+	runs := p.incarnations(t)
+	for _, kill := range kills {
+		for i, r := range runs {
+			if !r.start.After(kill.end) {
+				continue
+			}
+			if i+1 < len(runs) && runs[i+1].start.Sub(r.start) < 5*time.Second {
+				break
+			}
+			require.Contains(t, r.output, "took over its tasks",
+				"the ingest started at %s, after the kill at %s, did not take over the dead replica's pin", r.start.Format(time.StampMilli), kill.start.Format(time.StampMilli))
+			break
+		}
+	}
 }
 
 // stuckWorkflows lists running delivery workflows whose status query shows

@@ -13,17 +13,32 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// crashIngest is the ingest section of TestIngestCrashKeepsOrder: short
+// crashIngest is the ingest section of TestIngestCrashKeepsOrder: the
+// defaults, under which JetStream alone would fail over only after the
+// 30s pinnedTTL, so the standby must take over to deliver in time.
+const crashIngest = "{sharing: pinned, drainTimeout: 1s, shutdownTimeout: 2s}"
+
+// crashIngestNoTakeover is the ingest section of
+// TestIngestCrashKeepsOrderWithoutTakeover: takeovers off and short
 // timings, with pinnedTTL at twice ackWait, the least that ingest/config.go
 // says keeps a key's order across a crash. pinnedTTL must exceed
 // shutdownTimeout, hence the short drain and shutdown.
-const crashIngest = "{sharing: pinned, ackWait: 2s, pinnedTTL: 4s, drainTimeout: 1s, shutdownTimeout: 2s}"
+const crashIngestNoTakeover = "{sharing: pinned, ackWait: 2s, pinnedTTL: 4s, drainTimeout: 1s, shutdownTimeout: 2s, takeoverMaxReplay: -1}"
 
-// TestIngestCrashKeepsOrder checks the claim that with ingest.pinnedTTL of
-// at least twice ingest.ackWait a crash of the pinned ingest replica keeps
-// each key's order: the crashed replica's unacked tasks come due for
-// redelivery before the pin passes to the standby, and JetStream serves
-// redeliveries before newer messages.
+// TestIngestCrashKeepsOrder checks that a crash of the pinned ingest
+// replica keeps each key's order when the standby takes over: it proves
+// the holder dead, resets the consumer to its ack floor and takes the pin,
+// so the dead replica's unacked tasks come again in stream order before
+// any newer one (ingest/doc.go).
+func TestIngestCrashKeepsOrder(t *testing.T) {
+	runIngestCrash(t, crashIngest, true)
+}
+
+// TestIngestCrashKeepsOrderWithoutTakeover checks JetStream's own
+// failover, which applies when no takeover happens: with ingest.pinnedTTL
+// of at least twice ingest.ackWait the crashed replica's unacked tasks come
+// due for redelivery before the pin passes to the standby, and JetStream
+// serves redeliveries before newer messages.
 //
 // Two ingest processes share the consumer (pinned), one worker. With
 // Temporal stopped the pinned replica receives a batch of changes it
@@ -43,11 +58,11 @@ const crashIngest = "{sharing: pinned, ackWait: 2s, pinnedTTL: 4s, drainTimeout:
 // redeliveries and hands it off sorted by stream sequence
 // (ingest.Config.RedeliveryWindow). Without that, every run of this test
 // reordered 22–41 held changes.
-func TestIngestCrashKeepsOrder(t *testing.T) {
-	runIngestCrash(t, crashIngest)
+func TestIngestCrashKeepsOrderWithoutTakeover(t *testing.T) {
+	runIngestCrash(t, crashIngestNoTakeover, false)
 }
 
-func runIngestCrash(t *testing.T, ingestCfg string) {
+func runIngestCrash(t *testing.T, ingestCfg string, takeover bool) {
 	const (
 		keys   = 20
 		warmup = 100 // delivered before the crash; shows which replica is pinned
@@ -95,7 +110,14 @@ func runIngestCrash(t *testing.T, ingestCfg string) {
 	})
 
 	requireDeliveredInOrder(t, st.rcv, writes)
-	require.GreaterOrEqual(t, redelivered(standby), float64(held), "the tasks the killed replica held come back to the standby")
+	taken := st.metric(t, standby, "triggerflow_ingest_takeovers_total", `outcome="taken"`)
+	if takeover {
+		require.Equal(t, 1.0, taken, "the standby took over from the killed replica")
+		require.GreaterOrEqual(t, consumed(standby), float64(held+after), "the tasks the killed replica held come again to the standby")
+	} else {
+		require.Zero(t, taken)
+		require.GreaterOrEqual(t, redelivered(standby), float64(held), "the tasks the killed replica held come back to the standby")
+	}
 	stuck := stuckWorkflows(t, st.tc)
 	for deadline := time.Now().Add(time.Minute); len(stuck) > 0 && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond) // visibility and queries of an external server

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -140,6 +141,32 @@ func (p *proc) revive() {
 		p.cmd = nil
 		p.start()
 	}
+}
+
+// incarnation is one start of a process and what it printed.
+type incarnation struct {
+	start  time.Time
+	output string
+}
+
+// incarnations splits the process's output by start.
+func (p *proc) incarnations(t testing.TB) []incarnation {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []incarnation
+	for _, part := range strings.Split(string(b), "=== start ")[1:] {
+		head, body, _ := strings.Cut(part, "\n")
+		_, at, _ := strings.Cut(head, " at ")
+		ts, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			t.Fatalf("%s output: start line %q: %v", p.name, head, err)
+		}
+		out = append(out, incarnation{start: ts, output: body})
+	}
+	return out
 }
 
 // freePort returns a 127.0.0.1 port for a child process to bind.

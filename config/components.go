@@ -724,6 +724,15 @@ type Ingest struct {
 	// together); 1 turns batching off, as workers older than this option
 	// need during an upgrade. Defaults to 100.
 	MaxSignalBatch int `yaml:"maxSignalBatch"`
+	// TakeoverMaxReplay, with sharing "pinned", bounds a takeover: a
+	// replica that finds the pinned replica dead (its NATS connection
+	// gone) while tasks wait resets the consumer to its ack floor and
+	// takes the pin at once, instead of waiting for pinnedTTL and ackWait.
+	// Tasks acked above the ack floor are delivered again (duplicates the
+	// workflow drops); past this many stream messages between the ack
+	// floor and the last delivered one the replica waits for pinnedTTL
+	// instead. -1 turns takeovers off. Defaults to 10000.
+	TakeoverMaxReplay int `yaml:"takeoverMaxReplay"`
 }
 
 // WithDefaults returns i with zero fields set to their defaults.
@@ -761,6 +770,9 @@ func (i Ingest) WithDefaults() Ingest {
 	if i.PinnedTTL == 0 {
 		i.PinnedTTL = max(trigger.Duration(30*time.Second), 2*i.ShutdownTimeout, 2*i.AckWait)
 	}
+	if i.TakeoverMaxReplay == 0 {
+		i.TakeoverMaxReplay = 10000
+	}
 	return i
 }
 
@@ -790,6 +802,9 @@ func (i Ingest) check(p *problems) {
 		}
 	}
 	p.atLeast("ingest.fetchBatch", i.FetchBatch, 1)
+	if i.TakeoverMaxReplay < -1 {
+		p.add("ingest.takeoverMaxReplay", i.TakeoverMaxReplay, "must be -1 (no takeovers) or positive")
+	}
 	if i.MaxAckPending >= 1 && i.FetchBatch > i.MaxAckPending {
 		// A pull larger than the pending cap can never be filled.
 		p.add("ingest.fetchBatch", i.FetchBatch, "must not exceed ingest.maxAckPending (%d)", i.MaxAckPending)

@@ -108,6 +108,17 @@ type Config struct {
 	RetryInitial time.Duration
 	// RetryMax caps the pause between hand-off attempts. Defaults to 5s.
 	RetryMax time.Duration
+	// TakeoverInterval is how often a pinned replica that does not hold
+	// the pin checks whether the holder is dead while tasks wait, and if
+	// so takes over at once instead of after PinnedTTL (see
+	// Ingester.checkPin; Ingest.TakeoverMaxReplay -1 turns it off).
+	// Negative also turns it off. Defaults to 1s.
+	TakeoverInterval time.Duration
+}
+
+// takeover reports whether a replica watches the pin holder.
+func (c Config) takeover() bool {
+	return c.Sharing == SharingPinned && c.TakeoverInterval > 0 && c.Ingest.TakeoverMaxReplay >= 0
 }
 
 // WithDefaults returns c with zero fields set to their defaults, including
@@ -143,6 +154,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 5 * time.Second
+	}
+	if c.TakeoverInterval == 0 {
+		c.TakeoverInterval = time.Second
 	}
 	return c
 }

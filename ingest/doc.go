@@ -59,7 +59,52 @@
 //     closing replica's are gone, the standby is not pinned yet), moves
 //     each NAKed message to the back of its redelivery queue.
 //
-// After a crash of the pinned replica the standby is pinned only
+// After a crash of the pinned replica, JetStream alone would stall every
+// delivery: it pins another replica only PinnedTTL after the dead one's
+// last pull request, and the dead replica's unacked tasks come back only
+// after their ack wait. Ingest does not wait for either. Every replica
+// answers on a liveness subject named after its pin id
+// ("_TRIGGERFLOW.ingest.<stream>.<consumer>.<pin>") for as long as its NATS
+// connection lives, and a pinned replica that does not hold the pin (a
+// standby, or the crashed replica restarted) checks at start and every
+// Config.TakeoverInterval (1s) whether tasks wait while the holder's
+// subject has no responders. The server drops a connection's
+// subscriptions the moment its TCP connection closes, so "no responders"
+// is proof, not a guess; it is asked twice, 100ms apart, of a pin held for
+// more than a second, so a holder that has just been pinned has
+// subscribed. The replica then resets the consumer to its ack floor and
+// unpins the group: JetStream delivers every task from the ack floor on
+// again, in stream order, before any newer one, to whichever replica pulls
+// next. Per-key order needs nothing more: a key's unacked tasks are all
+// above the ack floor, and they come back in stream order ahead of the
+// key's later tasks. Tasks acked above the ack floor (lanes ack out of
+// order) come back too, as duplicate signals the workflow drops by event
+// id. The stall after a crash is the time to detect it (a restart, or at
+// most TakeoverInterval for a standby) plus one hand-off; the chaos suite
+// measures it (docs/guarantees.md).
+//
+// This was chosen over the alternatives because it keeps both delays out
+// of the failover without weakening either safety net. A shorter ackWait
+// with in-progress acks would put a few seconds' deadline on every held
+// task (and its renewals on the wire) to fail over in seconds, and still
+// leave the pin to PinnedTTL; reclaiming the pin without the reset would
+// let newer tasks overtake the dead replica's, which are not yet due.
+//
+// Its limits: the reset forgets delivery counts, so Ingest.MaxDeliver does
+// not count deliveries across a takeover; a replica that crashes on a task
+// (rather than failing to hand it off) would crash again, visibly, in
+// triggerflow_ingest_takeovers_total. If the ack floor trails the last
+// delivered task by more than Ingest.TakeoverMaxReplay stream messages (a
+// key blocked for long while others moved on), the replica does not reset
+// and JetStream's own failover applies, as below. A holder partitioned
+// from NATS but still running loses the pin the same way once the server
+// drops its connection; what it then hands off is a duplicate of what the
+// new holder hands off in order. A holder whose host vanished without
+// closing its TCP connection is noticed by the server only after its ping
+// timeout, and then taken over.
+//
+// Where no takeover happens (takeovers off, the replay too long, or the
+// server has not yet noticed the dead connection) the standby is pinned
 // PinnedTTL after the dead replica's last pull request. With PinnedTTL at
 // least twice AckWait (the default) every message the dead replica held is
 // due for redelivery by then (its ack timer was last reset at the crash),
@@ -71,7 +116,8 @@
 // Config.RedeliveryWindow passes without a message) and routes it sorted by
 // stream sequence, which restores each key's order.
 //
-// Where order does not hold, even when pinned:
+// Where order does not hold, even when pinned (the first two only after a
+// crash that was not taken over):
 //
 //   - PinnedTTL shorter than twice AckWait (a warning at Start): the pin
 //     can move before the dead replica's messages are due, and newer
@@ -86,7 +132,8 @@
 //     replica that stops pulling for PinnedTTL without exiting loses the pin
 //     while it may still hand off what it holds.
 //   - If pausing the consumer is not permitted (an account that may not
-//     manage consumers), Close logs a warning and the hand-over may reorder.
+//     manage consumers), Close logs a warning and the hand-over may reorder;
+//     without permission to reset and unpin it, no takeover happens.
 //   - Dead-lettered messages leave the order altogether.
 //
 // A redelivered message the workflow has already seen is dropped by event
@@ -132,8 +179,9 @@
 //
 // Counters triggerflow_ingest_{consumed,redelivered,signalled,acked,naked,
 // terminated,handoff_errors,collisions}_total, the histogram
-// triggerflow_ingest_handoff_seconds (receipt to ack) and the gauge
-// triggerflow_ingest_lane_depth. Task series are labelled tenant,
+// triggerflow_ingest_handoff_seconds (receipt to ack), the gauge
+// triggerflow_ingest_lane_depth and triggerflow_ingest_takeovers_total by
+// outcome (taken, holder-alive, holder-unproven, replay-too-long, failed). Task series are labelled tenant,
 // collection and subject_hashed; messages that fail validation are
 // labelled "_invalid", so a publisher cannot inflate cardinality.
 package ingest

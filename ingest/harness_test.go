@@ -132,6 +132,9 @@ type instance struct {
 }
 
 type startOpts struct {
+	// js is the replica's own connection (default: the harness's), so a
+	// test can cut one replica off NATS as a crash would.
+	js   jetstream.JetStream
 	dl   ingest.DeadLetterer
 	log  io.Writer
 	opts []ingest.Option
@@ -157,7 +160,11 @@ func (h *harness) startWith(tc ingest.TemporalClient, so startOpts) *instance {
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := append([]ingest.Option{ingest.WithRegisterer(reg), ingest.WithLogger(log), ingest.WithSteps(steps.add)}, so.opts...)
-	in, err := ingest.New(h.cfg, h.js, tc, dl, opts...)
+	js := so.js
+	if js == nil {
+		js = h.js
+	}
+	in, err := ingest.New(h.cfg, js, tc, dl, opts...)
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

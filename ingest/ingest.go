@@ -126,6 +126,10 @@ type Ingester struct {
 	fatal      chan error
 	failed     atomic.Pointer[error] // the fatal error, for Ready
 	pinID      atomic.Value          // string: our pin id, learned from messages
+	watchStop  chan struct{}         // ends watchPin; nil when it does not run
+	watchDone  chan struct{}
+	livenessMu sync.Mutex
+	liveness   *nats.Subscription // answers for pinID while we live
 
 	mu       sync.Mutex
 	state    state
@@ -226,6 +230,10 @@ func (in *Ingester) Start(ctx context.Context) error {
 		return fmt.Errorf("ingest: consume %q: %w", in.cfg.NATS.Consumer, err)
 	}
 	in.consumer, in.cc, in.state = consumer, cc, stateRunning
+	if in.cfg.takeover() {
+		in.watchStop, in.watchDone = make(chan struct{}), make(chan struct{})
+		go in.watchPin()
+	}
 	if !in.cfg.crashKeepsOrder() {
 		in.log.Warn("ingest: pinnedTTL is less than twice ackWait; after a replica crashes, a key's tasks it held may reach Temporal after newer ones",
 			"pinnedTTL", in.cfg.PinnedTTL, "ackWait", in.cfg.Ingest.AckWait)
@@ -258,6 +266,11 @@ func (in *Ingester) Close() error {
 	in.mu.Unlock()
 
 	start := time.Now()
+	if in.watchStop != nil {
+		// Closing replicas take nothing over.
+		close(in.watchStop)
+		<-in.watchDone
+	}
 	drainBy := start.Add(in.cfg.Ingest.DrainTimeout.D())
 	giveUpBy := start.Add(in.cfg.Ingest.ShutdownTimeout.D())
 	ctx, cancel := context.WithDeadline(context.Background(), giveUpBy)
@@ -311,6 +324,9 @@ func (in *Ingester) Close() error {
 	if pinned {
 		in.unpin(ctx)
 	}
+	// Answering liveness probes until the pin is released keeps a standby
+	// from taking over (and replaying) while this replica hands back.
+	in.stopLiveness()
 	if paused {
 		if _, rerr := in.js.ResumeConsumer(ctx, in.cfg.NATS.Stream, in.cfg.NATS.Consumer); rerr != nil {
 			in.log.Warn("ingest: resuming the consumer failed; it resumes by itself", "err", rerr, "at", giveUpBy.Add(time.Second))
@@ -449,7 +465,7 @@ func (in *Ingester) onMessage(msg jetstream.Msg) {
 		it.delivered, it.streamSeq = md.NumDelivered, md.Sequence.Stream
 	}
 	if pin := msg.Headers().Get("Nats-Pin-Id"); pin != "" {
-		in.pinID.Store(pin)
+		in.learnPin(pin)
 	}
 	in.classify(it)
 	in.note("received", it)

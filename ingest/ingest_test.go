@@ -49,6 +49,8 @@ func TestWithTemporal(t *testing.T) {
 	t.Run("TemporalRejects", func(t *testing.T) { t.Parallel(); testTemporalRejects(t, ts) })
 	t.Run("BatchesAKeysQueuedTasks", func(t *testing.T) { t.Parallel(); testBatching(t, ts) })
 	t.Run("RejectedBatchGoesOneByOne", func(t *testing.T) { t.Parallel(); testRejectedBatch(t, ts) })
+	t.Run("TakeoverFromCrashedReplica", func(t *testing.T) { t.Parallel(); testTakeover(t, ts) })
+	t.Run("NoTakeoverFromLiveReplica", func(t *testing.T) { t.Parallel(); testNoTakeoverFromLive(t, ts) })
 }
 
 // 1,000 tasks over 100 docKeys, interleaved across keys, become exactly

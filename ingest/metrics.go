@@ -29,7 +29,8 @@ type metrics struct {
 	handoffErrors *prometheus.CounterVec // + code
 	collisions    *prometheus.CounterVec // + policy
 	handoff       *prometheus.HistogramVec
-	laneDepth     *prometheus.GaugeVec // lane
+	laneDepth     *prometheus.GaugeVec   // lane
+	takeovers     *prometheus.CounterVec // outcome
 }
 
 var taskLabels = []string{"tenant", "collection", "subject_hashed"}
@@ -63,11 +64,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "triggerflow", Subsystem: "ingest", Name: "lane_depth",
 			Help: "Messages held by a lane, the one being handed off included; lane \"dead-letter\" holds poison.",
 		}, []string{"lane"}),
+		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "triggerflow", Subsystem: "ingest", Name: "takeovers_total",
+			Help: "Checks of the pinned replica by a replica not holding the pin while tasks wait, by outcome: taken, holder-alive, holder-unproven, replay-too-long, failed.",
+		}, []string{"outcome"}),
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.consumed, m.redelivered, m.signalled, m.acked, m.naked, m.terminated,
-		m.handoffErrors, m.collisions, m.handoff, m.laneDepth,
+		m.handoffErrors, m.collisions, m.handoff, m.laneDepth, m.takeovers,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

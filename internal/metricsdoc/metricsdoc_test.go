@@ -147,8 +147,9 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	// Process-wide series that no tenant owns; a new metric without a
 	// tenant label must be argued for here and in docs/metrics.md.
 	withoutTenant := map[string]bool{
-		"triggerflow_publisher_pending": true, // one window shared by every tenant engine of the process
-		"triggerflow_ingest_lane_depth": true, // lanes are shared by every tenant
+		"triggerflow_publisher_pending":      true, // one window shared by every tenant engine of the process
+		"triggerflow_ingest_lane_depth":      true, // lanes are shared by every tenant
+		"triggerflow_ingest_takeovers_total": true, // the consumer and its pin are shared by every tenant
 	}
 	forbidden := []string{"doc_key", "dockey", "event_id", "eventid", "position", "subject", "url", "workflow_id"}
 	var problems []string
@@ -338,7 +339,7 @@ var (
 func TestCitedTestsExist(t *testing.T) {
 	var problems []string
 	cited := 0
-	for _, doc := range []string{"guarantees.md", "metrics.md", "operations.md", "migration.md"} {
+	for _, doc := range []string{"guarantees.md", "metrics.md", "operations.md", "migration.md", "receivers.md", "triggers.md"} {
 		data, err := os.ReadFile("../../docs/" + doc)
 		require.NoError(t, err)
 		for _, c := range citation.FindAllStringSubmatch(string(data), -1) {
