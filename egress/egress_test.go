@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/triggerflow/triggerflow/egress"
+	"github.com/triggerflow/triggerflow/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -124,7 +125,7 @@ func newServer(t *testing.T, network, addr string) *httptest.Server {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s %s: %v", network, addr, err)
+		testenv.Unavailable(t, fmt.Sprintf("a %s listener on %s", network, addr), err.Error())
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
@@ -184,7 +185,7 @@ func TestTransportChecksResolvedName(t *testing.T) {
 	require.NoError(t, err)
 	addrs, err := net.DefaultResolver.LookupHost(t.Context(), "localhost")
 	if err != nil || len(addrs) == 0 {
-		t.Skipf("localhost does not resolve here: %v", err)
+		testenv.Unavailable(t, "name resolution of localhost", fmt.Sprintf("addresses %v, error %v", addrs, err))
 	}
 	target := fmt.Sprintf("http://localhost:%s/", port)
 	require.ErrorIs(t, get(t, egress.Policy{}, target), egress.ErrDenied)

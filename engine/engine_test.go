@@ -3,9 +3,12 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -46,14 +49,141 @@ func tr(id, tenant, url string) *trigger.Trigger {
 	return &trigger.Trigger{ID: id, Tenant: tenant, Collection: "orders", URL: url}
 }
 
+// version returns a complete trigger set: n triggers whose ids, URLs and
+// conditions all name the version v, so that a set mixing two versions, or
+// triggers with another version's conditions, cannot pass for whole.
+func version(v string, n int) []*trigger.Trigger {
+	ts := make([]*trigger.Trigger, n)
+	for i := range ts {
+		id := fmt.Sprintf("%s%d", v, i)
+		ts[i] = tr(id, "acme", "https://x.example/"+v)
+		ts[i].Condition = fmt.Sprintf(`event.document.version == %q`, id)
+	}
+	return ts
+}
+
+// wholeVersion reports which of versions set is, or why it is none of
+// them: every trigger and every compiled condition of one version, in
+// order, and nothing else.
+func wholeVersion(set *engine.Set, versions map[string][]*trigger.Trigger) (string, error) {
+	if set == nil || len(set.Triggers) == 0 {
+		return "", errors.New("no active set")
+	}
+	v := set.Triggers[0].ID[:1]
+	want, ok := versions[v]
+	if !ok {
+		return "", fmt.Errorf("unknown version of trigger %q", set.Triggers[0].ID)
+	}
+	if len(set.Triggers) != len(want) || len(set.Conditions) != len(want) {
+		return "", fmt.Errorf("generation %d: %d triggers and %d conditions, version %s has %d",
+			set.Generation, len(set.Triggers), len(set.Conditions), v, len(want))
+	}
+	for i, w := range want {
+		if got := set.Triggers[i]; got.ID != w.ID || got.URL != w.URL {
+			return "", fmt.Errorf("generation %d: trigger %d is %s (%s) in version %s", set.Generation, i, got.ID, got.URL, v)
+		}
+		if got := set.Conditions[i].Source(); got != w.Condition {
+			return "", fmt.Errorf("generation %d: condition %d is %q in version %s", set.Generation, i, got, v)
+		}
+	}
+	return v, nil
+}
+
+// TestLoadTriggersSwapsAtomically: while loads alternate between two
+// complete sets, readers of the active set only ever see one whole set —
+// its triggers, its conditions and its generation together — never a
+// mix, a part, or a generation going back. Each load waits until every
+// reader has seen it, so the readers read across every swap. Run it with
+// -race: a set changed in place after it was published is a data race.
 func TestLoadTriggersSwapsAtomically(t *testing.T) {
 	t.Parallel()
+	const (
+		loads   = 200
+		readers = 4
+	)
 	e := newEngine(t)
-	require.NoError(t, e.LoadTriggers([]*trigger.Trigger{tr("a", "acme", "https://x.example/a")}))
-	require.Equal(t, []string{"a"}, activeIDs(t, e))
+	active := e.(interface{ Active() *engine.Set }).Active
+	// Different sizes: a set cut short or overlong is visible too.
+	versions := map[string][]*trigger.Trigger{"a": version("a", 3), "b": version("b", 5)}
+	// The first load is generation 1; from then on odd generations are a,
+	// even ones b.
+	versionOf := func(gen uint64) string { return map[uint64]string{1: "a", 0: "b"}[gen%2] }
 
-	require.NoError(t, e.LoadTriggers([]*trigger.Trigger{tr("b", "acme", "https://x.example/b"), tr("c", "acme", "https://x.example/c")}))
-	require.Equal(t, []string{"b", "c"}, activeIDs(t, e), "a second call replaces the set")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		problem error
+		seen    [readers]atomic.Uint64 // the newest generation each reader saw
+		gens    [readers]int           // generations each reader saw
+		wg      sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if problem == nil {
+			problem = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	require.NoError(t, e.LoadTriggers(versions["a"]))
+	for r := range readers {
+		wg.Go(func() {
+			var last uint64
+			for ctx.Err() == nil {
+				set := active()
+				v, err := wholeVersion(set, versions)
+				switch {
+				case err != nil:
+					fail(fmt.Errorf("reader %d: %w", r, err))
+					return
+				case set.Generation < last:
+					fail(fmt.Errorf("reader %d: generation %d after %d", r, set.Generation, last))
+					return
+				case v != versionOf(set.Generation):
+					fail(fmt.Errorf("reader %d: generation %d holds version %s, loaded was %s", r, set.Generation, v, versionOf(set.Generation)))
+					return
+				}
+				if set.Generation == last {
+					runtime.Gosched() // nothing new: let the loader run
+					continue
+				}
+				last = set.Generation
+				gens[r]++
+				seen[r].Store(last)
+				if last == loads {
+					return
+				}
+			}
+		})
+	}
+	// awaitReaders returns once every reader has seen generation gen.
+	awaitReaders := func(gen uint64) {
+		for r := 0; r < readers && ctx.Err() == nil; {
+			if seen[r].Load() >= gen {
+				r++
+				continue
+			}
+			runtime.Gosched() // the readers are spinning; let them run
+		}
+	}
+	awaitReaders(1)
+	for gen := uint64(2); gen <= loads && ctx.Err() == nil; gen++ {
+		if err := e.LoadTriggers(versions[versionOf(gen)]); err != nil {
+			fail(fmt.Errorf("load of generation %d: %w", gen, err))
+			break
+		}
+		awaitReaders(gen)
+	}
+	wg.Wait()
+	require.NoError(t, problem)
+	for r := range readers {
+		require.EqualValues(t, loads, seen[r].Load(), "reader %d saw the last load", r)
+		require.Equal(t, loads, gens[r], "reader %d saw every generation", r)
+	}
+	v, err := wholeVersion(active(), versions)
+	require.NoError(t, err)
+	require.Equal(t, versionOf(loads), v, "the last load is active")
 }
 
 func TestFailedLoadKeepsPreviousSet(t *testing.T) {
@@ -90,12 +220,20 @@ func TestConcurrentLoadsLeaveOneCompleteSet(t *testing.T) {
 		{tr("b1", "acme", "https://x.example"), tr("b2", "acme", "https://x.example")},
 	}
 	var wg sync.WaitGroup
+	errs := make(chan error, 20)
 	for i := range 20 {
-		wg.Go(func() { require.NoError(t, e.LoadTriggers(sets[i%2])) })
+		wg.Go(func() { errs <- e.LoadTriggers(sets[i%2]) })
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	set := e.(interface{ Active() *engine.Set }).Active()
+	require.EqualValues(t, 20, set.Generation, "every load succeeded")
 	ids := activeIDs(t, e)
-	require.True(t, ids[0][0] == ids[1][0], "never a mix of two sets: %v", ids)
+	require.Contains(t, [][]string{{"a1", "a2"}, {"b1", "b2"}}, ids, "exactly one whole set, never a mix")
+	require.Len(t, set.Conditions, len(ids))
 }
 
 func TestStartRequiresTriggers(t *testing.T) {

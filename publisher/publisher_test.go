@@ -240,6 +240,45 @@ func TestNestedCollectionSubject(t *testing.T) {
 	require.Equal(t, "TRIGGERS.acme.chats.42.members.bS0x", msgs[0].Subject)
 }
 
+// TestPublishedSubjectsNearTheLimit publishes tasks whose plain subjects
+// are 1023–1026 bytes: every subject on the stream is within
+// MaxSubjectBytes, and the payload is flagged subjectHashed exactly when
+// the plain subject would not have fitted.
+func TestPublishedSubjectsNearTheLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	docKey := strings.Repeat("k", 750) // 1000 characters encoded
+	enc := mustEncode(t, docKey)
+	want := map[string]bool{} // subject → hashed
+	var tasks []*trigger.DeliveryTask
+	for i, plainLen := range []int{1023, 1024, 1025, 1026} {
+		collection := fill(plainLen - len("TRIGGERS.acme..") - len(enc))
+		prefix := "TRIGGERS.acme." + collection + "."
+		require.Len(t, prefix+enc, plainLen)
+		if plainLen > publisher.MaxSubjectBytes {
+			want[prefix+publisher.HashToken(enc)] = true
+		} else {
+			want[prefix+enc] = false
+		}
+		tasks = append(tasks, taskIn(collection, docKey, fmt.Sprint(i)))
+	}
+	h.publishAndWait(t, tasks...)
+
+	msgs := h.messages(t, h.nats.Stream)
+	require.Len(t, msgs, len(tasks))
+	for _, m := range msgs {
+		require.LessOrEqual(t, len(m.Subject), publisher.MaxSubjectBytes, "a %d-byte subject reached the stream", len(m.Subject))
+		hashed, ok := want[m.Subject]
+		require.True(t, ok, "unexpected subject of %d bytes", len(m.Subject))
+		got, err := trigger.DecodeTask(m.Data)
+		require.NoError(t, err)
+		require.Equal(t, hashed, got.SubjectHashed, "subjectHashed on a %d-byte subject", len(m.Subject))
+		require.Equal(t, docKey, got.DocKey, "the payload always carries the real docKey")
+		delete(want, m.Subject)
+	}
+	require.Empty(t, want, "subjects missing from the stream")
+}
+
 func TestDuplicateEventIDIsStoredOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)

@@ -1,6 +1,7 @@
 package publisher_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode"
@@ -64,6 +65,156 @@ func TestHashBoundary(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, s.Hashed)
 	require.Len(t, s.Name, prefix+32)
+}
+
+// keyOfEncodedLen returns a docKey whose base64url encoding (no padding)
+// is encLen characters. encLen%4 == 1 is impossible and fails the test.
+func keyOfEncodedLen(t *testing.T, encLen int) string {
+	t.Helper()
+	tail := map[int]int{0: 0, 2: 1, 3: 2}
+	extra, ok := tail[encLen%4]
+	require.True(t, ok, "no docKey encodes to %d characters", encLen)
+	k := strings.Repeat("k", encLen/4*3+extra)
+	require.Len(t, mustEncode(t, k), encLen)
+	return k
+}
+
+// fill returns n bytes of token characters.
+func fill(n int) string { return strings.Repeat("c", n) }
+
+// TestSubjectLengthBoundary builds subjects whose plain form — stream,
+// tenant, collection tokens and the base64url docKey — is 1023, 1024, 1025
+// and 1026 bytes, reaching the length through each part in turn. Up to
+// MaxSubjectBytes the subject is the plain one; one byte more and the
+// docKey token is hashed. No subject is ever longer than MaxSubjectBytes.
+func TestSubjectLengthBoundary(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, 1024, publisher.MaxSubjectBytes)
+	const fixed = len("TRIGGERS...") // the dots around tenant and collection
+	shapes := []struct {
+		name string
+		// parts returns tenant, collection and docKey for a plain subject
+		// of plainLen bytes.
+		parts func(t *testing.T, plainLen int) (tenant, collection, docKey string)
+	}{
+		{"long docKey", func(t *testing.T, n int) (string, string, string) {
+			collection := "users"
+			enc := n - fixed - len("acme") - len(collection)
+			if enc%4 == 1 { // no key encodes to 4k+1 characters: shift a byte
+				collection, enc = "user", enc+1
+			}
+			return "acme", collection, keyOfEncodedLen(t, enc)
+		}},
+		{"long collection, encoded key 4k", func(t *testing.T, n int) (string, string, string) {
+			return "acme", fill(n - fixed - len("acme") - 1000), keyOfEncodedLen(t, 1000)
+		}},
+		{"long collection, encoded key 4k+2", func(t *testing.T, n int) (string, string, string) {
+			return "acme", fill(n - fixed - len("acme") - 1002), keyOfEncodedLen(t, 1002)
+		}},
+		{"long collection, encoded key 4k+3", func(t *testing.T, n int) (string, string, string) {
+			return "acme", fill(n - fixed - len("acme") - 1003), keyOfEncodedLen(t, 1003)
+		}},
+		{"long collection, short key", func(t *testing.T, n int) (string, string, string) {
+			// 40 characters: long enough that the hashed subject fits.
+			return "acme", fill(n - fixed - len("acme") - 40), keyOfEncodedLen(t, 40)
+		}},
+		{"long tenant", func(t *testing.T, n int) (string, string, string) {
+			return fill(n - fixed - len("users") - 500), "users", keyOfEncodedLen(t, 500)
+		}},
+		{"nested collection", func(t *testing.T, n int) (string, string, string) {
+			// "a/b/…/x" has one token per segment: the '/' become '.'.
+			return "acme", "chats/42/members/" + fill(n-fixed-len("acme")-len("chats.42.members.")-600), keyOfEncodedLen(t, 600)
+		}},
+	}
+	for _, plainLen := range []int{1023, 1024, 1025, 1026} {
+		for _, sh := range shapes {
+			t.Run(fmt.Sprintf("%d/%s", plainLen, sh.name), func(t *testing.T) {
+				t.Parallel()
+				tenant, collection, docKey := sh.parts(t, plainLen)
+				enc := mustEncode(t, docKey)
+				prefix := "TRIGGERS." + tenant + "." + strings.ReplaceAll(collection, "/", ".") + "."
+				require.Len(t, prefix+enc, plainLen, "the inputs make a plain subject of the intended length")
+
+				s, err := publisher.BuildSubject("TRIGGERS", tenant, collection, docKey)
+				require.NoError(t, err)
+				require.LessOrEqual(t, len(s.Name), publisher.MaxSubjectBytes, "subject of %d bytes", len(s.Name))
+				if plainLen <= publisher.MaxSubjectBytes {
+					require.False(t, s.Hashed, "a %d-byte plain subject fits", plainLen)
+					require.Equal(t, prefix+enc, s.Name)
+				} else {
+					require.True(t, s.Hashed, "a %d-byte plain subject must be hashed", plainLen)
+					require.Equal(t, prefix+publisher.HashToken(enc), s.Name)
+				}
+
+				p, err := publisher.ParseSubject(s.Name)
+				require.NoError(t, err)
+				require.Equal(t, tenant, p.Tenant)
+				require.Equal(t, collection, p.Collection)
+			})
+		}
+	}
+}
+
+// TestHashedSubjectLengthBoundary: when even the hashed subject — prefix
+// plus the 32-character hash token — would be 1025 bytes or more, the
+// subject is refused rather than built too long.
+func TestHashedSubjectLengthBoundary(t *testing.T) {
+	t.Parallel()
+	docKey := strings.Repeat("k", 2048) // never fits unhashed
+	for _, hashedLen := range []int{1023, 1024, 1025, 1026} {
+		t.Run(fmt.Sprint(hashedLen), func(t *testing.T) {
+			t.Parallel()
+			collection := fill(hashedLen - len("TRIGGERS.acme..") - 32)
+			s, err := publisher.BuildSubject("TRIGGERS", "acme", collection, docKey)
+			if hashedLen > publisher.MaxSubjectBytes {
+				require.ErrorIs(t, err, publisher.ErrSubjectTooLong)
+				require.Empty(t, s.Name)
+				return
+			}
+			require.NoError(t, err)
+			require.True(t, s.Hashed)
+			require.Len(t, s.Name, hashedLen)
+			require.Equal(t, "TRIGGERS.acme."+collection+"."+publisher.HashToken(mustEncode(t, docKey)), s.Name)
+		})
+	}
+}
+
+// TestSubjectLengthSweep is the property behind the two boundary tests,
+// checked for every prefix length from the shortest to past the limit,
+// each with the docKeys that bring the plain subject near the limit: a
+// subject is never longer than MaxSubjectBytes, is hashed exactly when the
+// plain one would not fit, and is refused exactly when the hashed one
+// would not fit either.
+func TestSubjectLengthSweep(t *testing.T) {
+	t.Parallel()
+	const lo, hi = publisher.MaxSubjectBytes - 8, publisher.MaxSubjectBytes + 8
+	seen := map[int]bool{}
+	refused := 0
+	for c := 1; len("TRIGGERS.acme..")+c < hi; c++ {
+		collection := fill(c)
+		prefixLen := len("TRIGGERS.acme..") + c
+		// Key lengths whose encoding ((4n+2)/3 characters) lands in [lo, hi].
+		for n := max(1, (lo-prefixLen)*3/4-1); (4*n+2)/3+prefixLen <= hi; n++ {
+			plainLen := prefixLen + (4*n+2)/3
+			if plainLen < lo {
+				continue
+			}
+			seen[plainLen] = true
+			s, err := publisher.BuildSubject("TRIGGERS", "acme", collection, strings.Repeat("k", n))
+			if plainLen > publisher.MaxSubjectBytes && prefixLen+32 > publisher.MaxSubjectBytes {
+				require.ErrorIs(t, err, publisher.ErrSubjectTooLong, "prefix %d, key %d", prefixLen, n)
+				refused++
+				continue
+			}
+			require.NoError(t, err, "prefix %d, key %d", prefixLen, n)
+			require.LessOrEqual(t, len(s.Name), publisher.MaxSubjectBytes, "prefix %d, key %d", prefixLen, n)
+			require.Equal(t, plainLen > publisher.MaxSubjectBytes, s.Hashed, "prefix %d, key %d: plain subject %d bytes", prefixLen, n, plainLen)
+		}
+	}
+	for l := lo; l <= hi; l++ {
+		require.True(t, seen[l], "the sweep never built a %d-byte plain subject", l)
+	}
+	require.Positive(t, refused, "the sweep reached prefixes too long to hash")
 }
 
 func TestBuildSubjectRejects(t *testing.T) {
@@ -138,6 +289,11 @@ func FuzzSubjectSafety(f *testing.F) {
 	f.Add("t_1", "chats/42/members", "a.b*>c d")
 	f.Add("acme", "users", strings.Repeat("x", 1500))
 	f.Add("a", "b", "\n")
+	// Plain subjects of 1023–1026 bytes: the last fits, the next two must
+	// be hashed (the prefix is 15+len(collection), the key encodes to 1000).
+	for _, plainLen := range []int{1023, 1024, 1025, 1026} {
+		f.Add("acme", strings.Repeat("c", plainLen-len("TRIGGERS.acme..")-1000), strings.Repeat("k", 750))
+	}
 	f.Fuzz(func(t *testing.T, tenant, collection, docKey string) {
 		s, err := publisher.BuildSubject("TRIGGERS", tenant, collection, docKey)
 		if err != nil {

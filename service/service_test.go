@@ -77,7 +77,10 @@ func TestOpsServer(t *testing.T) {
 
 func TestOpsServerPprofIsOptIn(t *testing.T) {
 	t.Parallel()
-	s, err := service.NewOpsServer("127.0.0.1:0", prometheus.NewRegistry(), service.NewLogger(config.Log{}.WithDefaults(), io.Discard))
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "triggerflow_test_total", Help: "x"})
+	reg.MustRegister(c)
+	s, err := service.NewOpsServer("127.0.0.1:0", reg, service.NewLogger(config.Log{}.WithDefaults(), io.Discard))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	base := "http://" + s.Addr()
@@ -99,9 +102,18 @@ func TestOpsServerPprofIsOptIn(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, path)
 		require.NotEmpty(t, body, path)
 	}
-	_, _ = get(t, base+"/metrics") // the ops endpoints are still there
-	code, _ = get(t, base+"/healthz")
+
+	// The ops endpoints are still there, and /metrics still serves the
+	// registry, live.
+	c.Add(3)
+	code, body = get(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "triggerflow_test_total 3")
+	code, body = get(t, base+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"status":"ok"}`, body)
+	code, _ = get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "readiness is unchanged: no check registered")
 }
 
 func TestLoggerFormatsAndTemporalLevel(t *testing.T) {

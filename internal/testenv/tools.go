@@ -5,8 +5,10 @@
 // StartPostgres is the one for programs (the benchmark), which close what
 // they start.
 //
-// Missing external tools skip the test locally but fail it when CI=true, so
-// a misconfigured CI machine can never go green by skipping everything.
+// Missing external tools (MissingTool, RequireTool) and missing machine
+// capabilities (Unavailable) skip the test locally but fail it when
+// CI=true, so a misconfigured CI machine can never go green by skipping
+// everything.
 package testenv
 
 import (
@@ -64,6 +66,20 @@ func MissingTool(t testing.TB, name, reason, how string) {
 		t.Fatalf("required tool %s is missing (%s); CI must provide it: %s", name, reason, how)
 	}
 	t.Skipf("skipping: required tool %s is missing (%s); to run this test: %s", name, reason, how)
+}
+
+// Unavailable ends the test because something it needs is missing from
+// this machine (an address family, a host name that must resolve, a
+// kernel feature): Skipf locally, Fatalf under CI, like MissingTool. Use
+// it for every skip that depends on the machine, so that a CI machine
+// lacking the capability fails instead of going green untested. what
+// names the capability, why says what was found.
+func Unavailable(t testing.TB, what, why string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is unavailable on this machine (%s); CI must provide it", what, why)
+	}
+	t.Skipf("skipping: %s is unavailable on this machine (%s); CI=true fails instead", what, why)
 }
 
 // DefaultTemporalCLIPath is where `make tools` installs the Temporal CLI.
