@@ -22,6 +22,7 @@ import (
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/signature"
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // Registered activity type names. Register the struct with
@@ -90,6 +91,12 @@ type Config struct {
 	// UserAgent is sent with every request. Defaults to
 	// "Triggerflow-Webhooks/1".
 	UserAgent string
+	// DefaultMaxAttempts is how many attempts a task gets when its trigger
+	// sets no maxAttempts: the worker's retry default, which the workflow
+	// applies (workflows.Options.Retry). The workflow decides whether a
+	// batch's failed first attempt is retried; the activities use this
+	// only to count it as a retry or as a task finished. Defaults to 5.
+	DefaultMaxAttempts int
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -118,6 +125,9 @@ func (c Config) WithDefaults() Config {
 	if c.UserAgent == "" {
 		c.UserAgent = "Triggerflow-Webhooks/1"
 	}
+	if c.DefaultMaxAttempts == 0 {
+		c.DefaultMaxAttempts = trigger.DefaultRetryPolicy().MaxAttempts
+	}
 	return c
 }
 
@@ -144,6 +154,9 @@ func (c Config) Validate() error {
 	if c.MaxRetryAfter < 0 {
 		errs = append(errs, fmt.Errorf("maxRetryAfter %s must not be negative", c.MaxRetryAfter))
 	}
+	if c.DefaultMaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("defaultMaxAttempts %d must be at least 1", c.DefaultMaxAttempts))
+	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -160,6 +173,7 @@ func ConfigFromWorker(w config.Worker) Config {
 		MaxResponseBodyBytes: w.MaxResponseBodyBytes,
 		RetryableStatuses:    w.RetryableStatuses,
 		Egress:               egress.Policy{AllowLoopback: w.LoopbackAllowed(), AllowPrivate: w.AllowPrivate},
+		DefaultMaxAttempts:   w.Retry.MaxAttempts,
 	}
 }
 
@@ -178,6 +192,11 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now; tests pin it to check timestamps.
 	Now func() time.Time
+	// HTTP customises the webhook client (TLS to receivers, dialing,
+	// instrumentation) under the egress guard; see HTTPOptions for what
+	// the caller answers for. The zero value is the client Config
+	// describes.
+	HTTP HTTPOptions
 }
 
 // Activities delivers webhooks. Register it with
@@ -214,6 +233,10 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 	if err != nil {
 		return nil, err
 	}
+	client, err := newHTTPClient(cfg, deps.HTTP)
+	if err != nil {
+		return nil, err
+	}
 	retryable := make(map[int]bool, len(cfg.RetryableStatuses))
 	for _, s := range cfg.RetryableStatuses {
 		retryable[s] = true
@@ -221,7 +244,7 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 	return &Activities{
 		cfg:       cfg,
 		retryable: retryable,
-		client:    newHTTPClient(cfg),
+		client:    client,
 		secrets:   deps.Secrets,
 		tokens:    deps.Tokens,
 		dlq:       deps.DeadLetters,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,7 +95,7 @@ func Body(task *trigger.DeliveryTask) ([]byte, error) {
 // ApplicationError (type one of the Type constants, detail a Failure) so
 // that Temporal's retry policy drives the attempts and records each one.
 func (a *Activities) Deliver(ctx context.Context, task trigger.DeliveryTask) (Result, error) {
-	res, f := a.post(ctx, &task)
+	res, f := a.post(ctx, &task, false)
 	if f != nil {
 		if err := ctx.Err(); err != nil && f.Type != TypeTimeout {
 			// The activity itself is being cancelled or timed out; let
@@ -117,7 +118,7 @@ func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryT
 		if ctx.Err() != nil {
 			return out, nil
 		}
-		res, f := a.post(ctx, &tasks[i])
+		res, f := a.post(ctx, &tasks[i], true)
 		if f != nil {
 			if ctx.Err() != nil && f.Type != TypeTimeout {
 				// Interrupted mid-request: no verdict on this task.
@@ -135,8 +136,10 @@ func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryT
 	return out, nil
 }
 
-// post makes one attempt. A nil Failure means delivered.
-func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask) (Result, *Failure) {
+// post makes one attempt. batch says it is a DeliverBatch attempt, whose
+// failure the workflow rather than Temporal retries. A nil Failure means
+// delivered.
+func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask, batch bool) (Result, *Failure) {
 	attempt := int32(1)
 	if activity.IsActivity(ctx) {
 		attempt = activity.GetInfo(ctx).Attempt
@@ -146,9 +149,15 @@ func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask) (Resu
 		slog.String("collection", task.Collection), slog.String("eventId", task.EventID),
 		slog.Int("attempt", int(attempt)),
 	)
+	collection, hashed := task.MetricCollection(), strconv.FormatBool(task.SubjectHashed)
 	fail := func(f *Failure) (Result, *Failure) {
 		f.EventID = task.EventID
-		a.metrics.attempts.WithLabelValues(task.Tenant, task.MetricCollection(), f.Type).Inc()
+		a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, f.Type).Inc()
+		if a.retried(ctx, task, f, batch) {
+			a.metrics.retries.WithLabelValues(task.Tenant, f.Type).Inc()
+		} else {
+			a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
+		}
 		level := slog.LevelWarn
 		if f.Retryable {
 			level = slog.LevelInfo
@@ -243,13 +252,14 @@ func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask) (Resu
 	}
 	excerpt, truncated, readErr := readExcerpt(resp.Body, a.cfg.MaxResponseBodyBytes)
 	latency := time.Since(start)
-	a.metrics.duration.WithLabelValues(task.Tenant, task.MetricCollection()).Observe(latency.Seconds())
+	a.metrics.duration.WithLabelValues(task.Tenant, collection).Observe(latency.Seconds())
 
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// A 2xx is a delivery even if its body could not be read.
-		a.metrics.attempts.WithLabelValues(task.Tenant, task.MetricCollection(), "success").Inc()
+		a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, "success").Inc()
+		a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
 		if !task.CommitTime.IsZero() {
-			a.metrics.lag.WithLabelValues(task.Tenant, task.MetricCollection()).Observe(a.now().Sub(task.CommitTime).Seconds())
+			a.metrics.lag.WithLabelValues(task.Tenant, collection, hashed).Observe(a.now().Sub(task.CommitTime).Seconds())
 		}
 		log.Debug("webhook delivered", slog.Int("status", resp.StatusCode), slog.Int64("latencyMs", latency.Milliseconds()))
 		return Result{EventID: task.EventID, Status: resp.StatusCode, LatencyMS: latency.Milliseconds()}, nil
@@ -290,6 +300,38 @@ func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask) (Resu
 		}
 	}
 	return fail(f)
+}
+
+// retried reports whether another attempt of the task follows a failed
+// one, the way it will be decided: by Temporal under the Deliver
+// activity's retry policy, or, for a batch's first attempt, by the
+// workflow, which retries when the task's policy allows a second attempt.
+// It only sorts the attempt into the retry or the finished-task counter;
+// it decides nothing.
+func (a *Activities) retried(ctx context.Context, task *trigger.DeliveryTask, f *Failure, batch bool) bool {
+	if !f.Retryable {
+		return false
+	}
+	if batch {
+		n := task.RetryPolicy.MaxAttempts
+		if n == 0 {
+			n = a.cfg.DefaultMaxAttempts
+		}
+		return n > 1
+	}
+	if !activity.IsActivity(ctx) {
+		return true
+	}
+	info := activity.GetInfo(ctx)
+	rp := info.RetryPolicy
+	if rp == nil {
+		// The server did not say; Temporal's default policy has no limit.
+		return true
+	}
+	if slices.Contains(rp.NonRetryableErrorTypes, f.Type) {
+		return false
+	}
+	return rp.MaximumAttempts <= 0 || info.Attempt < rp.MaximumAttempts
 }
 
 // readExcerpt keeps the first n bytes of a response body and drains a

@@ -11,9 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +31,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/signature"
 	"github.com/triggerflow/triggerflow/trigger"
@@ -543,6 +548,28 @@ func TestDeadLetterPublishes(t *testing.T) {
 	require.True(t, appErr.NonRetryable())
 }
 
+// series gathers reg into "name{label=value,…}" → value, labels sorted.
+func series(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, fam := range families {
+		for _, m := range fam.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetCounter().GetValue()
+			if h := m.GetHistogram(); h != nil {
+				v = float64(h.GetSampleCount())
+			}
+			out[fam.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	return out
+}
+
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, activities.Config{}, activities.Deps{})
@@ -556,25 +583,163 @@ func TestMetrics(t *testing.T) {
 	_, err := f.deliver(t, f.task("evt_m"))
 	require.NoError(t, err)
 
-	families, err := f.reg.Gather()
-	require.NoError(t, err)
-	counts := map[string]float64{}
-	for _, fam := range families {
-		for _, m := range fam.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			require.Equal(t, "acme", labels["tenant"])
-			require.Equal(t, "orders", labels["collection"])
-			require.NotContains(t, labels, "eventId")
-			if fam.GetName() == "triggerflow_webhook_attempts_total" {
-				counts[labels["outcome"]] = m.GetCounter().GetValue()
-			}
+	// The fixture's tasks travelled on a hashed subject; no label holds an
+	// event id.
+	require.Equal(t, map[string]float64{
+		"triggerflow_webhook_attempts_total{collection=orders,outcome=HTTP_5XX,subject_hashed=true,tenant=acme}": 1,
+		"triggerflow_webhook_attempts_total{collection=orders,outcome=success,subject_hashed=true,tenant=acme}":  1,
+		"triggerflow_webhook_retries_total{outcome=HTTP_5XX,tenant=acme}":                                        1,
+		"triggerflow_delivery_tasks_total{collection=orders,subject_hashed=true,tenant=acme}":                    1,
+		"triggerflow_delivery_lag_seconds{collection=orders,subject_hashed=true,tenant=acme}":                    1,
+		"triggerflow_webhook_attempt_duration_seconds{collection=orders,tenant=acme}":                            2,
+	}, series(t, f.reg))
+}
+
+// Every attempt is a retry or finishes its task; which one follows the
+// deciders: Temporal's retry policy for Deliver, the task's maxAttempts
+// (or the worker's default) for a batch's first attempt.
+func TestRetriesAndFinishedTasksAreCounted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, activities.Config{DefaultMaxAttempts: 1}, activities.Deps{})
+	f.rec.Respond(func(r *testenv.Request) testenv.Response {
+		switch r.Headers.Get("webhook-id") {
+		case "evt_gone":
+			return testenv.Response{Status: 404}
+		case "evt_ok":
+			return testenv.Response{}
+		}
+		return testenv.Response{Status: 503}
+	})
+	batch := func(tk trigger.DeliveryTask) {
+		t.Helper()
+		_, err := f.env.ExecuteActivity(activities.DeliverBatchName, []trigger.DeliveryTask{tk})
+		require.NoError(t, err)
+	}
+	plain := f.task("evt_once") // no maxAttempts: the worker's default of 1 ends it
+	plain.SubjectHashed = false
+	batch(plain)
+	own := f.task("evt_more") // its own policy retries it
+	own.RetryPolicy.MaxAttempts = 3
+	batch(own)
+	batch(f.task("evt_gone")) // a 404 is final
+	batch(f.task("evt_ok"))
+
+	got := series(t, f.reg)
+	require.InDelta(t, 1, got["triggerflow_webhook_retries_total{outcome=HTTP_5XX,tenant=acme}"], 0)
+	require.InDelta(t, 1, got["triggerflow_delivery_tasks_total{collection=orders,subject_hashed=false,tenant=acme}"], 0)
+	require.InDelta(t, 2, got["triggerflow_delivery_tasks_total{collection=orders,subject_hashed=true,tenant=acme}"], 0)
+	var attempts, rest float64
+	for name, v := range got {
+		switch {
+		case strings.HasPrefix(name, "triggerflow_webhook_attempts_total{"):
+			attempts += v
+		case strings.HasPrefix(name, "triggerflow_webhook_retries_total{"), strings.HasPrefix(name, "triggerflow_delivery_tasks_total{"):
+			rest += v
 		}
 	}
-	require.Equal(t, map[string]float64{"success": 1, "HTTP_5XX": 1}, counts)
+	require.InDelta(t, attempts, rest, 0, "every attempt is a retry or a finished task")
 }
+
+// tlsReceiver is an HTTPS receiver whose certificate only its own client
+// trusts, and that counts its requests.
+func tlsReceiver(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var got atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &got
+}
+
+func TestInjectedHTTPClientIsUsed(t *testing.T) {
+	t.Parallel()
+	srv, got := tlsReceiver(t)
+	tk := trigger.DeliveryTask{V: 1, EventID: "evt_tls", Tenant: "acme", Type: trigger.EventCreate, URL: srv.URL + "/hook"}
+	run := func(deps activities.Deps) error {
+		deps.DeadLetters = &dlq{}
+		acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, ConnectRetries: -1}, deps)
+		require.NoError(t, err)
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestActivityEnvironment()
+		env.RegisterActivityWithOptions(acts, activity.RegisterOptions{Name: activities.Prefix})
+		_, err = env.ExecuteActivity(activities.DeliverName, tk)
+		return err
+	}
+
+	// The worker's own client does not trust the receiver's private CA.
+	appErr, _ := failure(t, run(activities.Deps{}))
+	require.Equal(t, activities.TypeNetwork, appErr.Type())
+	require.Zero(t, got.Load())
+
+	// The injected transport brings the CA, the dialer and the wrapper
+	// see the attempt.
+	var wrapped atomic.Int32
+	var dialed atomic.Value
+	base := srv.Client().Transport.(*http.Transport)
+	require.NoError(t, run(activities.Deps{HTTP: activities.HTTPOptions{
+		Transport: &http.Transport{TLSClientConfig: base.TLSClientConfig.Clone()},
+		Dialer: &net.Dialer{Timeout: time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+			dialed.Store(address)
+			return nil
+		}},
+		Wrap: func(next http.RoundTripper) http.RoundTripper {
+			return roundTripper(func(r *http.Request) (*http.Response, error) {
+				wrapped.Add(1)
+				return next.RoundTrip(r)
+			})
+		},
+	}}))
+	require.EqualValues(t, 1, got.Load())
+	require.EqualValues(t, 1, wrapped.Load())
+	require.Equal(t, srv.Listener.Addr().String(), dialed.Load())
+}
+
+func TestInjectedTransportKeepsEgressGuard(t *testing.T) {
+	t.Parallel()
+	srv, got := tlsReceiver(t)
+	var ownDials atomic.Int32
+	base := srv.Client().Transport.(*http.Transport).Clone()
+	// A proxy and a dial function of its own would each take the request
+	// past the guard; both are dropped.
+	base.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: "proxy.invalid:3128"})
+	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ownDials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	var wrapped atomic.Int32
+	acts, err := activities.New(activities.Config{}, activities.Deps{DeadLetters: &dlq{}, HTTP: activities.HTTPOptions{
+		Transport: base,
+		Wrap: func(next http.RoundTripper) http.RoundTripper {
+			return roundTripper(func(r *http.Request) (*http.Response, error) {
+				wrapped.Add(1)
+				return next.RoundTrip(r)
+			})
+		},
+	}})
+	require.NoError(t, err)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivityWithOptions(acts, activity.RegisterOptions{Name: activities.Prefix})
+	_, err = env.ExecuteActivity(activities.DeliverName,
+		trigger.DeliveryTask{V: 1, EventID: "evt_guard", Tenant: "acme", Type: trigger.EventCreate, URL: srv.URL + "/hook"})
+	appErr, _ := failure(t, err)
+	require.Equal(t, activities.TypeForbidden, appErr.Type(), "loopback stays forbidden")
+	require.EqualValues(t, 1, wrapped.Load())
+	require.Zero(t, ownDials.Load())
+	require.Zero(t, got.Load())
+	require.NotNil(t, base.Proxy, "the caller's transport is not modified")
+
+	_, err = activities.New(activities.Config{}, activities.Deps{DeadLetters: &dlq{}, HTTP: activities.HTTPOptions{
+		Wrap: func(http.RoundTripper) http.RoundTripper { return nil },
+	}})
+	require.ErrorContains(t, err, "nil RoundTripper")
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()

@@ -213,8 +213,10 @@ type NATS struct {
 	// DeadLetterSubject receives tasks ingest gives up on. Defaults to
 	// Stream + "_DLQ" ("TRIGGERS_DLQ").
 	DeadLetterSubject string `yaml:"deadLetterSubject"`
-	// AuditStream records the outcome of every delivery. Defaults to
-	// Stream + "_AUDIT" ("TRIGGERS_AUDIT").
+	// AuditStream records operator and start-up actions: checkpoint moves,
+	// start-from-now, resume tokens, trigger reloads and dead-letter
+	// redrives. Deliveries are not recorded there (Temporal's history holds
+	// them). Defaults to Stream + "_AUDIT" ("TRIGGERS_AUDIT").
 	AuditStream string `yaml:"auditStream"`
 	// Credentials authenticate the connection; at most one method may be
 	// set. Defaults to none.
@@ -881,6 +883,23 @@ type Worker struct {
 	// Tokens configures the per-tenant system token sent as
 	// "Authorization: Bearer".
 	Tokens Tokens `yaml:"tokens"`
+	// MaxConcurrentActivities caps the activities one worker runs at once:
+	// every retry of a webhook, dead-letter records, and first attempts
+	// when they are not local activities. It is the Temporal worker's
+	// MaxConcurrentActivityExecutionSize. Defaults to 1000, the SDK's
+	// default.
+	MaxConcurrentActivities int `yaml:"maxConcurrentActivities"`
+	// MaxConcurrentWorkflowTasks caps the workflow tasks one worker runs at
+	// once (MaxConcurrentWorkflowTaskExecutionSize). A task that makes a
+	// first attempt holds its slot until the attempt ends. At least 2: with
+	// one slot the SDK would poll only its sticky queue. Defaults to 1000,
+	// the SDK's default.
+	MaxConcurrentWorkflowTasks int `yaml:"maxConcurrentWorkflowTasks"`
+	// MaxConcurrentLocalActivities caps the first attempts (local
+	// activities, one per batch) one worker runs at once
+	// (MaxConcurrentLocalActivityExecutionSize). Defaults to 1000, the
+	// SDK's default.
+	MaxConcurrentLocalActivities int `yaml:"maxConcurrentLocalActivities"`
 }
 
 // Tokens configures the short-lived per-tenant JWTs the worker sends with
@@ -952,6 +971,17 @@ func (w Worker) WithDefaults() Worker {
 	if w.Tokens.TTL == 0 {
 		w.Tokens.TTL = trigger.Duration(5 * time.Minute)
 	}
+	// The Temporal SDK's own defaults, written out so the effective value
+	// is visible in the dump and the docs.
+	if w.MaxConcurrentActivities == 0 {
+		w.MaxConcurrentActivities = 1000
+	}
+	if w.MaxConcurrentWorkflowTasks == 0 {
+		w.MaxConcurrentWorkflowTasks = 1000
+	}
+	if w.MaxConcurrentLocalActivities == 0 {
+		w.MaxConcurrentLocalActivities = 1000
+	}
 	return w
 }
 
@@ -986,6 +1016,11 @@ func (w Worker) check(p *problems) {
 		// could be no timer at all, which replay would notice).
 		p.add("worker.quietPeriod", w.QuietPeriod, "must be at least 1s")
 	}
+	p.atLeast("worker.maxConcurrentActivities", w.MaxConcurrentActivities, 1)
+	// The SDK panics on 1: it limits its pollers to this many, and one
+	// poller would only ever poll the sticky queue.
+	p.atLeast("worker.maxConcurrentWorkflowTasks", w.MaxConcurrentWorkflowTasks, 2)
+	p.atLeast("worker.maxConcurrentLocalActivities", w.MaxConcurrentLocalActivities, 1)
 	if w.Tokens.TTL < trigger.Duration(2*time.Minute) {
 		p.add("worker.tokens.ttl", w.Tokens.TTL, "must be at least 2m: tokens are renewed a minute before they expire")
 	}

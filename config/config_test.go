@@ -63,17 +63,18 @@ var (
 		RetryBackoff: Backoff{Initial: dur(100 * time.Millisecond), Max: dur(5 * time.Second)},
 	}
 	wantIngest = Ingest{
-		Lanes:           16,
-		AckWait:         dur(15 * time.Second),
-		MaxAckPending:   1024,
-		MaxDeliver:      -1,
-		DrainTimeout:    dur(5 * time.Second),
-		ShutdownTimeout: dur(10 * time.Second),
-		CollisionPolicy: CollisionSerialize,
-		FetchBatch:      64,
-		Sharing:         "pinned",
-		PinnedTTL:       dur(30 * time.Second),
-		MaxSignalBatch:  100,
+		Lanes:             16,
+		AckWait:           dur(15 * time.Second),
+		MaxAckPending:     1024,
+		MaxDeliver:        -1,
+		DrainTimeout:      dur(5 * time.Second),
+		ShutdownTimeout:   dur(10 * time.Second),
+		CollisionPolicy:   CollisionSerialize,
+		FetchBatch:        64,
+		Sharing:           "pinned",
+		PinnedTTL:         dur(30 * time.Second),
+		MaxSignalBatch:    100,
+		TakeoverMaxReplay: 10000,
 	}
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),
@@ -86,6 +87,10 @@ var (
 		QuietPeriod:          dur(time.Minute),
 		Secrets:              Secrets{Backend: SecretsFile, Dir: "secrets/", EnvPrefix: "TRIGGERFLOW_SECRET_", Bucket: "triggerflow-secrets"},
 		Tokens:               Tokens{KeyFile: "keys/token-signing.pem", Issuer: "triggerflow", Audience: "webhook", TTL: trigger.Duration(5 * time.Minute)},
+		// The Temporal SDK's defaults.
+		MaxConcurrentActivities:      1000,
+		MaxConcurrentWorkflowTasks:   1000,
+		MaxConcurrentLocalActivities: 1000,
 	}
 )
 
@@ -258,6 +263,9 @@ func TestFileOverrides(t *testing.T) {
 		// Unset retry fields keep their defaults.
 		require.Equal(t, trigger.RetryPolicy{MaxAttempts: 10, InitialBackoff: dur(time.Second), MaxBackoff: dur(5 * time.Minute), Multiplier: 1.5}, f.Worker.Retry)
 		require.Equal(t, SecretsNATSKV, f.Worker.Secrets.Backend)
+		require.Equal(t, 200, f.Worker.MaxConcurrentActivities)
+		require.Equal(t, 50, f.Worker.MaxConcurrentWorkflowTasks)
+		require.Equal(t, 1000, f.Worker.MaxConcurrentLocalActivities, "unset: the SDK's default")
 	})
 	t.Run("dev", func(t *testing.T) {
 		t.Parallel()
@@ -537,6 +545,9 @@ func TestInvalidValues(t *testing.T) {
 		{"multiplier", func(f *DevFile) { f.Worker.Retry.Multiplier = 0.5 }, "worker.retry.multiplier", 0.5},
 		{"quiet period", func(f *DevFile) { f.Worker.QuietPeriod = 0 }, "worker.quietPeriod", dur(0)},
 		{"quiet period under a second", func(f *DevFile) { f.Worker.QuietPeriod = dur(500 * time.Millisecond) }, "worker.quietPeriod", dur(500 * time.Millisecond)},
+		{"max concurrent activities", func(f *DevFile) { f.Worker.MaxConcurrentActivities = -1 }, "worker.maxConcurrentActivities", -1},
+		{"max concurrent workflow tasks", func(f *DevFile) { f.Worker.MaxConcurrentWorkflowTasks = 1 }, "worker.maxConcurrentWorkflowTasks", 1},
+		{"max concurrent local activities", func(f *DevFile) { f.Worker.MaxConcurrentLocalActivities = -5 }, "worker.maxConcurrentLocalActivities", -5},
 		{"secrets backend", func(f *DevFile) { f.Worker.Secrets.Backend = "vault" }, "worker.secrets.backend", "vault"},
 		{"secrets dir", func(f *DevFile) { f.Worker.Secrets.Dir = "" }, "worker.secrets.dir", nil},
 		{"secrets env prefix", func(f *DevFile) {
@@ -583,6 +594,12 @@ func TestErrorMessageFormat(t *testing.T) {
 	require.ErrorContains(t, err, `config.yaml:2: nats.stream: "A.B" is not a valid JetStream name`)
 	require.ErrorContains(t, err, `config.yaml: nats.auditStream: "A.B_AUDIT" is not a valid JetStream name`)
 
+	// The worker pool's sizes, from the file and from the environment.
+	_, err = Parse[WorkerFile]("worker.yaml", []byte("worker:\n  maxConcurrentWorkflowTasks: 1\n"),
+		env(map[string]string{"TRIGGERFLOW_WORKER_MAX_CONCURRENT_ACTIVITIES": "-3"}))
+	require.ErrorContains(t, err, "worker.yaml:2: worker.maxConcurrentWorkflowTasks: 1 must be at least 2")
+	require.ErrorContains(t, err, "$TRIGGERFLOW_WORKER_MAX_CONCURRENT_ACTIVITIES: worker.maxConcurrentActivities: -3 must be at least 1")
+
 	// Secrets never appear in messages.
 	_, err = Parse[WorkerFile]("config.yaml", []byte("nats:\n  credentials:\n    password: hunter2\n"), nil)
 	require.ErrorContains(t, err, "config.yaml: nats.credentials.user: must be set when nats.credentials.password is")
@@ -621,17 +638,49 @@ func TestMissingFile(t *testing.T) {
 	require.ErrorContains(t, err, "nope.yaml")
 }
 
+// TestLoadEmptyPathUsesEnvironmentOnly: with an empty path Load reads no
+// file; every value comes from the process environment or, where none is
+// set, the defaults. The test owns the environment: the TRIGGERFLOW_
+// variables the process inherited are removed first, so no one's shell
+// can change its outcome.
 func TestLoadEmptyPathUsesEnvironmentOnly(t *testing.T) {
-	t.Parallel()
-	// Load reads the process environment, which the test does not set, so
-	// this only checks that an empty path needs no file.
+	// Not parallel: t.Setenv changes the process environment.
+	clearConfigEnv(t)
+	t.Setenv("TRIGGERFLOW_INGEST_LANES", "7")
+	t.Setenv("TRIGGERFLOW_NATS_URL", "nats://env.example:4222")
+	t.Setenv("TRIGGERFLOW_LOG_LEVEL", "debug")
+
 	f, err := LoadIngest("")
-	if err != nil {
-		// Someone's TRIGGERFLOW_ variables are in the way; Parse covers
-		// the logic.
-		t.Skipf("environment overrides make defaults invalid: %v", err)
+	require.NoError(t, err)
+	want := IngestFile{}.WithDefaults()
+	want.Ingest.Lanes = 7
+	want.NATS.URL = "nats://env.example:4222"
+	want.Log.Level = LevelDebug
+	require.Equal(t, want, *f, "the environment's three values over the defaults, nothing else")
+
+	// The same variables reach every file type that has the key.
+	w, err := LoadWorker("")
+	require.NoError(t, err)
+	require.Equal(t, "nats://env.example:4222", w.NATS.URL)
+	require.Equal(t, LevelDebug, w.Log.Level)
+
+	// And a bad value in the environment is reported as the environment's.
+	t.Setenv("TRIGGERFLOW_INGEST_LANES", "many")
+	_, err = LoadIngest("")
+	require.ErrorContains(t, err, `$TRIGGERFLOW_INGEST_LANES: ingest.lanes: "many" is not an integer`)
+}
+
+// clearConfigEnv removes every TRIGGERFLOW_ variable from the process
+// environment for the rest of the test; t.Setenv restores them after.
+func clearConfigEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix) {
+			t.Setenv(name, "")
+			require.NoError(t, os.Unsetenv(name))
+		}
 	}
-	require.Equal(t, 16, f.Ingest.Lanes)
 }
 
 // TestExamplesAreValidCompleteAndTrue loads the canonical example files and

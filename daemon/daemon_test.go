@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ type stack struct {
 	rec     *testenv.WebhookRecorder
 	tc      client.Client
 	opsAddr sync.Map // service name → ops address
+	// posted counts the webhook requests the worker's injected transport
+	// wrapper saw (daemon.Options.WebhookHTTP).
+	posted atomic.Int32
 }
 
 // runStack runs the three services in-process against real servers until
@@ -115,7 +119,15 @@ triggers:
 	}
 	run("watcher", func(ctx context.Context, o daemon.Options) error { return daemon.Watcher(ctx, &wf, o) })
 	run("ingest", func(ctx context.Context, o daemon.Options) error { return daemon.Ingest(ctx, &inf, o) })
-	run("worker", func(ctx context.Context, o daemon.Options) error { return daemon.Worker(ctx, &wkf, o) })
+	run("worker", func(ctx context.Context, o daemon.Options) error {
+		o.WebhookHTTP.Wrap = func(next http.RoundTripper) http.RoundTripper {
+			return roundTripper(func(r *http.Request) (*http.Response, error) {
+				s.posted.Add(1)
+				return next.RoundTrip(r)
+			})
+		}
+		return daemon.Worker(ctx, &wkf, o)
+	})
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
@@ -135,6 +147,10 @@ triggers:
 	}
 	return s
 }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func (s *stack) ops(t *testing.T, name, path string) (int, []byte) {
 	t.Helper()

@@ -64,9 +64,10 @@ next:
 
 // TestMetricsMoveAsExpected runs changes through the whole pipeline and
 // checks the documented metrics moved, with the documented labels: a hashed
-// docKey counts once on the hash path with subject_hashed="true", a 500
-// then 200 counts one retry, and the end-to-end latency histogram counts
-// exactly the deliveries.
+// docKey counts once on the hash path with subject_hashed="true", in the
+// watcher and in the worker, a 500 then 200 counts one retry, and the
+// end-to-end latency histogram counts exactly the deliveries. The worker's
+// requests go through the transport wrapper the stack injects.
 func TestMetricsMoveAsExpected(t *testing.T) {
 	s := runStack(t)
 	var mu sync.Mutex
@@ -105,8 +106,14 @@ func TestMetricsMoveAsExpected(t *testing.T) {
 			got(w, "triggerflow_publisher_hashed_subjects_total", labels, 1) &&
 			got(wk, "triggerflow_webhook_attempts_total", map[string]string{"tenant": "acme", "collection": "orders", "outcome": "HTTP_5XX"}, 1) &&
 			got(wk, "triggerflow_webhook_attempts_total", map[string]string{"tenant": "acme", "collection": "orders", "outcome": "success"}, 2) &&
-			got(wk, "triggerflow_delivery_lag_seconds", labels, 2)
+			got(wk, "triggerflow_webhook_attempts_total", map[string]string{"outcome": "success", "subject_hashed": "true"}, 1) &&
+			got(wk, "triggerflow_webhook_retries_total", map[string]string{"tenant": "acme", "outcome": "HTTP_5XX"}, 1) &&
+			got(wk, "triggerflow_delivery_tasks_total", hashed, 1) &&
+			got(wk, "triggerflow_delivery_tasks_total", map[string]string{"subject_hashed": "false"}, 1) &&
+			got(wk, "triggerflow_delivery_lag_seconds", labels, 2) &&
+			got(wk, "triggerflow_delivery_lag_seconds", hashed, 1)
 	})
+	require.EqualValues(t, len(s.rec.Requests()), s.posted.Load(), "every request went through the injected wrapper")
 
 	in := s.scrape(t, "ingest")
 	v, ok := sample(in, "triggerflow_ingest_acked_total", map[string]string{"tenant": "acme", "subject_hashed": "true"})

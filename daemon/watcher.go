@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/audit"
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/docstore"
@@ -37,6 +38,11 @@ type Options struct {
 	// OnReady, when set, is called once the service is ready, with the ops
 	// server's address.
 	OnReady func(opsAddr string)
+	// WebhookHTTP customises the worker's webhook client (TLS to
+	// receivers, dialing, instrumentation); the egress guard still
+	// applies, and activities.HTTPOptions says what the caller answers
+	// for. Only the worker uses it.
+	WebhookHTTP activities.HTTPOptions
 }
 
 func (o Options) withDefaults(l config.Log) Options {

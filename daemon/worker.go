@@ -50,7 +50,7 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 
 	acts, err := activities.New(activities.ConfigFromWorker(cfg.Worker), activities.Deps{
 		Secrets: sm, Tokens: issuer, DeadLetters: deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
-		Logger: log, Registerer: opts.Registry,
+		Logger: log, Registerer: opts.Registry, HTTP: opts.WebhookHTTP,
 	})
 	if err != nil {
 		return err
@@ -67,9 +67,10 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	// Temporal may be down when the worker starts (a restart of both, a
 	// deploy): wait for it like every other dependency instead of exiting.
 	var w worker.Worker
+	wopts := WorkerOptions(cfg.Worker)
 	backoff := 200 * time.Millisecond
 	for {
-		w = worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{})
+		w = worker.New(tc, cfg.Temporal.TaskQueue, wopts)
 		workflows.Register(w, acts, workflows.OptionsFromWorker(cfg.Worker))
 		err := w.Start()
 		if err == nil {
@@ -96,8 +97,22 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	ops.AddCheck("dependencies", ready)
 	go reportReady(ctx, ready, ops.Addr(), opts.OnReady)
-	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr())
+	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr(),
+		"max_concurrent_activities", wopts.MaxConcurrentActivityExecutionSize,
+		"max_concurrent_workflow_tasks", wopts.MaxConcurrentWorkflowTaskExecutionSize,
+		"max_concurrent_local_activities", wopts.MaxConcurrentLocalActivityExecutionSize)
 	<-ctx.Done()
 	log.Info("worker stopping")
 	return nil
+}
+
+// WorkerOptions maps the worker file's pool sizes onto the Temporal
+// worker's options; everything else keeps the SDK's default.
+func WorkerOptions(w config.Worker) worker.Options {
+	w = w.WithDefaults()
+	return worker.Options{
+		MaxConcurrentActivityExecutionSize:      w.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  w.MaxConcurrentWorkflowTasks,
+		MaxConcurrentLocalActivityExecutionSize: w.MaxConcurrentLocalActivities,
+	}
 }

@@ -54,8 +54,11 @@ func Configs(cfg config.NATS) []jetstream.StreamConfig {
 			Duplicates:  cfg.DuplicateWindow.D(),
 		},
 		{
+			// Operator and start-up actions (checkpoint moves,
+			// start-from-now, trigger reloads, redrives), not deliveries.
+			// Diff ignores descriptions, so existing streams keep theirs.
 			Name:        cfg.AuditStream,
-			Description: "Triggerflow audit trail",
+			Description: "Triggerflow audit trail: operator and start-up actions",
 			Subjects:    []string{cfg.AuditStream + ".>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,

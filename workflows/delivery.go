@@ -96,8 +96,9 @@ type mailbox struct {
 	idleArmed   time.Time // when idleTimer was started
 	forceSingle bool
 	invalidSeq  int
-	// retry is the worker's default retry policy as recorded the first
-	// time a decision depended on it; nil until then.
+	// retry is, in a run recorded before retryPolicyChange, the worker's
+	// default retry policy as its marker holds it; nil until then, and
+	// always nil in later runs.
 	retry *trigger.RetryPolicy
 }
 
@@ -328,7 +329,7 @@ func (m *mailbox) deliverNext() error {
 	n := m.batchSize()
 	if m.forceSingle || (n <= 1 && m.opts.ActivityFirstAttempt) {
 		m.forceSingle = false
-		return m.deliverOne(0)
+		return m.deliverHead()
 	}
 	batch := m.pending[:n:n]
 	opts := m.batchOptions(batch)
@@ -374,7 +375,7 @@ func (m *mailbox) deliverNext() error {
 		return nil
 	}
 	head := m.pending[0]
-	policy := EffectiveRetryPolicy(head.RetryPolicy, m.retryDefaults())
+	policy := m.failedBatchPolicy(&head, f.Retryable)
 	if !f.Retryable || policy.MaxAttempts <= 1 {
 		return m.fail(head, deadLetterReason(f.Type, f.Retryable), failureDetail(f))
 	}
@@ -387,20 +388,26 @@ func (m *mailbox) deliverNext() error {
 	if err := workflow.Sleep(m.ctx, delay); err != nil {
 		return err
 	}
-	return m.deliverOne(1)
+	return m.deliverOne(1, policy)
 }
 
-// deliverOne delivers the head of the queue as one Deliver activity with
-// the task's full retry policy, less prior attempts already made.
-func (m *mailbox) deliverOne(prior int) error {
-	task := m.pending[0]
+// deliverHead delivers the head of the queue as one Deliver activity with
+// its whole retry policy.
+func (m *mailbox) deliverHead() error {
 	def := m.opts.Retry
 	if m.retry != nil {
 		def = *m.retry
 	}
 	// Only activity options depend on the policy here, and replay does not
 	// compare those, so an unrecorded default is fine.
-	policy := EffectiveRetryPolicy(task.RetryPolicy, def)
+	return m.deliverOne(0, EffectiveRetryPolicy(m.pending[0].RetryPolicy, def))
+}
+
+// deliverOne delivers the head of the queue as one Deliver activity under
+// policy, less prior attempts already made. The ActivityTaskScheduled event
+// records the policy the retries use.
+func (m *mailbox) deliverOne(prior int, policy trigger.RetryPolicy) error {
+	task := m.pending[0]
 	ctx := workflow.WithActivityOptions(m.ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: m.attemptTimeout(&task) + m.opts.TimeoutMargin,
 		RetryPolicy:         TemporalRetryPolicy(policy, prior),
@@ -456,7 +463,7 @@ func (m *mailbox) resolveBlock() error {
 	m.showBlocked()
 	if !u.Skip {
 		m.log.Info("key unblocked, retrying the failed task", "eventId", b.EventID)
-		return m.deliverOne(0)
+		return m.deliverHead()
 	}
 	m.log.Info("key unblocked, skipping the failed task", "eventId", b.EventID)
 	task := m.pending[0]
@@ -550,12 +557,42 @@ func (m *mailbox) continueAsNew() (bool, error) {
 	return true, workflow.NewContinueAsNewError(m.ctx, DeliveryWorkflow, next)
 }
 
-// retryDefaults returns the worker's default retry policy, recording it in
-// history the first time: whether a batch's failed task gets more attempts
-// depends on it, and a worker restarted with another retry policy must
-// replay that decision as it was made. Only runs that meet a failure pay
-// the marker.
-func (m *mailbox) retryDefaults() trigger.RetryPolicy {
+// retryPolicyChange versions what a batch's failed task records. Runs
+// recorded before it hold a SideEffect marker at their first batch failure
+// with the worker's default retry policy, whatever the task set; they
+// replay down that branch. Later runs record the policy the task's retries
+// use, and only when the worker's default decided whether there are any.
+const retryPolicyChange = "record-used-retry-policy"
+
+// failedBatchPolicy returns the retry policy of a task whose first attempt,
+// in a batch, failed: whether it gets more attempts depends on the policy's
+// maxAttempts, which is the task's own or, when the trigger set none, the
+// worker's default. That default may differ on a restarted worker, so
+// then, and only then, the policy is recorded in history, for replay to
+// make the same decision; the marker holds exactly the policy the retries
+// run under. A non-retryable failure, or a task with its own maxAttempts,
+// records nothing: the history alone decides.
+func (m *mailbox) failedBatchPolicy(head *trigger.DeliveryTask, retryable bool) trigger.RetryPolicy {
+	if workflow.GetVersion(m.ctx, retryPolicyChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return EffectiveRetryPolicy(head.RetryPolicy, m.recordedDefaults())
+	}
+	policy := EffectiveRetryPolicy(head.RetryPolicy, m.opts.Retry)
+	if !retryable || head.RetryPolicy.MaxAttempts != 0 {
+		return policy
+	}
+	rec := workflow.SideEffectWithOptions(m.ctx, workflow.SideEffectOptions{
+		Summary: fmt.Sprintf("retry policy of %s: %d attempts (the worker's default)", head.EventID, policy.MaxAttempts),
+	}, func(workflow.Context) any { return policy })
+	if err := rec.Get(&policy); err != nil {
+		m.log.Warn("reading the recorded retry policy", "eventId", head.EventID, "error", err)
+	}
+	return policy
+}
+
+// recordedDefaults is the branch of runs recorded before retryPolicyChange:
+// the worker's default retry policy, recorded at the run's first batch
+// failure and reused for the rest of the run.
+func (m *mailbox) recordedDefaults() trigger.RetryPolicy {
 	if m.retry == nil {
 		p := m.opts.Retry
 		if err := workflow.SideEffect(m.ctx, func(workflow.Context) any { return m.opts.Retry }).Get(&p); err != nil {

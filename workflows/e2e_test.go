@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
@@ -252,6 +253,71 @@ func TestEndToEnd(t *testing.T) {
 		replayDir(t, dir, "local-first-attempt-run*.json", replayOptions["local-first-attempt"])
 	})
 
+	t.Run("the retry marker holds the policy the retries use", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, srv, replayOptions["retry-policy"])
+		sc := &script{outs: map[string][]int{"evt_own": {500}, "evt_default": {500}}}
+		h.rec.Respond(sc.respond)
+		// One trigger sets maxAttempts itself, the other leaves it to the
+		// worker's default (5): only the second decision depends on the
+		// worker, so only it is recorded.
+		own := h.liveTask("policy", "evt_own")
+		own.RetryPolicy = trigger.RetryPolicy{MaxAttempts: 2, InitialBackoff: trigger.Duration(200 * time.Millisecond)}
+		def := h.liveTask("policy", "evt_default")
+		def.RetryPolicy = trigger.RetryPolicy{InitialBackoff: trigger.Duration(200 * time.Millisecond), Multiplier: 3}
+		h.signal(t, own)
+		h.signal(t, def)
+		h.wait(t, "policy")
+		require.Equal(t, []string{"evt_own", "evt_own", "evt_default", "evt_default"}, requestsFor(h, "policy"))
+
+		hists := h.runs(t, "policy")
+		require.Len(t, hists, 1)
+		var recorded []trigger.RetryPolicy
+		var summaries []string
+		versions := 0
+		retries := map[string]*commonpb.RetryPolicy{}
+		dc := converter.GetDefaultDataConverter()
+		for _, ev := range hists[0].Events {
+			if a := ev.GetMarkerRecordedEventAttributes(); a != nil {
+				switch a.GetMarkerName() {
+				case "SideEffect":
+					var p trigger.RetryPolicy
+					require.NoError(t, dc.FromPayloads(a.GetDetails()["data"], &p))
+					recorded = append(recorded, p)
+					var summary string
+					require.NoError(t, dc.FromPayload(ev.GetUserMetadata().GetSummary(), &summary))
+					summaries = append(summaries, summary)
+				case "Version":
+					versions++
+				}
+			}
+			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activities.DeliverName {
+				var tk trigger.DeliveryTask
+				require.NoError(t, dc.FromPayloads(a.GetInput(), &tk))
+				retries[tk.EventID] = a.GetRetryPolicy()
+			}
+		}
+		require.Equal(t, 1, versions, "the change is versioned once per run")
+		require.Equal(t, []trigger.RetryPolicy{{
+			MaxAttempts: 5, InitialBackoff: trigger.Duration(200 * time.Millisecond),
+			MaxBackoff: trigger.Duration(5 * time.Minute), Multiplier: 3,
+		}}, recorded, "one marker, with the policy evt_default's retries use: the trigger's fields and the worker's maxAttempts")
+		require.Equal(t, []string{"retry policy of evt_default: 5 attempts (the worker's default)"}, summaries)
+		// The activities run under what the marker says (less the batch's
+		// attempt), and evt_own under its own policy.
+		require.EqualValues(t, 4, retries["evt_default"].GetMaximumAttempts())
+		require.Equal(t, 600*time.Millisecond, retries["evt_default"].GetInitialInterval().AsDuration())
+		require.EqualValues(t, 1, retries["evt_own"].GetMaximumAttempts())
+		// Replayed with a worker default of one attempt, the recorded
+		// policy still decides that evt_default is retried.
+		dir := t.TempDir()
+		if *record {
+			dir = historyDir
+		}
+		saveHistories(t, dir, "retry-policy", hists)
+		replayDir(t, dir, "retry-policy-run*.json", replayOptions["retry-policy"])
+	})
+
 	t.Run("a cold key costs two workflow tasks and 12 events", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second})
@@ -326,6 +392,7 @@ var replayOptions = map[string]workflows.Options{
 	"order":               {QuietPeriod: time.Second, ActivityFirstAttempt: true},
 	"block":               {QuietPeriod: time.Second, ActivityFirstAttempt: true},
 	"local-first-attempt": {QuietPeriod: time.Second},
+	"retry-policy":        {QuietPeriod: time.Second},
 	"continue-as-new":     {QuietPeriod: time.Second, MaxHistoryLength: 30},
 }
 
@@ -363,7 +430,7 @@ func TestReplay(t *testing.T) {
 			n++
 		}
 	}
-	require.GreaterOrEqual(t, n, 7, "recorded histories are missing from %s", historyDir)
+	require.GreaterOrEqual(t, n, 8, "recorded histories are missing from %s", historyDir)
 	for name, opts := range replayOptions {
 		replayDir(t, historyDir, name+"-run*.json", opts)
 	}

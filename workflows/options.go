@@ -19,9 +19,10 @@ import (
 //   - QuietPeriod, Retry, HTTPTimeout and TimeoutMargin, the ones the
 //     worker's file sets, may change across a worker restart while runs
 //     are open: the workflow uses them only for timer durations and
-//     activity options, which replay does not compare, and records the
-//     retry default the one time it decides something (a batch's failed
-//     task getting more attempts).
+//     activity options, which replay does not compare, and the one time
+//     Retry decides something (whether a batch's failed task, whose
+//     trigger set no maxAttempts, gets more attempts) it records the
+//     retry policy that task then runs under.
 //   - The others change which commands a run issues. They are part of the
 //     workflow's code: change them the way you deploy a workflow change
 //     (a new worker deployment version, or once no run is open), or open
