@@ -99,7 +99,7 @@ func words(line string) []string {
 func TestDocumentedCommandsExist(t *testing.T) {
 	var problems []string
 	checked := 0
-	for _, doc := range []string{"operations.md", "migration.md", "metrics.md", "guarantees.md"} {
+	for _, doc := range []string{"operations.md", "migration.md", "metrics.md", "guarantees.md", "receivers.md", "triggers.md"} {
 		for _, line := range documentedCommands(t, doc) {
 			args := words(line)[1:]
 			root := cli.New(io.Discard, io.Discard)

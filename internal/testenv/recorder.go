@@ -1,13 +1,23 @@
 package testenv
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/triggerflow/triggerflow/schema"
+	"github.com/triggerflow/triggerflow/signature"
 )
 
 // Request is one request as the webhook recorder received it.
@@ -39,9 +49,13 @@ type Response struct {
 type Responder func(r *Request) Response
 
 // WebhookRecorder is an HTTP server on 127.0.0.1 that records every request
-// and answers as programmed (200 with an empty body by default).
+// and answers as programmed (200 with an empty body by default). It holds
+// every request to the delivery contract (CheckDelivery) and fails the test
+// on a request that breaks it, unless started with AnyRequests.
 type WebhookRecorder struct {
 	srv *httptest.Server
+	t   testing.TB
+	any bool
 
 	mu        sync.Mutex
 	requests  []Request
@@ -51,10 +65,22 @@ type WebhookRecorder struct {
 	closing chan struct{} // closed first on cleanup to cut Delays short
 }
 
+// RecorderOption configures a WebhookRecorder.
+type RecorderOption func(*WebhookRecorder)
+
+// AnyRequests makes the recorder take requests that are not Triggerflow
+// deliveries, for tests of the recorder itself or of other traffic.
+func AnyRequests() RecorderOption {
+	return func(w *WebhookRecorder) { w.any = true }
+}
+
 // Recorder starts a webhook recorder, closed on cleanup.
-func Recorder(t testing.TB) *WebhookRecorder {
+func Recorder(t testing.TB, opts ...RecorderOption) *WebhookRecorder {
 	t.Helper()
-	w := &WebhookRecorder{arrived: make(chan struct{}), closing: make(chan struct{})}
+	w := &WebhookRecorder{t: t, arrived: make(chan struct{}), closing: make(chan struct{})}
+	for _, o := range opts {
+		o(w)
+	}
 	// httptest.NewServer may pick [::1] when 127.0.0.1 is unavailable;
 	// tests are promised 127.0.0.1, so listen explicitly.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -131,6 +157,13 @@ func (w *WebhookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		Body:       body,
 		ReceivedAt: time.Now(),
 	}
+	// Checked before the request is recorded: a test that stops the
+	// sender as soon as its requests arrived must not stop it while the
+	// check holds the answer back.
+	var broken error
+	if !w.any {
+		broken = CheckDelivery(req.Method, req.Headers, req.Body)
+	}
 
 	w.mu.Lock()
 	req.Seq = len(w.requests)
@@ -139,6 +172,13 @@ func (w *WebhookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.arrived = make(chan struct{})
 	responder := w.responder
 	w.mu.Unlock()
+
+	if broken != nil {
+		// Errorf, not Fatalf: this is not the test's goroutine. Cleanup
+		// closes the server only after in-flight requests finish, so the
+		// test is still running here.
+		w.t.Errorf("testenv: webhook recorder: request %d (%s %s) breaks the delivery contract: %v", req.Seq, req.Method, req.Path, broken)
+	}
 
 	resp := Response{}
 	if responder != nil {
@@ -167,4 +207,73 @@ func (w *WebhookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	rw.WriteHeader(resp.Status)
 	_, _ = rw.Write(resp.Body)
+}
+
+// CheckDelivery reports how a request breaks the contract of a Triggerflow
+// delivery (docs/receivers.md): a JSON POST whose body matches the schema
+// (schema.ValidateDelivery), whose webhook-id is the body's eventId, whose
+// webhook-timestamp is unix seconds and whose signature and bearer token,
+// when present, have their wire form. It cannot check the signature or the
+// token themselves, for want of the secret and the key set.
+func CheckDelivery(method string, h http.Header, body []byte) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if method != http.MethodPost {
+		bad("method is %s, not POST", method)
+	}
+	if ct := h.Get("Content-Type"); ct != "application/json" {
+		bad("Content-Type is %q, not application/json", ct)
+	}
+	if err := schema.ValidateDelivery(body); err != nil {
+		errs = append(errs, err)
+	}
+	var env struct {
+		Timestamp string `json:"timestamp"`
+		Data      struct {
+			EventID    string `json:"eventId"`
+			CommitTime string `json:"commitTime"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &env) == nil {
+		if id := h.Get(signature.HeaderID); id != env.Data.EventID {
+			bad("%s %q is not the body's eventId %q", signature.HeaderID, id, env.Data.EventID)
+		}
+		if env.Timestamp != env.Data.CommitTime {
+			bad("timestamp %q is not data.commitTime %q", env.Timestamp, env.Data.CommitTime)
+		}
+	}
+	if ts := h.Get(signature.HeaderTimestamp); !isUnixSeconds(ts) {
+		bad("%s %q is not unix seconds", signature.HeaderTimestamp, ts)
+	}
+	if sigs := h.Values(signature.HeaderSignature); len(sigs) > 0 {
+		if len(sigs) > 1 {
+			bad("%s is sent %d times", signature.HeaderSignature, len(sigs))
+		}
+		for entry := range strings.FieldsSeq(sigs[0]) {
+			v, mac, _ := strings.Cut(entry, ",")
+			if b, err := base64.StdEncoding.DecodeString(mac); v != "v1" || err != nil || len(b) != 32 {
+				bad("%s entry %q is not v1,<base64 HMAC-SHA256>", signature.HeaderSignature, entry)
+			}
+		}
+		if strings.TrimSpace(sigs[0]) == "" {
+			bad("%s is empty", signature.HeaderSignature)
+		}
+	}
+	if auth := h.Values("Authorization"); len(auth) > 0 {
+		// The worker's token is a JWT, but senders in tests may use
+		// others; RFC 6750's syntax is what every receiver can rely on.
+		token, ok := strings.CutPrefix(auth[0], "Bearer ")
+		if len(auth) > 1 || !ok || !bearerToken.MatchString(token) {
+			bad("Authorization is not one \"Bearer <token>\"")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bearerToken is RFC 6750's b64token.
+var bearerToken = regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
+
+func isUnixSeconds(s string) bool {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && n > 0 && strconv.FormatInt(n, 10) == s
 }

@@ -242,7 +242,7 @@ func TestStartPostgresWithoutTB(t *testing.T) {
 
 func TestRecorder(t *testing.T) {
 	t.Parallel()
-	rec := testenv.Recorder(t)
+	rec := testenv.Recorder(t, testenv.AnyRequests())
 	rec.Respond(func(r *testenv.Request) testenv.Response {
 		if r.Seq == 1 {
 			return testenv.Response{
@@ -286,7 +286,7 @@ func TestRecorder(t *testing.T) {
 
 func TestRecorderDelayEndsWhenCallerGivesUp(t *testing.T) {
 	t.Parallel()
-	rec := testenv.Recorder(t)
+	rec := testenv.Recorder(t, testenv.AnyRequests())
 	rec.Respond(func(*testenv.Request) testenv.Response {
 		return testenv.Response{Delay: time.Hour}
 	})
