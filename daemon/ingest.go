@@ -22,7 +22,10 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 	}
 	defer b.Close()
 	log, ops, js := b.log, b.ops, b.js
-	if err := streams.Ensure(ctx, js, cfg.NATS); err != nil {
+	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS, log); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS
+		}
 		return fmt.Errorf("streams: %w", err)
 	}
 

@@ -259,7 +259,10 @@ func (e *triggerEngine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: jetstream: %w", err)
 	}
-	if err := streams.Ensure(ctx, js, e.cfg.NATS); err != nil {
+	if err := streams.EnsureWhenReachable(ctx, js, e.cfg.NATS, e.deps.Logger); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS
+		}
 		return fmt.Errorf("engine: streams: %w", err)
 	}
 	e.dl = deadletter.NewPublisher(js, e.cfg.NATS.DeadLetterSubject)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -77,6 +78,33 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg config.NATS) error 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// EnsureWhenReachable is Ensure for a service starting up: while NATS
+// cannot answer (a restart of both, a deploy) it retries with backoff
+// until ctx ends, as the service would wait for any dependency, instead of
+// failing the start. A definite answer (drift, a stream missing in verify
+// mode, a JetStream API error) is returned at once. It returns ctx.Err()
+// if ctx ends first.
+func EnsureWhenReachable(ctx context.Context, js jetstream.JetStream, cfg config.NATS, log *slog.Logger) error {
+	backoff := 200 * time.Millisecond
+	for {
+		err := Ensure(ctx, js, cfg)
+		var api *jetstream.APIError
+		switch {
+		case err == nil, errors.Is(err, ErrDrift), errors.Is(err, ErrMissing), errors.As(err, &api):
+			return err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		log.Warn("streams not reachable; retrying", "error", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mode config.Provisioning) error {

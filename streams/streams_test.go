@@ -2,6 +2,7 @@ package streams_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -63,4 +64,45 @@ func TestVerifyRefusesDrift(t *testing.T) {
 
 	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionCreate)), "create mode repairs drift")
 	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify)))
+}
+
+// signalWriter reports each log line on a channel, so a test can wait for
+// a retry to be logged instead of sleeping.
+type signalWriter chan struct{}
+
+func (w signalWriter) Write(p []byte) (int, error) {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// A service starting while NATS is down waits for it instead of failing
+// its start (the chaos suite saw the watcher exit when started during a
+// NATS restart); a definite answer still returns at once.
+func TestEnsureWhenReachableWaitsForNATS(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATS(t)
+	js, err := jetstream.New(ns.Conn(t), jetstream.WithDefaultTimeout(300*time.Millisecond))
+	require.NoError(t, err)
+	ctx := t.Context()
+
+	require.ErrorIs(t, streams.EnsureWhenReachable(ctx, js, natsConfig(config.ProvisionVerify), slog.New(slog.DiscardHandler)),
+		streams.ErrMissing, "a definite answer is not retried")
+
+	ns.Shutdown()
+	retried := make(signalWriter, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- streams.EnsureWhenReachable(ctx, js, natsConfig(config.ProvisionCreate), slog.New(slog.NewTextHandler(retried, nil)))
+	}()
+	select {
+	case <-retried:
+	case err := <-done:
+		t.Fatalf("returned while NATS was down: %v", err)
+	}
+	ns.Restart(t)
+	require.NoError(t, <-done)
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify)), "the streams exist now")
 }
