@@ -227,3 +227,34 @@ func BenchmarkScaleOut(b *testing.B) {
 		})
 	}
 }
+
+// TestRetriesOnAnotherWorker checks that a webhook attempt a worker made is
+// retried by another worker once that worker is gone: with the receiver
+// answering 500s, both workers fail attempts; worker-0 is then SIGKILLed
+// and stays down, the receiver recovers, and every change must still be
+// delivered, in order. Every successful attempt is then worker-1's, so the
+// changes worker-0 had attempted were retried there.
+func TestRetriesOnAnotherWorker(t *testing.T) {
+	const keys, changes = 10, 60
+	st := startStack(t, stackConfig{ingests: 1, workers: 2, ingest: "{sharing: pinned}",
+		worker: "retry: {maxAttempts: 1000, initialBackoff: 200ms, maxBackoff: 1s, multiplier: 2}"})
+	attempts := func(s service) float64 { return st.metric(t, s, "triggerflow_webhook_attempts_total") }
+	succeeded := func(s service) float64 {
+		return st.metric(t, s, "triggerflow_webhook_attempts_total", `outcome="success"`)
+	}
+	w0, w1 := st.workers[0], st.workers[1]
+
+	st.rcv.setMode(modeFail)
+	writes := st.put(t, keys, changes)
+	awaitMetric(t, "failed attempts at both workers", func() bool { return attempts(w0) > 0 && attempts(w1) > 0 })
+	failedAtW0 := attempts(w0)
+	require.NotNil(t, w0.stop(syscall.SIGKILL), "worker-0 was not running")
+	st.rcv.setMode(modeOK)
+
+	require.True(t, st.rcv.awaitDistinct(changes, 3*time.Minute), "%d of %d changes delivered", st.rcv.distinct(), changes)
+	requireDeliveredInOrder(t, st.rcv, writes)
+	awaitMetric(t, "worker-1 to count every success", func() bool { return succeeded(w1) >= changes })
+	t.Logf("worker-0 failed %.0f attempts before it was killed; worker-1 then made %.0f successful attempts", failedAtW0, succeeded(w1))
+	require.Zero(t, deadLetters(t, st.natsURL), "dead-letter stream must be empty")
+	require.False(t, w1.exited(), "worker-1 exited on its own")
+}
