@@ -6,12 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -372,11 +373,68 @@ func TestUnknownKeyNamesFileAndLine(t *testing.T) {
 	require.Equal(t, 5, fe[1].Line)
 	require.Equal(t, "ingest.lanez", fe[1].Field)
 	require.Contains(t, err.Error(), "testdata/unknown-key.yaml:3: nats.max_age: is not a known key")
-	require.Contains(t, err.Error(), "testdata/unknown-key.yaml:5: ingest.lanez: is not a known key; known keys here: ackWait, collisionPolicy")
+	require.Contains(t, err.Error(), `testdata/unknown-key.yaml:5: ingest.lanez: is not a known key; did you mean "lanes"? known keys here: ackWait, collisionPolicy`)
 
 	// A key valid for another binary is unknown to this one.
 	_, err = Parse[WatcherFile]("w.yaml", []byte("watcher:\n  tenant: a\ntemporal:\n  namespace: x\n"), nil)
 	require.ErrorContains(t, err, "w.yaml:3: temporal: is not a known key")
+}
+
+// knownKeys lists t's YAML keys as unknown-key errors do.
+func knownKeys(t reflect.Type) string {
+	var keys []string
+	for i := range t.NumField() {
+		keys = append(keys, yamlName(t.Field(i)))
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ", ")
+}
+
+func TestUnknownKeySuggestsNearMiss(t *testing.T) {
+	t.Parallel()
+	_, err := LoadWatcher("testdata/typo-key.yaml")
+	fe := problemsOf(t, err)
+	byField := map[string]*FieldError{}
+	for _, e := range fe {
+		byField[e.Field] = e
+	}
+
+	// A typo gets the key it likely meant, and the known keys in case it
+	// meant another.
+	require.Equal(t, &FieldError{
+		File:   "testdata/typo-key.yaml",
+		Line:   2,
+		Field:  "watcher.tennant",
+		Reason: `is not a known key; did you mean "tenant"? known keys here: ` + knownKeys(reflect.TypeFor[Watcher]()),
+	}, byField["watcher.tennant"])
+	require.Contains(t, err.Error(), `testdata/typo-key.yaml:2: watcher.tennant: is not a known key; did you mean "tenant"? known keys here: `)
+
+	// A key close to no known one gets only the list, as before.
+	require.Equal(t, &FieldError{
+		File:   "testdata/typo-key.yaml",
+		Line:   4,
+		Field:  "publisher.bogusSetting",
+		Reason: "is not a known key; known keys here: " + knownKeys(reflect.TypeFor[Publisher]()),
+	}, byField["publisher.bogusSetting"])
+}
+
+func TestUnknownKeyReason(t *testing.T) {
+	t.Parallel()
+	fields := map[string]int{"maxAge": 0, "replicas": 1, "stream": 2, "tenant": 3}
+	cases := []struct{ key, want string }{
+		// Another naming style of a known key: surely that key.
+		{"max_age", `is not a known key; did you mean "maxAge"?`},
+		{"MAX-AGE", `is not a known key; did you mean "maxAge"?`},
+		// A typo within two edits: a suggestion plus the list.
+		{"tennant", `is not a known key; did you mean "tenant"? known keys here: maxAge, replicas, stream, tenant`},
+		{"Replica", `is not a known key; did you mean "replicas"? known keys here: maxAge, replicas, stream, tenant`},
+		{"steam", `is not a known key; did you mean "stream"? known keys here: maxAge, replicas, stream, tenant`},
+		// Nothing close: the list alone.
+		{"database", "is not a known key; known keys here: maxAge, replicas, stream, tenant"},
+	}
+	for _, c := range cases {
+		require.Equal(t, c.want, unknownKey(c.key, fields), c.key)
+	}
 }
 
 func TestSyntaxErrorNamesFileAndLine(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
@@ -14,8 +15,9 @@ import (
 	"time"
 	"unicode"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/triggerflow/triggerflow/internal/suggest"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -478,18 +480,23 @@ func (w *walker) mapping(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-// unknownKey suggests the key a typo or another naming style meant.
+// unknownKey suggests the key a typo or another naming style meant. A key
+// that differs only in style ("max_age" for "maxAge") is surely that key,
+// so the suggestion stands alone; a near miss by edit distance may be wrong,
+// so the known keys follow it.
 func unknownKey(name string, fields map[string]int) string {
 	norm := func(s string) string {
 		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
 	}
-	known := make([]string, 0, len(fields))
-	for k := range fields {
+	known := slices.Sorted(maps.Keys(fields))
+	for _, k := range known {
 		if norm(k) == norm(name) {
 			return fmt.Sprintf("is not a known key; did you mean %q?", k)
 		}
-		known = append(known, k)
 	}
-	slices.Sort(known)
-	return "is not a known key; known keys here: " + strings.Join(known, ", ")
+	list := "known keys here: " + strings.Join(known, ", ")
+	if s := suggest.Closest(name, known); s != "" {
+		return fmt.Sprintf("is not a known key; did you mean %q? %s", s, list)
+	}
+	return "is not a known key; " + list
 }

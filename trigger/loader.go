@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/triggerflow/triggerflow/internal/suggest"
 )
 
 // MaxFileBytes bounds one trigger file; a larger file is almost certainly not
@@ -282,7 +285,7 @@ func (p fileParser) fields(n *yaml.Node, id, prefix string, known map[string][]i
 		key := k.Value
 		if _, ok := known[key]; !ok {
 			reason := "is not a known field"
-			if s := suggest(key, known); s != "" {
+			if s := suggest.Closest(key, slices.Collect(maps.Keys(known))); s != "" {
 				reason += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			p.ps.add(Problem{File: at(p.path, k), TriggerID: id, Field: prefix + key, Reason: reason})
@@ -328,41 +331,4 @@ func yamlKeys(t reflect.Type) map[string][]int {
 		m[name] = f.Index
 	}
 	return m
-}
-
-// suggest returns the known key closest to key when it is close enough to
-// be a typo.
-func suggest(key string, known map[string][]int) string {
-	best, bestD := "", 3
-	keys := make([]string, 0, len(known))
-	for k := range known {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -109,6 +109,42 @@ func TestInvalidFiles(t *testing.T) {
 	}
 }
 
+// TestUnknownFieldSuggestions checks that an unknown key at each level gets
+// the known key it likely meant, and that one close to none gets no guess.
+func TestUnknownFieldSuggestions(t *testing.T) {
+	t.Parallel()
+	const trig = "tenant: acme\ntriggers:\n  - triggerId: t1\n    collection: orders\n    url: https://hooks.example.com/orders\n"
+	cases := []struct {
+		name, body, trigger, field, reason string
+	}{
+		{"file level", "tenant: acme\ntrigers: []\n", "", "trigers", `is not a known field (did you mean "triggers"?)`},
+		{"trigger level", trig + "    condtion: 'true'\n", "t1", "condtion", `is not a known field (did you mean "condition"?)`},
+		{"case only", trig + "    secretsref: default\n", "t1", "secretsref", `is not a known field (did you mean "secretsRef"?)`},
+		{"retry policy", trig + "    retryPolicy: {maxAttempt: 3}\n", "t1", "retryPolicy.maxAttempt", `is not a known field (did you mean "maxAttempts"?)`},
+		{"nothing close", trig + "    retries: 3\n", "t1", "retries", "is not a known field"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "f.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(c.body), 0o600))
+			_, err := trigger.LoadTriggersFromFile(path, nil)
+			var ve *trigger.ValidationError
+			require.True(t, errors.As(err, &ve), "%v", err)
+			var got *trigger.Problem
+			for i, p := range ve.Problems {
+				if p.Field == c.field {
+					got = &ve.Problems[i]
+				}
+			}
+			require.NotNil(t, got, "no problem for %s in:\n%v", c.field, err)
+			require.Equal(t, c.trigger, got.TriggerID)
+			require.Equal(t, c.reason, got.Reason)
+			require.True(t, strings.HasPrefix(got.File, path+":"), "file with line: %q", got.File)
+		})
+	}
+}
+
 func TestDirectoryReportsEveryProblemAtOnce(t *testing.T) {
 	t.Parallel()
 	ts, err := trigger.LoadTriggersFromDir("testdata/invalid", validator(t, "acme"))
