@@ -1,0 +1,329 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/workflows"
+)
+
+// runLane settles its lane's items a batch at a time, in order, with settle
+// (hand-off or dead-letter). When the work context is cancelled it NAKs the
+// unsettled batch and then the rest of the queue, in order.
+func (in *Ingester) runLane(l *lane, lim batchLimit, settle func(context.Context, []*item) bool) {
+	defer in.lanesWG.Done()
+	for {
+		batch, ok := l.next(in.work.Done(), lim)
+		if !ok {
+			break
+		}
+		settled := settle(in.work, batch)
+		if !settled {
+			for _, it := range batch {
+				in.nak(it)
+			}
+		}
+		l.done()
+		if !settled {
+			break
+		}
+	}
+	for _, it := range l.retire() {
+		in.nak(it)
+	}
+}
+
+// handOff signals a batch of one key's tasks to the key's workflow,
+// starting it if needed, and acks the messages once Temporal has the
+// signal. Several tasks go as one signal, a JSON array in stream order: a
+// busy key then costs Temporal one signal event and one call per batch
+// rather than per task. A transient failure is retried in place, with
+// backoff, while the keeper holds the messages' ack timers, so a key's
+// later tasks never overtake them. It returns false, leaving the messages
+// unsettled, only when ctx is cancelled.
+func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
+	head := batch[0]
+	t := head.task
+	id := head.key
+	opts := in.startOptions(id, t)
+	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
+	// The raw payloads are signalled rather than the decoded tasks so
+	// fields this version does not know survive to a newer worker.
+	signal := signalPayload(batch)
+	pause := in.cfg.RetryInitial
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
+		_, err := in.tc.SignalWithStartWorkflow(actx, id, workflows.TaskSignal, signal, opts, workflows.DeliveryWorkflow, params)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		in.m.handoffErrors.WithLabelValues(head.labels.values(errorCode(err))...).Inc()
+		for _, it := range batch {
+			in.note("handoff-error", it)
+		}
+		attrs := []any{"workflowId", id, "eventId", t.EventID, "tasks", len(batch), "streamSeq", head.streamSeq, "attempt", attempt, "err", err}
+		if permanent(err) {
+			if len(batch) > 1 {
+				// Something in the batch is refused (a payload too large,
+				// most likely); one at a time, in order, finds it and
+				// dead-letters only that one.
+				in.log.Warn("ingest: temporal rejected a batch; handing its tasks off one by one", attrs...)
+				for i := range batch {
+					if !in.handOff(ctx, batch[i:i+1]) {
+						for _, it := range batch[i:] {
+							in.nak(it)
+						}
+						return true
+					}
+				}
+				return true
+			}
+			in.log.Error("ingest: temporal rejected the task; dead-lettering it", attrs...)
+			head.reason, head.detail = ReasonTemporalRejected, err.Error()
+			in.enqueue(in.poison, head)
+			return true
+		}
+		level := slog.LevelDebug
+		if attempt == 1 || attempt%20 == 0 {
+			level = slog.LevelWarn
+		}
+		in.log.Log(ctx, level, "ingest: hand-off failed; retrying in place", attrs...)
+		if !sleep(ctx, jitter(pause)) {
+			return false
+		}
+		pause = min(2*pause, in.cfg.RetryMax)
+	}
+	for _, it := range batch {
+		in.ack(it)
+	}
+	return true
+}
+
+// signalPayload is the task signal for a batch: the one task itself, or
+// the tasks as a JSON array (each payload decoded as a task, so each is a
+// JSON object).
+func signalPayload(batch []*item) json.RawMessage {
+	if len(batch) == 1 {
+		return json.RawMessage(batch[0].payload())
+	}
+	n := 1 + len(batch)
+	for _, it := range batch {
+		n += len(it.payload())
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, '[')
+	for i, it := range batch {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, it.payload()...)
+	}
+	return append(buf, ']')
+}
+
+// ack settles a handed-off message.
+func (in *Ingester) ack(it *item) {
+	t := it.task
+	in.m.signalled.WithLabelValues(it.labels.values()...).Inc()
+	in.note("signalled", it)
+	if in.beforeAck != nil && !in.beforeAck(t) {
+		return
+	}
+	if err := it.msg.Ack(); err != nil {
+		// Temporal has the task; JetStream will redeliver it and the
+		// workflow drops the duplicate event id.
+		in.log.Warn("ingest: ack failed after hand-off; expect a duplicate", "workflowId", it.key, "eventId", t.EventID, "err", err)
+		return
+	}
+	in.m.acked.WithLabelValues(it.labels.values()...).Inc()
+	in.note("acked", it)
+	in.m.handoff.WithLabelValues(it.labels.values()...).Observe(time.Since(it.received).Seconds())
+}
+
+// deadLetter stores the message with its reason and then terminates it, so
+// JetStream never redelivers it; until the record is stored it retries and
+// the message stays unsettled.
+func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
+	rec := deadletter.Record{
+		ID:      in.deadLetterID(it),
+		Stage:   deadletter.StageIngest,
+		Reason:  it.reason,
+		Detail:  it.detail,
+		Subject: it.msg.Subject(),
+		Time:    time.Now().UTC(),
+	}
+	if ps, err := publisher.ParseSubject(it.msg.Subject()); err == nil {
+		rec.Tenant = ps.Tenant
+	}
+	if t := it.task; t != nil {
+		rec.TriggerID, rec.Collection, rec.DocKey, rec.EventID = t.TriggerID, t.Collection, t.DocKey, t.EventID
+		if rec.Tenant == "" {
+			rec.Tenant = t.Tenant
+		}
+		rec.Task = json.RawMessage(it.msg.Data())
+	} else {
+		rec.Payload = it.msg.Data()
+	}
+	pause := in.cfg.RetryInitial
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
+		err := in.dl.Publish(actx, rec)
+		cancel()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, nats.ErrMaxPayload) && (len(rec.Task) > 0 || len(rec.Payload) > 0) {
+			// The record with the message inside is too big for NATS; keep
+			// the diagnosis and point at the original, which the task stream
+			// keeps until its MaxAge.
+			rec.Detail += fmt.Sprintf(" (the %d-byte message is not copied: too large for a dead-letter record; it is %s sequence %d)",
+				len(it.msg.Data()), in.cfg.NATS.Stream, it.streamSeq)
+			rec.Task, rec.Payload = nil, nil
+			continue
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			in.log.Warn("ingest: dead-lettering failed; retrying", "reason", it.reason, "streamSeq", it.streamSeq, "attempt", attempt, "err", err)
+		}
+		if !sleep(ctx, jitter(pause)) {
+			return false
+		}
+		pause = min(2*pause, in.cfg.RetryMax)
+	}
+	if err := it.msg.TermWithReason(it.reason); err != nil {
+		// Redelivered later, dead-lettered again under the same record ID,
+		// which the dead-letter stream's duplicate window drops.
+		in.log.Warn("ingest: terminating a dead-lettered message", "streamSeq", it.streamSeq, "err", err)
+		return true
+	}
+	in.m.terminated.WithLabelValues(it.labels.values(it.reason)...).Inc()
+	in.note("terminated", it)
+	in.log.Warn("ingest: dead-lettered", "reason", it.reason, "detail", it.detail, "subject", truncate(it.msg.Subject()),
+		"streamSeq", it.streamSeq, "eventId", rec.EventID)
+	return true
+}
+
+// deadLetterID is stable across redeliveries of one message, so a message
+// dead-lettered twice (a crash between record and Term) is stored once.
+func (in *Ingester) deadLetterID(it *item) string {
+	if it.streamSeq > 0 {
+		return in.cfg.NATS.Stream + "-" + strconv.FormatUint(it.streamSeq, 10)
+	}
+	sum := sha256.Sum256(append([]byte(it.msg.Subject()+"\x00"), it.msg.Data()...))
+	return in.cfg.NATS.Stream + "-" + hex.EncodeToString(sum[:16])
+}
+
+// nak hands a message back for redelivery and waits until the server has
+// processed it, so a lane's NAKs reach the redelivery queue in lane order
+// before the consumer resumes.
+func (in *Ingester) nak(it *item) {
+	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.HandoffTimeout)
+	defer cancel()
+	if _, err := in.js.Conn().RequestWithContext(ctx, it.msg.Reply(), []byte("-NAK")); err != nil {
+		in.log.Warn("ingest: NAK failed; redelivered after ackWait", "streamSeq", it.streamSeq, "err", err)
+		return
+	}
+	in.m.naked.WithLabelValues(it.labels.values()...).Inc()
+	in.note("naked", it)
+}
+
+func (in *Ingester) note(step string, it *item) {
+	if in.notify != nil {
+		in.notify(step, it)
+	}
+}
+
+// keep resets the ack timer of every message held longer than a quarter of
+// AckWait, so messages waiting behind a slow or failing hand-off are not
+// redelivered past their predecessors.
+func (in *Ingester) keep() {
+	defer close(in.keeperDone)
+	every := in.cfg.Ingest.AckWait.D() / 4
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-in.keeperStop:
+			return
+		case now := <-tick.C:
+			for _, l := range in.allLanes() {
+				for _, it := range l.stale(now, every) {
+					if err := it.msg.InProgress(); err != nil {
+						in.log.Debug("ingest: extending ack wait", "streamSeq", it.streamSeq, "err", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// permanent reports whether Temporal refused the request for something in
+// the task itself, which no retry fixes. Refusals every task would get (an
+// unregistered search attribute, a run at its signal limit) are retried:
+// dead-lettering the whole stream for a deployment mistake or a busy
+// workflow would be worse than waiting.
+func permanent(err error) bool {
+	var inv *serviceerror.InvalidArgument
+	if !errors.As(err, &inv) {
+		return false
+	}
+	msg := strings.ToLower(inv.Error())
+	return !strings.Contains(msg, "search attribute") && !strings.Contains(msg, "signal events")
+}
+
+// errorCode is the gRPC code of a Temporal error, a bounded label value.
+func errorCode(err error) string {
+	if st := serviceerror.ToStatus(err); st != nil {
+		return st.Code().String()
+	}
+	return "Unknown"
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func waitUntil(ch <-chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// truncate keeps logs and errors readable when a key is huge.
+func truncate(s string) string { return truncateUTF8(s, 128) }
