@@ -13,7 +13,7 @@ import (
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/pgsource"
-	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -73,7 +73,7 @@ func TestPipelinePostgres(t *testing.T) {
 	var got []*trigger.DeliveryTask
 	for _, m := range msgs {
 		task := decode(t, m)
-		want, err := publisher.BuildSubject("TRIGGERS", task.Tenant, task.Collection, task.DocKey)
+		want, err := streams.BuildSubject("TRIGGERS", task.Tenant, task.Collection, task.DocKey)
 		require.NoError(t, err)
 		require.Equal(t, want.Name, m.Subject())
 		require.Equal(t, want.Hashed, task.SubjectHashed)
@@ -94,7 +94,7 @@ func TestPipelinePostgres(t *testing.T) {
 	vip := got[len(keys)+1]
 	require.Equal(t, "sales/orders", vip.Collection)
 	require.Equal(t, "2", vip.DocKey)
-	sub, err := publisher.BuildSubject("TRIGGERS", "acme", "sales/orders", "2")
+	sub, err := streams.BuildSubject("TRIGGERS", "acme", "sales/orders", "2")
 	require.NoError(t, err)
 	require.Equal(t, "TRIGGERS.acme.sales.orders.Mg", sub.Name)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -138,7 +138,7 @@ func TestPipelineGoldenSubjects(t *testing.T) {
 	byKey := map[string]*trigger.DeliveryTask{}
 	for _, m := range msgs {
 		task := decode(t, m)
-		want, err := publisher.BuildSubject("TRIGGERS", task.Tenant, task.Collection, task.DocKey)
+		want, err := streams.BuildSubject("TRIGGERS", task.Tenant, task.Collection, task.DocKey)
 		require.NoError(t, err)
 		require.Equal(t, want.Name, m.Subject())
 		require.Equal(t, want.Hashed, task.SubjectHashed)

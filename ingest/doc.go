@@ -13,7 +13,7 @@
 // # Keys
 //
 // The docKey is always the one decoded from the payload, never the
-// subject's last token, which may be a hash (publisher.BuildSubject). Each
+// subject's last token, which may be a hash (streams.BuildSubject). Each
 // message's subject must be exactly the subject the publisher builds from
 // the payload's tenant, collection and docKey; anything else is dead-lettered
 // as "subject-mismatch". WorkflowID turns the key into a readable,

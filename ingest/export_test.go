@@ -2,7 +2,7 @@ package ingest
 
 import "github.com/triggerflow/triggerflow/trigger"
 
-// WithHashToken replaces publisher.HashToken when checking hashed subjects,
+// WithHashToken replaces streams.HashToken when checking hashed subjects,
 // so tests can publish colliding subjects.
 func WithHashToken(f func(encodedDocKey string) string) Option {
 	return func(in *Ingester) { in.hashToken = f }

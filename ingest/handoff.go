@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/triggerflow/triggerflow/deadletter"
-	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/workflows"
 )
 
@@ -170,7 +170,7 @@ func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
 		Subject: it.msg.Subject(),
 		Time:    time.Now().UTC(),
 	}
-	if ps, err := publisher.ParseSubject(it.msg.Subject()); err == nil {
+	if ps, err := streams.ParseSubject(it.msg.Subject()); err == nil {
 		rec.Tenant = ps.Tenant
 	}
 	if t := it.task; t != nil {

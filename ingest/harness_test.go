@@ -30,7 +30,6 @@ import (
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
@@ -95,7 +94,7 @@ func (h *harness) task(triggerID, docKey string) *trigger.DeliveryTask {
 }
 
 func (h *harness) subject(t *trigger.DeliveryTask) string {
-	s, err := publisher.BuildSubject(h.cfg.WithDefaults().NATS.Stream, t.Tenant, t.Collection, t.DocKey)
+	s, err := streams.BuildSubject(h.cfg.WithDefaults().NATS.Stream, t.Tenant, t.Collection, t.DocKey)
 	require.NoError(h.t, err)
 	t.SubjectHashed = s.Hashed
 	return s.Name

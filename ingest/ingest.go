@@ -82,7 +82,7 @@ type Ingester struct {
 	reg prometheus.Registerer
 	m   *metrics
 
-	// Test hooks. hashToken replaces publisher.HashToken when checking
+	// Test hooks. hashToken replaces streams.HashToken when checking
 	// hashed subjects, so tests can force collisions; beforeAck, when it
 	// returns false, leaves a handed-off message neither acked nor handed
 	// back, as a crash between hand-off and ack would.

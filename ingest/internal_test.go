@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -161,7 +161,7 @@ func TestCheckSubject(t *testing.T) {
 	t.Parallel()
 	in := &Ingester{cfg: Config{NATS: config.NATS{Stream: "TRIGGERS"}}}
 	task := testTask("o-17")
-	s, err := publisher.BuildSubject("TRIGGERS", "acme", "orders/eu", "o-17")
+	s, err := streams.BuildSubject("TRIGGERS", "acme", "orders/eu", "o-17")
 	require.NoError(t, err)
 	require.NoError(t, in.checkSubject(s.Name, task))
 	require.ErrorContains(t, in.checkSubject("TRIGGERS.acme.orders.eu.bzE4", task), "builds")
@@ -173,7 +173,7 @@ func TestCheckSubject(t *testing.T) {
 
 	long := testTask(strings.Repeat("k", 900))
 	long.SubjectHashed = true
-	hs, err := publisher.BuildSubject("TRIGGERS", "acme", "orders/eu", long.DocKey)
+	hs, err := streams.BuildSubject("TRIGGERS", "acme", "orders/eu", long.DocKey)
 	require.NoError(t, err)
 	require.True(t, hs.Hashed)
 	require.NoError(t, in.checkSubject(hs.Name, long))

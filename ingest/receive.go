@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -139,7 +139,7 @@ func (in *Ingester) classify(it *item) {
 		return
 	}
 	it.task = task
-	if _, err := publisher.ParseSubject(it.msg.Subject()); err != nil {
+	if _, err := streams.ParseSubject(it.msg.Subject()); err != nil {
 		it.reason, it.detail = ReasonInvalidSubject, err.Error()
 		return
 	}
@@ -155,7 +155,7 @@ func (in *Ingester) classify(it *item) {
 // payload is the key's only source of truth; this check keeps a message
 // filed under one key from carrying another's task.
 func (in *Ingester) checkSubject(subject string, t *trigger.DeliveryTask) error {
-	want, err := publisher.BuildSubject(in.cfg.NATS.Stream, t.Tenant, t.Collection, t.DocKey)
+	want, err := streams.BuildSubject(in.cfg.NATS.Stream, t.Tenant, t.Collection, t.DocKey)
 	if err != nil {
 		return fmt.Errorf("the task's key builds no subject: %w", err)
 	}
@@ -164,7 +164,7 @@ func (in *Ingester) checkSubject(subject string, t *trigger.DeliveryTask) error 
 	}
 	name := want.Name
 	if want.Hashed && in.hashToken != nil {
-		enc, _ := publisher.EncodeDocKey(t.DocKey) // BuildSubject succeeded, so the key encodes
+		enc, _ := streams.EncodeDocKey(t.DocKey) // BuildSubject succeeded, so the key encodes
 		name = name[:strings.LastIndexByte(name, '.')+1] + in.hashToken(enc)
 	}
 	if name != subject {

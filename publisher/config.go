@@ -11,6 +11,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -122,7 +123,7 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	switch {
 	case !trigger.IsToken(c.Stream):
-		return fmt.Errorf("publisher: config: %w: %q", ErrInvalidStream, c.Stream)
+		return fmt.Errorf("publisher: config: %w: %q", streams.ErrInvalidStream, c.Stream)
 	case c.MaxPayload < 1:
 		return fmt.Errorf("publisher: config: MaxPayload is %d, must be positive", c.MaxPayload)
 	case c.MaxPending < 1:

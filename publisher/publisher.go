@@ -15,6 +15,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/internal/lograte"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -260,22 +261,23 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 	if trigger.IsToken(task.Tenant) {
 		it.tenant = task.Tenant
 	}
-	if _, err := collectionTokens(task.Collection); err == nil {
+	if _, err := streams.CollectionTokens(task.Collection); err == nil {
 		it.collection = task.MetricCollection()
 	}
 
-	subj, err := BuildSubject(p.cfg.Stream, task.Tenant, task.Collection, task.DocKey)
+	subj, err := streams.BuildSubject(p.cfg.Stream, task.Tenant, task.Collection, task.DocKey)
 	switch {
-	case errors.Is(err, ErrSubjectTooLong):
+	case errors.Is(err, streams.ErrSubjectTooLong):
 		it.dl = p.record(task, ReasonSubjectTooLong, err.Error(), true)
 		return it
 	case err != nil:
 		it.dl = p.record(task, ReasonInvalidSubject, err.Error(), true)
 		return it
 	case subj.Hashed && !p.hashGuard:
+		enc, _ := streams.EncodeDocKey(task.DocKey)
 		it.dl = p.record(task, ReasonSubjectTooLong, fmt.Sprintf(
 			"the subject with the base64url docKey (%d bytes encoded) exceeds %d bytes and the hash guard is off",
-			docKeyEncoding.EncodedLen(len(task.DocKey)), MaxSubjectBytes), true)
+			len(enc), streams.MaxSubjectBytes), true)
 		return it
 	}
 	task.SubjectHashed = subj.Hashed

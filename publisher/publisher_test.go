@@ -182,7 +182,7 @@ func TestGoldenSubjectsRoundTrip(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	long := strings.Repeat("k", 2048)
-	encLong, err := publisher.EncodeDocKey(long)
+	encLong, err := streams.EncodeDocKey(long)
 	require.NoError(t, err)
 	golden := []struct {
 		docKey, subject string
@@ -195,7 +195,7 @@ func TestGoldenSubjectsRoundTrip(t *testing.T) {
 		{"a/b", "TRIGGERS.acme.users.YS9i", false},
 		{"ключ✓", "TRIGGERS.acme.users.0LrQu9GO0YfinJM", false},
 		{"x", "TRIGGERS.acme.users.eA", false},
-		{long, "TRIGGERS.acme.users." + publisher.HashToken(encLong), true},
+		{long, "TRIGGERS.acme.users." + streams.HashToken(encLong), true},
 	}
 	var tasks []*trigger.DeliveryTask
 	for i, g := range golden {
@@ -217,10 +217,10 @@ func TestGoldenSubjectsRoundTrip(t *testing.T) {
 		require.Equal(t, g.docKey, got.DocKey, "the payload always carries the real docKey")
 		require.Equal(t, g.hashed, got.SubjectHashed)
 		require.Equal(t, tasks[i].EventID, m.Header.Get(jetstream.MsgIDHeader))
-		p, err := publisher.ParseSubject(m.Subject)
+		p, err := streams.ParseSubject(m.Subject)
 		require.NoError(t, err)
 		if !g.hashed {
-			k, err := publisher.DecodeDocKey(p.DocKeyToken)
+			k, err := streams.DecodeDocKey(p.DocKeyToken)
 			require.NoError(t, err)
 			require.Equal(t, g.docKey, k)
 		}
@@ -248,15 +248,16 @@ func TestPublishedSubjectsNearTheLimit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	docKey := strings.Repeat("k", 750) // 1000 characters encoded
-	enc := mustEncode(t, docKey)
+	enc, err := streams.EncodeDocKey(docKey)
+	require.NoError(t, err)
 	want := map[string]bool{} // subject → hashed
 	var tasks []*trigger.DeliveryTask
 	for i, plainLen := range []int{1023, 1024, 1025, 1026} {
-		collection := fill(plainLen - len("TRIGGERS.acme..") - len(enc))
+		collection := strings.Repeat("c", plainLen-len("TRIGGERS.acme..")-len(enc))
 		prefix := "TRIGGERS.acme." + collection + "."
 		require.Len(t, prefix+enc, plainLen)
-		if plainLen > publisher.MaxSubjectBytes {
-			want[prefix+publisher.HashToken(enc)] = true
+		if plainLen > streams.MaxSubjectBytes {
+			want[prefix+streams.HashToken(enc)] = true
 		} else {
 			want[prefix+enc] = false
 		}
@@ -267,7 +268,7 @@ func TestPublishedSubjectsNearTheLimit(t *testing.T) {
 	msgs := h.messages(t, h.nats.Stream)
 	require.Len(t, msgs, len(tasks))
 	for _, m := range msgs {
-		require.LessOrEqual(t, len(m.Subject), publisher.MaxSubjectBytes, "a %d-byte subject reached the stream", len(m.Subject))
+		require.LessOrEqual(t, len(m.Subject), streams.MaxSubjectBytes, "a %d-byte subject reached the stream", len(m.Subject))
 		hashed, ok := want[m.Subject]
 		require.True(t, ok, "unexpected subject of %d bytes", len(m.Subject))
 		got, err := trigger.DecodeTask(m.Data)

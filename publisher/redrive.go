@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -35,7 +36,7 @@ func Redrive(ctx context.Context, js jetstream.JetStream, dlqStream, taskStream 
 		return nil, fmt.Errorf("%w (record %d: %v)", ErrNotRedrivable, seq, err)
 	}
 	task.Redrive = seq
-	subj, err := BuildSubject(taskStream, task.Tenant, task.Collection, task.DocKey)
+	subj, err := streams.BuildSubject(taskStream, task.Tenant, task.Collection, task.DocKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w (record %d: %v)", ErrNotRedrivable, seq, err)
 	}

@@ -1,5 +1,8 @@
-// Package streams provisions the JetStream streams Triggerflow uses: the task
-// stream, the dead-letter stream and the audit stream.
+// Package streams holds the JetStream wire contract both sides share: the
+// streams Triggerflow uses (the task stream, the dead-letter stream and the
+// audit stream) and the subject codec, <stream>.<tenant>.<collection>.<docKey>
+// with the docKey base64url without padding, or a SHA-256 hex prefix past
+// MaxSubjectBytes (BuildSubject, ParseSubject).
 //
 // In "create" mode a missing stream is created and a drifted one is updated
 // to the configuration; in "verify" mode (streams managed by

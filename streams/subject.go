@@ -1,4 +1,4 @@
-package publisher
+package streams
 
 import (
 	"crypto/sha256"
@@ -53,7 +53,7 @@ func DecodeDocKey(token string) (string, error) {
 	}
 	b, err := docKeyEncoding.Strict().DecodeString(token)
 	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrInvalidDocKey, truncate(token), err)
+		return "", fmt.Errorf("%w: %q: %v", ErrInvalidDocKey, truncateToken(token), err)
 	}
 	return string(b), nil
 }
@@ -85,12 +85,12 @@ type Subject struct {
 // MaxSubjectBytes, the docKey token becomes HashToken and Hashed is set.
 func BuildSubject(stream, tenant, collection, docKey string) (Subject, error) {
 	if !trigger.IsToken(stream) {
-		return Subject{}, fmt.Errorf("%w: %q", ErrInvalidStream, truncate(stream))
+		return Subject{}, fmt.Errorf("%w: %q", ErrInvalidStream, truncateToken(stream))
 	}
 	if !trigger.IsToken(tenant) {
-		return Subject{}, fmt.Errorf("%w: %q", ErrInvalidTenant, truncate(tenant))
+		return Subject{}, fmt.Errorf("%w: %q", ErrInvalidTenant, truncateToken(tenant))
 	}
-	collTokens, err := collectionTokens(collection)
+	collTokens, err := CollectionTokens(collection)
 	if err != nil {
 		return Subject{}, err
 	}
@@ -103,7 +103,7 @@ func BuildSubject(stream, tenant, collection, docKey string) (Subject, error) {
 		return Subject{Name: prefix + enc}, nil
 	}
 	if len(prefix)+hashTokenLen > MaxSubjectBytes {
-		return Subject{}, fmt.Errorf("%w: tenant %q, collection %q", ErrSubjectTooLong, truncate(tenant), truncate(collection))
+		return Subject{}, fmt.Errorf("%w: tenant %q, collection %q", ErrSubjectTooLong, truncateToken(tenant), truncateToken(collection))
 	}
 	return Subject{Name: prefix + HashToken(enc), Hashed: true}, nil
 }
@@ -126,11 +126,11 @@ func ParseSubject(subject string) (ParsedSubject, error) {
 	}
 	toks := strings.Split(subject, ".")
 	if len(toks) < 4 {
-		return ParsedSubject{}, fmt.Errorf("%w: %q: want <stream>.<tenant>.<collection>.<docKey>", ErrInvalidSubject, truncate(subject))
+		return ParsedSubject{}, fmt.Errorf("%w: %q: want <stream>.<tenant>.<collection>.<docKey>", ErrInvalidSubject, truncateToken(subject))
 	}
 	for _, tok := range toks {
 		if !trigger.IsToken(tok) {
-			return ParsedSubject{}, fmt.Errorf("%w: %q in subject %q", ErrInvalidToken, truncate(tok), truncate(subject))
+			return ParsedSubject{}, fmt.Errorf("%w: %q in subject %q", ErrInvalidToken, truncateToken(tok), truncateToken(subject))
 		}
 	}
 	return ParsedSubject{
@@ -141,20 +141,22 @@ func ParseSubject(subject string) (ParsedSubject, error) {
 	}, nil
 }
 
-func collectionTokens(collection string) (string, error) {
+// CollectionTokens returns collection as the dot-separated subject tokens
+// it becomes, or an error wrapping ErrInvalidCollPath.
+func CollectionTokens(collection string) (string, error) {
 	if collection == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidCollPath)
 	}
 	for seg := range strings.SplitSeq(collection, "/") {
 		if !trigger.IsToken(seg) {
-			return "", fmt.Errorf("%w: %q: segments must be non-empty and use only letters, digits, '-' and '_'", ErrInvalidCollPath, truncate(collection))
+			return "", fmt.Errorf("%w: %q: segments must be non-empty and use only letters, digits, '-' and '_'", ErrInvalidCollPath, truncateToken(collection))
 		}
 	}
 	return strings.ReplaceAll(collection, "/", "."), nil
 }
 
-// truncate keeps error messages readable when the input is huge.
-func truncate(s string) string {
+// truncateToken keeps error messages readable when the input is huge.
+func truncateToken(s string) string {
 	const max = 64
 	if len(s) <= max {
 		return s

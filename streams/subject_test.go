@@ -1,4 +1,4 @@
-package publisher_test
+package streams_test
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 )
 
 func TestBuildSubjectGolden(t *testing.T) {
@@ -27,22 +27,22 @@ func TestBuildSubjectGolden(t *testing.T) {
 		{"unicode", "users", "ключ✓", "TRIGGERS.acme.users.0LrQu9GO0YfinJM", false},
 		{"one byte", "users", "x", "TRIGGERS.acme.users.eA", false},
 		{"nested collection", "chats/42/members", "m-1", "TRIGGERS.acme.chats.42.members.bS0x", false},
-		{"2 KB key", "users", long, "TRIGGERS.acme.users." + publisher.HashToken(mustEncode(t, long)), true},
+		{"2 KB key", "users", long, "TRIGGERS.acme.users." + streams.HashToken(mustEncode(t, long)), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := publisher.BuildSubject("TRIGGERS", "acme", tc.collection, tc.docKey)
+			s, err := streams.BuildSubject("TRIGGERS", "acme", tc.collection, tc.docKey)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, s.Name)
 			require.Equal(t, tc.hashed, s.Hashed)
 
-			p, err := publisher.ParseSubject(s.Name)
+			p, err := streams.ParseSubject(s.Name)
 			require.NoError(t, err)
 			require.Equal(t, "TRIGGERS", p.Stream)
 			require.Equal(t, "acme", p.Tenant)
 			require.Equal(t, tc.collection, p.Collection)
 			if !tc.hashed {
-				k, err := publisher.DecodeDocKey(p.DocKeyToken)
+				k, err := streams.DecodeDocKey(p.DocKeyToken)
 				require.NoError(t, err)
 				require.Equal(t, tc.docKey, k)
 			}
@@ -55,13 +55,13 @@ func TestHashBoundary(t *testing.T) {
 	prefix := len("TRIGGERS.acme.users.")
 	// 3 key bytes encode to 4 characters, so this key makes the subject
 	// exactly 1024 bytes and the next longer one does not fit.
-	fits := strings.Repeat("a", (publisher.MaxSubjectBytes-prefix)/4*3)
-	s, err := publisher.BuildSubject("TRIGGERS", "acme", "users", fits)
+	fits := strings.Repeat("a", (streams.MaxSubjectBytes-prefix)/4*3)
+	s, err := streams.BuildSubject("TRIGGERS", "acme", "users", fits)
 	require.NoError(t, err)
 	require.False(t, s.Hashed)
-	require.LessOrEqual(t, len(s.Name), publisher.MaxSubjectBytes)
+	require.LessOrEqual(t, len(s.Name), streams.MaxSubjectBytes)
 
-	s, err = publisher.BuildSubject("TRIGGERS", "acme", "users", fits+"a")
+	s, err = streams.BuildSubject("TRIGGERS", "acme", "users", fits+"a")
 	require.NoError(t, err)
 	require.True(t, s.Hashed)
 	require.Len(t, s.Name, prefix+32)
@@ -89,7 +89,7 @@ func fill(n int) string { return strings.Repeat("c", n) }
 // docKey token is hashed. No subject is ever longer than MaxSubjectBytes.
 func TestSubjectLengthBoundary(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, 1024, publisher.MaxSubjectBytes)
+	require.Equal(t, 1024, streams.MaxSubjectBytes)
 	const fixed = len("TRIGGERS...") // the dots around tenant and collection
 	shapes := []struct {
 		name string
@@ -135,18 +135,18 @@ func TestSubjectLengthBoundary(t *testing.T) {
 				prefix := "TRIGGERS." + tenant + "." + strings.ReplaceAll(collection, "/", ".") + "."
 				require.Len(t, prefix+enc, plainLen, "the inputs make a plain subject of the intended length")
 
-				s, err := publisher.BuildSubject("TRIGGERS", tenant, collection, docKey)
+				s, err := streams.BuildSubject("TRIGGERS", tenant, collection, docKey)
 				require.NoError(t, err)
-				require.LessOrEqual(t, len(s.Name), publisher.MaxSubjectBytes, "subject of %d bytes", len(s.Name))
-				if plainLen <= publisher.MaxSubjectBytes {
+				require.LessOrEqual(t, len(s.Name), streams.MaxSubjectBytes, "subject of %d bytes", len(s.Name))
+				if plainLen <= streams.MaxSubjectBytes {
 					require.False(t, s.Hashed, "a %d-byte plain subject fits", plainLen)
 					require.Equal(t, prefix+enc, s.Name)
 				} else {
 					require.True(t, s.Hashed, "a %d-byte plain subject must be hashed", plainLen)
-					require.Equal(t, prefix+publisher.HashToken(enc), s.Name)
+					require.Equal(t, prefix+streams.HashToken(enc), s.Name)
 				}
 
-				p, err := publisher.ParseSubject(s.Name)
+				p, err := streams.ParseSubject(s.Name)
 				require.NoError(t, err)
 				require.Equal(t, tenant, p.Tenant)
 				require.Equal(t, collection, p.Collection)
@@ -165,16 +165,16 @@ func TestHashedSubjectLengthBoundary(t *testing.T) {
 		t.Run(fmt.Sprint(hashedLen), func(t *testing.T) {
 			t.Parallel()
 			collection := fill(hashedLen - len("TRIGGERS.acme..") - 32)
-			s, err := publisher.BuildSubject("TRIGGERS", "acme", collection, docKey)
-			if hashedLen > publisher.MaxSubjectBytes {
-				require.ErrorIs(t, err, publisher.ErrSubjectTooLong)
+			s, err := streams.BuildSubject("TRIGGERS", "acme", collection, docKey)
+			if hashedLen > streams.MaxSubjectBytes {
+				require.ErrorIs(t, err, streams.ErrSubjectTooLong)
 				require.Empty(t, s.Name)
 				return
 			}
 			require.NoError(t, err)
 			require.True(t, s.Hashed)
 			require.Len(t, s.Name, hashedLen)
-			require.Equal(t, "TRIGGERS.acme."+collection+"."+publisher.HashToken(mustEncode(t, docKey)), s.Name)
+			require.Equal(t, "TRIGGERS.acme."+collection+"."+streams.HashToken(mustEncode(t, docKey)), s.Name)
 		})
 	}
 }
@@ -187,7 +187,7 @@ func TestHashedSubjectLengthBoundary(t *testing.T) {
 // would not fit either.
 func TestSubjectLengthSweep(t *testing.T) {
 	t.Parallel()
-	const lo, hi = publisher.MaxSubjectBytes - 8, publisher.MaxSubjectBytes + 8
+	const lo, hi = streams.MaxSubjectBytes - 8, streams.MaxSubjectBytes + 8
 	seen := map[int]bool{}
 	refused := 0
 	for c := 1; len("TRIGGERS.acme..")+c < hi; c++ {
@@ -200,15 +200,15 @@ func TestSubjectLengthSweep(t *testing.T) {
 				continue
 			}
 			seen[plainLen] = true
-			s, err := publisher.BuildSubject("TRIGGERS", "acme", collection, strings.Repeat("k", n))
-			if plainLen > publisher.MaxSubjectBytes && prefixLen+32 > publisher.MaxSubjectBytes {
-				require.ErrorIs(t, err, publisher.ErrSubjectTooLong, "prefix %d, key %d", prefixLen, n)
+			s, err := streams.BuildSubject("TRIGGERS", "acme", collection, strings.Repeat("k", n))
+			if plainLen > streams.MaxSubjectBytes && prefixLen+32 > streams.MaxSubjectBytes {
+				require.ErrorIs(t, err, streams.ErrSubjectTooLong, "prefix %d, key %d", prefixLen, n)
 				refused++
 				continue
 			}
 			require.NoError(t, err, "prefix %d, key %d", prefixLen, n)
-			require.LessOrEqual(t, len(s.Name), publisher.MaxSubjectBytes, "prefix %d, key %d", prefixLen, n)
-			require.Equal(t, plainLen > publisher.MaxSubjectBytes, s.Hashed, "prefix %d, key %d: plain subject %d bytes", prefixLen, n, plainLen)
+			require.LessOrEqual(t, len(s.Name), streams.MaxSubjectBytes, "prefix %d, key %d", prefixLen, n)
+			require.Equal(t, plainLen > streams.MaxSubjectBytes, s.Hashed, "prefix %d, key %d: plain subject %d bytes", prefixLen, n, plainLen)
 		}
 	}
 	for l := lo; l <= hi; l++ {
@@ -223,18 +223,18 @@ func TestBuildSubjectRejects(t *testing.T) {
 		name, stream, tenant, collection, docKey string
 		err                                      error
 	}{
-		{"empty key", "TRIGGERS", "acme", "users", "", publisher.ErrEmptyDocKey},
-		{"dotted tenant", "TRIGGERS", "ac.me", "users", "k", publisher.ErrInvalidTenant},
-		{"wildcard tenant", "TRIGGERS", "*", "users", "k", publisher.ErrInvalidTenant},
-		{"empty segment", "TRIGGERS", "acme", "a//b", "k", publisher.ErrInvalidCollPath},
-		{"glob collection", "TRIGGERS", "acme", "a/*", "k", publisher.ErrInvalidCollPath},
-		{"space collection", "TRIGGERS", "acme", "a b", "k", publisher.ErrInvalidCollPath},
-		{"bad stream", "TRI.GGERS", "acme", "users", "k", publisher.ErrInvalidStream},
-		{"prefix too long", "TRIGGERS", "acme", strings.Repeat("c", 1000), strings.Repeat("k", 30), publisher.ErrSubjectTooLong},
+		{"empty key", "TRIGGERS", "acme", "users", "", streams.ErrEmptyDocKey},
+		{"dotted tenant", "TRIGGERS", "ac.me", "users", "k", streams.ErrInvalidTenant},
+		{"wildcard tenant", "TRIGGERS", "*", "users", "k", streams.ErrInvalidTenant},
+		{"empty segment", "TRIGGERS", "acme", "a//b", "k", streams.ErrInvalidCollPath},
+		{"glob collection", "TRIGGERS", "acme", "a/*", "k", streams.ErrInvalidCollPath},
+		{"space collection", "TRIGGERS", "acme", "a b", "k", streams.ErrInvalidCollPath},
+		{"bad stream", "TRI.GGERS", "acme", "users", "k", streams.ErrInvalidStream},
+		{"prefix too long", "TRIGGERS", "acme", strings.Repeat("c", 1000), strings.Repeat("k", 30), streams.ErrSubjectTooLong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := publisher.BuildSubject(tc.stream, tc.tenant, tc.collection, tc.docKey)
+			_, err := streams.BuildSubject(tc.stream, tc.tenant, tc.collection, tc.docKey)
 			require.ErrorIs(t, err, tc.err)
 		})
 	}
@@ -243,7 +243,7 @@ func TestBuildSubjectRejects(t *testing.T) {
 func TestDecodeDocKeyRejects(t *testing.T) {
 	t.Parallel()
 	for _, tok := range []string{"", "dTE=", "a+b/", "a", "dTF"} {
-		_, err := publisher.DecodeDocKey(tok)
+		_, err := streams.DecodeDocKey(tok)
 		require.Error(t, err, tok)
 	}
 }
@@ -251,14 +251,14 @@ func TestDecodeDocKeyRejects(t *testing.T) {
 func TestParseSubjectRejects(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"", "TRIGGERS", "TRIGGERS.acme.users", "TRIGGERS.acme..dTE", "TRIGGERS.acme.users.*", "TRIGGERS.acme.users.>", "TRIGGERS.ac me.users.dTE", strings.Repeat("a.", 600) + "a"} {
-		_, err := publisher.ParseSubject(s)
+		_, err := streams.ParseSubject(s)
 		require.Error(t, err, s)
 	}
 }
 
 func mustEncode(t *testing.T, k string) string {
 	t.Helper()
-	enc, err := publisher.EncodeDocKey(k)
+	enc, err := streams.EncodeDocKey(k)
 	require.NoError(t, err)
 	return enc
 }
@@ -269,13 +269,13 @@ func FuzzDocKeyRoundTrip(f *testing.F) {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, k string) {
-		enc, err := publisher.EncodeDocKey(k)
+		enc, err := streams.EncodeDocKey(k)
 		if k == "" {
-			require.ErrorIs(t, err, publisher.ErrEmptyDocKey)
+			require.ErrorIs(t, err, streams.ErrEmptyDocKey)
 			return
 		}
 		require.NoError(t, err)
-		got, err := publisher.DecodeDocKey(enc)
+		got, err := streams.DecodeDocKey(enc)
 		require.NoError(t, err)
 		require.Equal(t, k, got)
 	})
@@ -295,29 +295,29 @@ func FuzzSubjectSafety(f *testing.F) {
 		f.Add("acme", strings.Repeat("c", plainLen-len("TRIGGERS.acme..")-1000), strings.Repeat("k", 750))
 	}
 	f.Fuzz(func(t *testing.T, tenant, collection, docKey string) {
-		s, err := publisher.BuildSubject("TRIGGERS", tenant, collection, docKey)
+		s, err := streams.BuildSubject("TRIGGERS", tenant, collection, docKey)
 		if err != nil {
 			return // rejected inputs are covered by the table tests
 		}
-		require.LessOrEqual(t, len(s.Name), publisher.MaxSubjectBytes)
+		require.LessOrEqual(t, len(s.Name), streams.MaxSubjectBytes)
 		for _, tok := range strings.Split(s.Name, ".") {
 			require.NotEmpty(t, tok)
 			require.False(t, strings.ContainsAny(tok, "*>"), tok)
 			require.False(t, strings.ContainsFunc(tok, unicode.IsSpace), tok)
 		}
-		p, err := publisher.ParseSubject(s.Name)
+		p, err := streams.ParseSubject(s.Name)
 		require.NoError(t, err)
 		require.Equal(t, tenant, p.Tenant)
 		require.Equal(t, collection, p.Collection)
 
-		enc, err := publisher.EncodeDocKey(docKey)
+		enc, err := streams.EncodeDocKey(docKey)
 		require.NoError(t, err)
 		plainLen := len("TRIGGERS."+tenant+"."+collection+".") + len(enc)
-		require.Equal(t, plainLen > publisher.MaxSubjectBytes, s.Hashed)
+		require.Equal(t, plainLen > streams.MaxSubjectBytes, s.Hashed)
 		if s.Hashed {
-			require.Equal(t, publisher.HashToken(enc), p.DocKeyToken)
+			require.Equal(t, streams.HashToken(enc), p.DocKeyToken)
 		} else {
-			k, err := publisher.DecodeDocKey(p.DocKeyToken)
+			k, err := streams.DecodeDocKey(p.DocKeyToken)
 			require.NoError(t, err)
 			require.Equal(t, docKey, k)
 		}
@@ -332,7 +332,7 @@ func BenchmarkBuildSubject(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := publisher.BuildSubject("TRIGGERS", "acme", "chats/42/members", bc.key); err != nil {
+				if _, err := streams.BuildSubject("TRIGGERS", "acme", "chats/42/members", bc.key); err != nil {
 					b.Fatal(err)
 				}
 			}
