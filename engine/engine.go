@@ -315,11 +315,7 @@ func (e *triggerEngine) handle(ctx context.Context, c watcher.Change, done func(
 		return nil
 	}
 	set := e.active.Load()
-	ec := evaluator.Change{
-		Tenant: c.Tenant, Collection: c.Collection, DocKey: c.DocKey, Type: c.Type,
-		Before: c.Before, After: c.After, Position: c.Position, CommitTime: c.CommitTime,
-	}
-	matches, err := set.index.Match(ctx, &ec)
+	matches, err := set.index.Match(ctx, &c)
 	if err != nil {
 		return err
 	}
@@ -330,7 +326,7 @@ func (e *triggerEngine) handle(ctx context.Context, c watcher.Change, done func(
 	var remaining atomic.Int32
 	remaining.Store(int32(len(matches)))
 	for _, m := range matches {
-		task := m.Task(&ec)
+		task := m.Task(&c)
 		err := e.pub.Publish(ctx, task, func(err error) {
 			if err != nil {
 				// The publisher gives up only when it is closing; leaving

@@ -17,6 +17,7 @@ import (
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/internal/lograte"
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 // Config configures an Evaluator. Zero fields take the documented defaults.
@@ -164,24 +165,6 @@ func (e *Evaluator) limiter(kind, tenant, name string) *lograte.Limiter {
 	return l
 }
 
-// Change is the part of a document change the evaluator reads. It mirrors
-// watcher.Change field for field (without Problem, which the watcher handles
-// before evaluation), so the watcher can hand its changes over unchanged.
-type Change struct {
-	Tenant     string
-	Collection string
-	DocKey     string
-	Type       trigger.EventType
-	// Before is the document before the change; nil for a create or when
-	// the source cannot provide it.
-	Before json.RawMessage
-	// After is the document after the change; nil for a delete.
-	After json.RawMessage
-	// Position is the change's resume token; it goes into the event id.
-	Position   string
-	CommitTime time.Time
-}
-
 // Match is a trigger that fired on a change.
 type Match struct {
 	Trigger *trigger.Trigger
@@ -191,7 +174,7 @@ type Match struct {
 // function of (tenant, trigger, collection, docKey, position), so a change
 // re-read after a crash yields the same id and JetStream drops the
 // republish.
-func (m Match) Task(c *Change) *trigger.DeliveryTask {
+func (m Match) Task(c *watcher.Change) *trigger.DeliveryTask {
 	tr := m.Trigger
 	var rp trigger.RetryPolicy
 	if tr.RetryPolicy != nil {
@@ -301,7 +284,7 @@ func (ix *Index) Len() int { return len(ix.entries) }
 // invalid JSON): when a condition reads it, it is counted in
 // triggerflow_evaluation_invalid_documents_total and logged, and triggers
 // whose condition does not depend on the document still fire.
-func (ix *Index) Match(ctx context.Context, c *Change) ([]Match, error) {
+func (ix *Index) Match(ctx context.Context, c *watcher.Change) ([]Match, error) {
 	var buf [16]int32
 	cands := ix.candidates(c.Collection, buf[:0])
 	var (
@@ -393,7 +376,7 @@ func (ix *Index) countUnwatched(tenant string) {
 	ix.ev.metrics.events.WithLabelValues(tenant, unwatched).Inc()
 }
 
-func (ix *Index) reportError(ent *entry, c *Change, err error) {
+func (ix *Index) reportError(ent *entry, c *watcher.Change, err error) {
 	ent.errCtr.Inc()
 	if suppressed, ok := ent.limiter.Allow(); ok {
 		ix.ev.log.Warn("condition failed at run time; counted as no match",
@@ -403,7 +386,7 @@ func (ix *Index) reportError(ent *entry, c *Change, err error) {
 	}
 }
 
-func (ix *Index) reportInvalid(ent *entry, c *Change) {
+func (ix *Index) reportInvalid(ent *entry, c *watcher.Change) {
 	ent.invalid.Inc()
 	if suppressed, ok := ent.docLimit.Allow(); ok {
 		ix.ev.log.Warn("document image is not a JSON object; conditions see an empty document",
@@ -415,12 +398,12 @@ func (ix *Index) reportInvalid(ent *entry, c *Change) {
 // eventBuilder is the CEL event of one change. Each image is decoded at
 // most once, and only when a condition can read it.
 type eventBuilder struct {
-	c                   *Change
+	c                   *watcher.Change
 	event               condition.Event
 	haveDoc, haveBefore bool
 }
 
-func newEventBuilder(c *Change) *eventBuilder {
+func newEventBuilder(c *watcher.Change) *eventBuilder {
 	return &eventBuilder{c: c, event: condition.Event{
 		Type:       string(c.Type),
 		Tenant:     c.Tenant,

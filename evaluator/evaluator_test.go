@@ -18,6 +18,7 @@ import (
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/evaluator"
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -58,8 +59,8 @@ func trig(id, collection, cond string, events ...trigger.EventType) *trigger.Tri
 	return &trigger.Trigger{ID: id, Tenant: "acme", Collection: collection, Condition: cond, Events: events, URL: "https://hooks.example/" + id}
 }
 
-func change(collection string, typ trigger.EventType, before, after string) *evaluator.Change {
-	c := &evaluator.Change{Tenant: "acme", Collection: collection, DocKey: "k1", Type: typ, Position: "0000000042", CommitTime: commit}
+func change(collection string, typ trigger.EventType, before, after string) *watcher.Change {
+	c := &watcher.Change{Tenant: "acme", Collection: collection, DocKey: "k1", Type: typ, Position: "0000000042", CommitTime: commit}
 	if before != "" {
 		c.Before = json.RawMessage(before)
 	}
@@ -94,7 +95,7 @@ func TestMatchCollectionsEventsAndConditions(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		c    *evaluator.Change
+		c    *watcher.Change
 		want []string
 	}{
 		{"create plain", change("users", trigger.EventCreate, "", `{"tier":"std"}`), []string{"all-users", "user-created", "any-top", "prefix"}},
@@ -138,7 +139,7 @@ func TestConditionSeesImagesAndCommitTime(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name string
-		c    *evaluator.Change
+		c    *watcher.Change
 		want []string
 	}{
 		{"delete sees before, empty document", change("users", trigger.EventDelete, `{"status":"active"}`, ""), []string{"deleted-active", "recent"}},

@@ -9,6 +9,7 @@ import (
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/evaluator"
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 func ExampleIndex_Match() {
@@ -29,7 +30,7 @@ func ExampleIndex_Match() {
 	if err != nil {
 		panic(err)
 	}
-	change := &evaluator.Change{
+	change := &watcher.Change{
 		Tenant: "acme", Collection: "chats/42/members", DocKey: "u-7", Type: trigger.EventCreate,
 		After: json.RawMessage(`{"role":"admin"}`), Position: "0000000001", CommitTime: time.Unix(0, 0),
 	}

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/evaluator"
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/watcher"
 )
 
 // FuzzMatchArbitraryDocuments runs realistic conditions over arbitrary
@@ -31,7 +31,7 @@ func FuzzMatchArbitraryDocuments(f *testing.F) {
 			Condition: `event.document.items.all(i, event.document.items.all(j, i + j > 0))`},
 	)
 	f.Fuzz(func(t *testing.T, after, before []byte) {
-		ms, err := ix.Match(context.Background(), &evaluator.Change{
+		ms, err := ix.Match(context.Background(), &watcher.Change{
 			Tenant: "acme", Collection: "orders", DocKey: "k", Type: trigger.EventUpdate,
 			After: after, Before: before, Position: "1", CommitTime: commit,
 		})
