@@ -1,8 +1,8 @@
 // Package audit keeps the trail of operator-visible decisions that change
 // what gets delivered: starting from now, replaying from a token, resetting
-// or re-seeding a checkpoint, reloading triggers, redriving dead letters.
-// Records go to a durable JetStream stream, so the trail survives the
-// process that wrote it, and are read back by `triggerflow audit list`.
+// or re-seeding a checkpoint, reloading triggers, redriving or purging dead
+// letters. Records go to a durable JetStream stream, so the trail survives
+// the process that wrote it, and are read back by `triggerflow audit list`.
 package audit
 
 import (
@@ -31,6 +31,7 @@ const (
 	ActionCheckpointReseed Action = "checkpoint-reseed"
 	ActionTriggersReload   Action = "triggers-reload"
 	ActionRedrive          Action = "dead-letter-redrive"
+	ActionPurge            Action = "dead-letter-purge"
 )
 
 // Record is one audit entry.

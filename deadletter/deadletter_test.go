@@ -3,7 +3,9 @@ package deadletter_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -63,4 +65,75 @@ func TestPublishRejectsIncompleteRecord(t *testing.T) {
 	t.Parallel()
 	p := deadletter.NewPublisher(nil, "DLQ")
 	require.ErrorIs(t, p.Publish(context.Background(), deadletter.Record{ID: "x"}), deadletter.ErrInvalidRecord)
+}
+
+func TestFilter(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	rec := deadletter.Record{Tenant: "acme", TriggerID: "t1", Reason: "http-4xx", Time: now}
+	require.True(t, deadletter.Filter{}.IsZero())
+	require.True(t, deadletter.Filter{}.Match(rec))
+	require.True(t, deadletter.Filter{Tenant: "acme", TriggerID: "t1", Reason: "http-4xx", Since: now}.Match(rec))
+	require.False(t, deadletter.Filter{Tenant: "beta"}.Match(rec))
+	require.False(t, deadletter.Filter{TriggerID: "t2"}.Match(rec))
+	require.False(t, deadletter.Filter{Reason: "attempts-exhausted"}.Match(rec))
+	require.False(t, deadletter.Filter{Since: now.Add(time.Nanosecond)}.Match(rec))
+	require.False(t, deadletter.Filter{Tenant: "_"}.Match(rec))
+	require.True(t, deadletter.Filter{Tenant: "_"}.Match(deadletter.Record{Tenant: "bad tenant.*"}), "_ is where unsafe tenants are filed")
+	require.True(t, deadletter.Filter{Tenant: "_"}.Match(deadletter.Record{}))
+
+	require.Equal(t, "all", deadletter.Filter{}.String())
+	since := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	require.Equal(t, "tenant=acme trigger=t1 reason-code=http-4xx since=2026-11-27T09:00:00Z",
+		deadletter.Filter{Tenant: "acme", TriggerID: "t1", Reason: "http-4xx", Since: since}.String())
+}
+
+func TestFindRemovePurge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.NATS(t).Conn(t))
+	require.NoError(t, err)
+	cfg := config.NATS{}.WithDefaults()
+	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	stream := cfg.DeadLetterSubject
+	p := deadletter.NewPublisher(js, stream)
+	for i, r := range []struct{ tenant, reason string }{
+		{"acme", "http-4xx"}, {"beta", "http-4xx"}, {"acme", "invalid-task"}, {"acme", "http-4xx"}, {"", "undecodable-change"},
+	} {
+		require.NoError(t, p.Publish(ctx, deadletter.Record{ID: fmt.Sprint(i), Stage: deadletter.StageDelivery, Reason: r.reason, Tenant: r.tenant}))
+	}
+	seqs := func(es []deadletter.Entry) []uint64 {
+		out := []uint64{}
+		for _, e := range es {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	find := func(f deadletter.Filter, limit int) []uint64 {
+		t.Helper()
+		es, err := deadletter.Find(ctx, js, stream, f, limit)
+		require.NoError(t, err)
+		return seqs(es)
+	}
+	require.Equal(t, []uint64{1, 2, 3, 4, 5}, find(deadletter.Filter{}, 0))
+	require.Equal(t, []uint64{1, 2}, find(deadletter.Filter{}, 2))
+	require.Equal(t, []uint64{1, 3, 4}, find(deadletter.Filter{Tenant: "acme"}, 0))
+	require.Equal(t, []uint64{1, 2, 4}, find(deadletter.Filter{Reason: "http-4xx"}, 0))
+	require.Equal(t, []uint64{1, 4}, find(deadletter.Filter{Tenant: "acme", Reason: "http-4xx"}, 0))
+	require.Equal(t, []uint64{2, 4}, find(deadletter.Filter{Reason: "http-4xx"}, 3)[1:], "the limit counts matches, not records read")
+	require.Equal(t, []uint64{5}, find(deadletter.Filter{Tenant: "_"}, 0))
+
+	n, err := deadletter.Remove(ctx, js, stream, []uint64{1, 3})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	_, err = deadletter.Get(ctx, js, stream, 1)
+	require.ErrorIs(t, err, deadletter.ErrNoRecord)
+	n, err = deadletter.Remove(ctx, js, stream, []uint64{2, 3, 4})
+	require.ErrorIs(t, err, deadletter.ErrNoRecord)
+	require.Equal(t, 1, n, "removed 2, then found 3 gone")
+	require.Equal(t, []uint64{4, 5}, find(deadletter.Filter{}, 0))
+
+	require.NoError(t, p.Publish(ctx, deadletter.Record{ID: "late", Stage: deadletter.StageWatch, Reason: "undecodable-change", Tenant: "acme"}))
+	require.NoError(t, deadletter.PurgeThrough(ctx, js, stream, 5))
+	require.Equal(t, []uint64{6}, find(deadletter.Filter{}, 0), "a record written after the bound stays")
 }

@@ -56,7 +56,10 @@ func (s *OpsServer) EnablePprof() {
 	s.log.Warn("pprof enabled on the ops endpoint; it is unauthenticated and heap profiles hold secrets", "addr", s.Addr())
 }
 
-// NewOpsServer listens on addr (":0" picks a free port) and serves reg.
+// NewOpsServer listens on addr (":0" picks a free port) and serves reg,
+// with triggerflow_build_info beside it. The gauge lives in a registry of
+// the server's own, so that several servers can share reg (the dev stack's
+// services could) without registering it twice; reg must not hold it.
 func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*OpsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -64,7 +67,9 @@ func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*Ops
 	}
 	s := &OpsServer{log: log, ln: ln, checks: map[string]Check{}, timeout: 2 * time.Second, serveErr: make(chan error, 1)}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	own := prometheus.NewRegistry()
+	own.MustRegister(BuildInfoCollector())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, own}, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

@@ -23,6 +23,7 @@ import (
 	"github.com/triggerflow/triggerflow/bench"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/internal/toolpath"
+	"github.com/triggerflow/triggerflow/service"
 )
 
 // options are the command's flags.
@@ -70,7 +71,16 @@ func main() {
 	flag.Float64Var(&o.soakRate, "soak-rate", 30, "events/s of the -soak run")
 	flag.IntVar(&o.soakKeys, "soak-keys", 200, "documents the -soak run's events cycle over")
 	flag.BoolVar(&o.rawAttrs, "raw-attrs", false, "the raw Temporal rows (b, c) start workflows with Triggerflow's search attributes, memo and summary")
+	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(service.Build().String("bench"))
+		return
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q: bench takes flags only (see -h)\n", flag.Arg(0))
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, o); err != nil {

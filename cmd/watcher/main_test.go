@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +32,40 @@ func buildWatcher(t *testing.T) string {
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return bin
+}
+
+// dockerLinkVars are the -X assignments of the Dockerfile's go build:
+// variable path → build argument.
+var dockerLinkVars = regexp.MustCompile(`-X (\S+)=\$\{(\w+)\}`)
+
+// TestVersionFromLinkerFlags builds the watcher with the Dockerfile's
+// linker flags and checks that the build arguments name the build, and
+// that the real binary refuses a stray argument with status 2.
+func TestVersionFromLinkerFlags(t *testing.T) {
+	df, err := os.ReadFile("../../Dockerfile")
+	require.NoError(t, err)
+	args := map[string]string{"VERSION": "v1.2.3-test", "REVISION": "feedface"}
+	var ldflags []string
+	for _, m := range dockerLinkVars.FindAllStringSubmatch(string(df), -1) {
+		v, ok := args[m[2]]
+		require.True(t, ok, "the Dockerfile sets %s from an unknown build argument %s", m[1], m[2])
+		ldflags = append(ldflags, "-X", m[1]+"="+v)
+	}
+	require.Len(t, ldflags, 4, "the Dockerfile sets the version and the revision")
+
+	bin := filepath.Join(t.TempDir(), "watcher")
+	out, err := exec.Command("go", "build", "-ldflags", strings.Join(ldflags, " "), "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	out, err = exec.Command(bin, "--version").Output()
+	require.NoError(t, err)
+	require.Equal(t, "watcher v1.2.3-test (revision feedface, "+runtime.Version()+")\n", string(out))
+
+	cmd := exec.Command(bin, "watcher.yaml")
+	out, err = cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 2, exit.ExitCode())
+	require.Contains(t, string(out), `unexpected argument "watcher.yaml"`)
 }
 
 type watcherProc struct {

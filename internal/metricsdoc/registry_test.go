@@ -28,15 +28,18 @@ import (
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
 
-// The binaries whose /metrics the reference documents.
+// The binaries whose /metrics the reference documents, and what all of
+// them serve.
 const (
 	binWatcher = "watcher"
 	binIngest  = "ingest"
 	binWorker  = "worker"
+	binEvery   = "Every binary"
 )
 
 // metric is one registered metric family as its Desc describes it.
@@ -204,6 +207,7 @@ func registeredMetrics(t *testing.T) map[string]metric {
 			all = append(all, watcherMetrics(t)...)
 			all = append(all, ingestMetrics(t)...)
 			all = append(all, workerMetrics(t)...)
+			all = append(all, opsServerMetrics(t)...)
 		})
 		if !ok {
 			registeredErr = errors.New("building the components failed; see the build sub-test")
@@ -354,6 +358,14 @@ func workerMetrics(t *testing.T) []metric {
 	})
 	require.NoError(t, err)
 	return rec.metrics(t, binWorker)
+}
+
+// opsServerMetrics are those service.NewOpsServer serves beside the
+// registry it is given, in every binary.
+func opsServerMetrics(t *testing.T) []metric {
+	rec := newRecorder()
+	rec.MustRegister(service.BuildInfoCollector())
+	return rec.metrics(t, binEvery)
 }
 
 func sortedNames[V any](m map[string]V) []string {

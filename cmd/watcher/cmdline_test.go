@@ -1,0 +1,29 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestCommandLine runs the binary's entry point on the command lines that
+// end before anything starts.
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, run([]string{"watcher.yaml"}, &out, &errOut), "a stray argument is refused")
+	require.Contains(t, errOut.String(), `unexpected argument "watcher.yaml"`)
+	require.Empty(t, out.String())
+
+	out.Reset()
+	errOut.Reset()
+	require.Equal(t, 0, run([]string{"--help"}, &out, &errOut))
+	require.Contains(t, out.String(), "Usage: watcher [flags]")
+	require.Contains(t, out.String(), "SIGHUP reloads", "the binary describes itself")
+	require.Empty(t, errOut.String())
+
+	out.Reset()
+	require.Equal(t, 0, run([]string{"--version"}, &out, &errOut))
+	require.Regexp(t, `^watcher \S+ \(revision \S+, go\S+\)\n$`, out.String())
+}
