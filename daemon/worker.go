@@ -76,7 +76,7 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 		if err == nil {
 			break
 		}
-		log.Warn("worker not started; retrying", "task_queue", cfg.Temporal.TaskQueue, "error", err, "backoff", backoff)
+		log.Warn("worker not started; retrying", "taskQueue", cfg.Temporal.TaskQueue, "error", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -97,10 +97,10 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	ops.AddCheck("dependencies", ready)
 	go reportReady(ctx, ready, ops.Addr(), opts.OnReady)
-	log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr(),
-		"max_concurrent_activities", wopts.MaxConcurrentActivityExecutionSize,
-		"max_concurrent_workflow_tasks", wopts.MaxConcurrentWorkflowTaskExecutionSize,
-		"max_concurrent_local_activities", wopts.MaxConcurrentLocalActivityExecutionSize)
+	log.Info("worker started", "taskQueue", cfg.Temporal.TaskQueue, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr(),
+		"maxConcurrentActivities", wopts.MaxConcurrentActivityExecutionSize,
+		"maxConcurrentWorkflowTasks", wopts.MaxConcurrentWorkflowTaskExecutionSize,
+		"maxConcurrentLocalActivities", wopts.MaxConcurrentLocalActivityExecutionSize)
 	<-ctx.Done()
 	log.Info("worker stopping")
 	return nil

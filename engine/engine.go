@@ -331,7 +331,7 @@ func (e *triggerEngine) handle(ctx context.Context, c watcher.Change, done func(
 			if err != nil {
 				// The publisher gives up only when it is closing; leaving
 				// the change unfinished makes the next start replay it.
-				e.log.Warn("task not published; it will be replayed", "trigger", task.TriggerID, "event_id", task.EventID, "error", err)
+				e.log.Warn("task not published; it will be replayed", "trigger", task.TriggerID, "eventId", task.EventID, "error", err)
 				return
 			}
 			if remaining.Add(-1) == 0 {
@@ -359,7 +359,7 @@ func (e *triggerEngine) deadLetterChange(ctx context.Context, c watcher.Change) 
 		err := e.dl.Publish(ctx, rec)
 		if err == nil {
 			e.metrics.undecodable.Inc()
-			e.log.Warn("change dead-lettered", "collection", c.Collection, "doc_key", c.DocKey, "position", c.Position, "problem", c.Problem)
+			e.log.Warn("change dead-lettered", "collection", c.Collection, "docKey", c.DocKey, "position", c.Position, "problem", c.Problem)
 			return nil
 		}
 		e.log.Warn("dead-letter write failed; retrying", "error", err)

@@ -237,12 +237,12 @@ func (d *decoder) onRelation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		case !ok:
 			rel.tenant = tenantMissing
 			d.src.warnOnce("notenant", rel.id, "table has no tenant column; its changes are not reported",
-				"collection", rel.collection, "tenant_column", col)
+				"collection", rel.collection, "tenantColumn", col)
 		default:
 			rel.tenant = i
 			if !rel.identityFull && !rel.cols[i].identity {
 				d.src.warnOnce("tenantdelete", rel.id, "tenant column is not part of the replica identity; deletes cannot be attributed to a tenant and are not reported",
-					"collection", rel.collection, "tenant_column", col, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL, or include the column in the primary key")
+					"collection", rel.collection, "tenantColumn", col, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL, or include the column in the primary key")
 			}
 		}
 	}
@@ -590,7 +590,7 @@ func (d *decoder) deliver(pos position, ch watcher.Change) error {
 	if ch.Problem != "" {
 		d.src.metrics.problems.WithLabelValues(d.src.cfg.Tenant, ch.Collection).Inc()
 		d.src.log.Warn("change could not be decoded; reported as a problem",
-			"collection", ch.Collection, "doc_key", ch.DocKey, "position", ch.Position, "problem", ch.Problem)
+			"collection", ch.Collection, "docKey", ch.DocKey, "position", ch.Position, "problem", ch.Problem)
 	}
 	d.resume, d.hasResume = pos, true
 	if err := d.emit(ch); err != nil {

@@ -218,7 +218,7 @@ SELECT coalesce(plugin, ''), coalesce(database, ''), current_database() FROM pg_
 	}
 	// Worth a warning: a new slot for a tenant that has a checkpoint means
 	// the changes between that checkpoint and lsn were never retained.
-	s.log.Warn("created replication slot; changes are retained from here on", "consistent_point", lsn)
+	s.log.Warn("created replication slot; changes are retained from here on", "consistentPoint", lsn)
 	return nil
 }
 

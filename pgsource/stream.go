@@ -205,7 +205,7 @@ func (s *Source) stream(ctx context.Context, dec *decoder) (progressed bool, err
 	if err != nil {
 		return false, classify(fmt.Errorf("pgsource: start replication at %s: %w", start, err))
 	}
-	s.log.Debug("replication started", "from", start, "slot_confirmed", base)
+	s.log.Debug("replication started", "from", start, "slotConfirmed", base)
 
 	items := make(chan item, itemBuffer)
 	rctx, stop := context.WithCancel(ctx)

@@ -209,7 +209,7 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 			}
 		}
 	}
-	w.log.Info("watching", "from", start, "checkpoint_keys", w.keys)
+	w.log.Info("watching", "from", start, "checkpointKeys", w.keys)
 	if w.cfg.OnStarted != nil {
 		w.cfg.OnStarted(start)
 	}
@@ -228,7 +228,7 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 		select {
 		case <-tr.idle():
 		case <-drain.C:
-			w.log.Warn("stopping with unfinished changes; they will be replayed", "drain_timeout", w.cfg.DrainTimeout)
+			w.log.Warn("stopping with unfinished changes; they will be replayed", "drainTimeout", w.cfg.DrainTimeout)
 		}
 		drain.Stop()
 	}
@@ -276,7 +276,7 @@ func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker,
 			return nil
 		}
 		w.metrics.sourceErrors.WithLabelValues(w.cfg.Tenant).Inc()
-		w.log.Warn("source failed; reconnecting", "error", err, "resume_from", pos, "backoff", backoff)
+		w.log.Warn("source failed; reconnecting", "error", err, "resumeFrom", pos, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return nil
