@@ -51,12 +51,6 @@ type TokenSource interface {
 	Token(ctx context.Context, tenant string) (string, error)
 }
 
-// DeadLetterPublisher stores a record of a delivery that failed for good;
-// *deadletter.Publisher implements it.
-type DeadLetterPublisher interface {
-	Publish(ctx context.Context, rec deadletter.Record) error
-}
-
 // Config tunes delivery. The zero value of each field takes its default.
 type Config struct {
 	// Timeout bounds one attempt of a task that sets no timeout. Defaults
@@ -185,7 +179,7 @@ type Deps struct {
 	// Tokens supplies the Authorization bearer token; nil sends none.
 	Tokens TokenSource
 	// DeadLetters records deliveries that failed for good. Required.
-	DeadLetters DeadLetterPublisher
+	DeadLetters deadletter.Sink
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the delivery metrics; nil registers nowhere.
@@ -208,7 +202,7 @@ type Activities struct {
 	client    *retryablehttp.Client
 	secrets   SecretResolver
 	tokens    TokenSource
-	dlq       DeadLetterPublisher
+	dlq       deadletter.Sink
 	log       *slog.Logger
 	metrics   *metrics
 	now       func() time.Time

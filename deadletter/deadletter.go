@@ -75,6 +75,16 @@ func Subject(stream, tenant string, stage Stage) string {
 	return stream + "." + tenant + "." + string(stage)
 }
 
+// Sink stores dead-letter records: the one interface every stage that
+// gives up on something writes through. Publish returns nil only once rec
+// is stored durably. *Publisher is the production Sink; tests substitute
+// their own.
+type Sink interface {
+	Publish(ctx context.Context, rec Record) error
+}
+
+var _ Sink = (*Publisher)(nil)
+
 // Publisher writes records to the dead-letter stream.
 type Publisher struct {
 	js     jetstream.JetStream

@@ -134,7 +134,7 @@ type startOpts struct {
 	// js is the replica's own connection (default: the harness's), so a
 	// test can cut one replica off NATS as a crash would.
 	js   jetstream.JetStream
-	dl   ingest.DeadLetterer
+	dl   deadletter.Sink
 	log  io.Writer
 	opts []ingest.Option
 }

@@ -19,12 +19,6 @@ import (
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
-// DeadLetterer records messages ingest gives up on. *deadletter.Publisher
-// implements it; Publish must return nil only once the record is stored.
-type DeadLetterer interface {
-	Publish(ctx context.Context, rec deadletter.Record) error
-}
-
 // TemporalClient is the part of client.Client ingest uses.
 type TemporalClient interface {
 	SignalWithStartWorkflow(ctx context.Context, workflowID, signalName string, signalArg any,
@@ -77,7 +71,7 @@ type Ingester struct {
 	cfg Config
 	js  jetstream.JetStream
 	tc  TemporalClient
-	dl  DeadLetterer
+	dl  deadletter.Sink
 	log *slog.Logger
 	reg prometheus.Registerer
 	m   *metrics
@@ -128,7 +122,7 @@ type Ingester struct {
 // New returns an Ingester for cfg (filled with WithDefaults and validated)
 // that reads with js, hands off with tc and dead-letters with dl. It
 // registers its metrics; nothing is consumed before Start.
-func New(cfg Config, js jetstream.JetStream, tc TemporalClient, dl DeadLetterer, opts ...Option) (*Ingester, error) {
+func New(cfg Config, js jetstream.JetStream, tc TemporalClient, dl deadletter.Sink, opts ...Option) (*Ingester, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package publisher
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -14,13 +13,6 @@ import (
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
-
-// DeadLetterPublisher records the tasks the publisher cannot put on the
-// stream. *deadletter.Publisher implements it.
-type DeadLetterPublisher interface {
-	// Publish stores rec durably; an error means it was not stored.
-	Publish(ctx context.Context, rec deadletter.Record) error
-}
 
 // Config configures a Publisher. Zero fields take the documented defaults.
 type Config struct {
@@ -51,7 +43,7 @@ type Config struct {
 	RetryMax time.Duration
 	// DeadLetter receives oversize tasks and tasks without a valid
 	// subject. Required.
-	DeadLetter DeadLetterPublisher
+	DeadLetter deadletter.Sink
 	// Logger receives retry warnings and dead-letter notices. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
