@@ -125,6 +125,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("activities: invalid config")
+
 // Validate reports every invalid field of c.
 func (c Config) Validate() error {
 	var errs []error
@@ -151,10 +154,10 @@ func (c Config) Validate() error {
 	if c.DefaultMaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("defaultMaxAttempts %d must be at least 1", c.DefaultMaxAttempts))
 	}
-	if len(errs) == 0 {
-		return nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return fmt.Errorf("activities: invalid config: %w", errors.Join(errs...))
+	return nil
 }
 
 // ConfigFromWorker maps the worker file's settings onto Config.

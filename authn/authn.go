@@ -106,24 +106,30 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports an unusable configuration.
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("authn: invalid config")
+
+// Validate reports every unusable field.
 func (c Config) Validate() error {
 	var errs []error
 	if c.TTL <= 0 {
-		errs = append(errs, fmt.Errorf("authn: TTL %s must be positive", c.TTL))
+		errs = append(errs, fmt.Errorf("TTL %s must be positive", c.TTL))
 	}
 	if c.RefreshBefore < 0 || c.RefreshBefore >= c.TTL {
-		errs = append(errs, fmt.Errorf("authn: RefreshBefore %s must be at least 0 and less than TTL %s", c.RefreshBefore, c.TTL))
+		errs = append(errs, fmt.Errorf("RefreshBefore %s must be at least 0 and less than TTL %s", c.RefreshBefore, c.TTL))
 	}
 	if c.Key != nil && len(c.Key) != ed25519.PrivateKeySize {
-		errs = append(errs, fmt.Errorf("authn: Key is %d bytes, want an ed25519 private key of %d", len(c.Key), ed25519.PrivateKeySize))
+		errs = append(errs, fmt.Errorf("Key is %d bytes, want an ed25519 private key of %d", len(c.Key), ed25519.PrivateKeySize))
 	}
 	for i, k := range c.PreviousKeys {
 		if len(k) != ed25519.PublicKeySize {
-			errs = append(errs, fmt.Errorf("authn: PreviousKeys[%d] is %d bytes, want an ed25519 public key of %d", i, len(k), ed25519.PublicKeySize))
+			errs = append(errs, fmt.Errorf("PreviousKeys[%d] is %d bytes, want an ed25519 public key of %d", i, len(k), ed25519.PublicKeySize))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
 }
 
 // Issuer mints and caches per-tenant tokens. It is safe for concurrent use.

@@ -103,21 +103,30 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field of c.
+// Validate reports every invalid field of c.
 func (c Config) Validate() error {
-	switch {
-	case c.Path == "":
-		return fmt.Errorf("%w: path is required", ErrInvalidConfig)
-	case c.Retention < 0:
-		return fmt.Errorf("%w: retention %s is negative", ErrInvalidConfig, c.Retention)
-	case c.PollInterval <= 0:
-		return fmt.Errorf("%w: pollInterval %s must be positive", ErrInvalidConfig, c.PollInterval)
-	case c.BatchSize <= 0:
-		return fmt.Errorf("%w: batchSize %d must be positive", ErrInvalidConfig, c.BatchSize)
-	case c.BusyTimeout <= 0:
-		return fmt.Errorf("%w: busyTimeout %s must be positive", ErrInvalidConfig, c.BusyTimeout)
-	case c.MaxOpenConns <= 0:
-		return fmt.Errorf("%w: maxOpenConns %d must be positive", ErrInvalidConfig, c.MaxOpenConns)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Path == "" {
+		bad("path is required")
+	}
+	if c.Retention < 0 {
+		bad("retention %s is negative", c.Retention)
+	}
+	if c.PollInterval <= 0 {
+		bad("pollInterval %s must be positive", c.PollInterval)
+	}
+	if c.BatchSize <= 0 {
+		bad("batchSize %d must be positive", c.BatchSize)
+	}
+	if c.BusyTimeout <= 0 {
+		bad("busyTimeout %s must be positive", c.BusyTimeout)
+	}
+	if c.MaxOpenConns <= 0 {
+		bad("maxOpenConns %d must be positive", c.MaxOpenConns)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

@@ -52,10 +52,17 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports an invalid field.
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("evaluator: invalid config")
+
+// Validate reports every invalid field.
 func (c Config) Validate() error {
+	var errs []error
 	if c.ErrorLogInterval < 0 {
-		return fmt.Errorf("evaluator: config: ErrorLogInterval is %s, must not be negative", c.ErrorLogInterval)
+		errs = append(errs, fmt.Errorf("ErrorLogInterval is %s, must not be negative", c.ErrorLogInterval))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

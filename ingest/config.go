@@ -3,7 +3,6 @@ package ingest
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/triggerflow/triggerflow/config"
@@ -162,7 +161,7 @@ func (c Config) WithDefaults() Config {
 }
 
 // ErrInvalidConfig is wrapped by every Validate error.
-var ErrInvalidConfig = errors.New("invalid ingest configuration")
+var ErrInvalidConfig = errors.New("ingest: invalid config")
 
 // Validate reports every invalid field of c; call it on the result of
 // WithDefaults.
@@ -204,12 +203,8 @@ func (c Config) Validate() error {
 	if c.RetryMax < c.RetryInitial {
 		bad("retryMax %s must be at least retryInitial (%s)", c.RetryMax, c.RetryInitial)
 	}
-	if len(errs) == 0 {
-		return nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	var msgs []string
-	for _, e := range errs {
-		msgs = append(msgs, e.Error())
-	}
-	return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(msgs, "; "))
+	return nil
 }

@@ -1,6 +1,7 @@
 package publisher
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -111,23 +112,36 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field.
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("publisher: invalid config")
+
+// Validate reports every invalid field.
 func (c Config) Validate() error {
-	switch {
-	case !trigger.IsToken(c.Stream):
-		return fmt.Errorf("publisher: config: %w: %q", streams.ErrInvalidStream, c.Stream)
-	case c.MaxPayload < 1:
-		return fmt.Errorf("publisher: config: MaxPayload is %d, must be positive", c.MaxPayload)
-	case c.MaxPending < 1:
-		return fmt.Errorf("publisher: config: MaxPending is %d, must be positive", c.MaxPending)
-	case c.AckTimeout <= 0:
-		return fmt.Errorf("publisher: config: AckTimeout is %s, must be positive", c.AckTimeout)
-	case c.RetryInitial <= 0:
-		return fmt.Errorf("publisher: config: RetryInitial is %s, must be positive", c.RetryInitial)
-	case c.RetryMax < c.RetryInitial:
-		return fmt.Errorf("publisher: config: RetryMax (%s) is below RetryInitial (%s)", c.RetryMax, c.RetryInitial)
-	case c.DeadLetter == nil:
-		return fmt.Errorf("publisher: config: DeadLetter is required: oversize and unroutable tasks must be recorded, not dropped")
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !trigger.IsToken(c.Stream) {
+		bad("%w: %q", streams.ErrInvalidStream, c.Stream)
+	}
+	if c.MaxPayload < 1 {
+		bad("MaxPayload is %d, must be positive", c.MaxPayload)
+	}
+	if c.MaxPending < 1 {
+		bad("MaxPending is %d, must be positive", c.MaxPending)
+	}
+	if c.AckTimeout <= 0 {
+		bad("AckTimeout is %s, must be positive", c.AckTimeout)
+	}
+	if c.RetryInitial <= 0 {
+		bad("RetryInitial is %s, must be positive", c.RetryInitial)
+	}
+	if c.RetryMax < c.RetryInitial {
+		bad("RetryMax (%s) is below RetryInitial (%s)", c.RetryMax, c.RetryInitial)
+	}
+	if c.DeadLetter == nil {
+		bad("DeadLetter is required: oversize and unroutable tasks must be recorded, not dropped")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }
