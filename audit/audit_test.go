@@ -22,7 +22,7 @@ func TestWriteAndList(t *testing.T) {
 	js, err := jetstream.New(testenv.NATS(t).Conn(t))
 	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 
 	w := audit.NewWriter(js, cfg.AuditStream)
 	require.NoError(t, w.Write(ctx, audit.Record{Action: audit.ActionStartFromNow, Tenant: "acme", Actor: "ops", Reason: "new tenant", After: "00000000000000000042"}))

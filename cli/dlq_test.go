@@ -26,7 +26,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 	js, err := jetstream.New(ns.Conn(t))
 	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 
 	task := &trigger.DeliveryTask{V: trigger.TaskVersion, EventID: trigger.NewEventID("acme", "t1", "orders", "o.1", "p1"),
 		Tenant: "acme", TriggerID: "t1", Collection: "orders", DocKey: "o.1", Type: trigger.EventCreate,
@@ -98,7 +98,7 @@ func dlqEnv(t *testing.T) (url string, js jetstream.JetStream, cfg config.NATS) 
 	js, err := jetstream.New(ns.Conn(t))
 	require.NoError(t, err)
 	cfg = config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 	dl := deadletter.NewPublisher(js, cfg.DeadLetterSubject)
 	now := time.Now().UTC()
 	for i, r := range []struct {
@@ -351,7 +351,7 @@ func TestMissingStreamIsASentence(t *testing.T) {
 	js, err := jetstream.New(ns.Conn(t))
 	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 	require.NoError(t, js.DeleteStream(ctx, cfg.AuditStream))
 	task := &trigger.DeliveryTask{V: trigger.TaskVersion, EventID: "evt_1", Tenant: "acme", TriggerID: "t1", Collection: "orders", DocKey: "o.1",
 		Type: trigger.EventCreate, Position: "p1", CommitTime: time.Now().UTC(), URL: "https://hooks.example.com/x"}

@@ -45,7 +45,7 @@ func opsEnv(t *testing.T) (cfgPath string, store *docstore.Store, js jetstream.J
 	ns := testenv.NATS(t)
 	js, err := jetstream.New(ns.Conn(t))
 	require.NoError(t, err)
-	require.NoError(t, streams.Ensure(context.Background(), js, config.NATS{}.WithDefaults()))
+	require.NoError(t, streams.Ensure(context.Background(), js, config.NATS{}.WithDefaults().Streams()))
 	dir := t.TempDir()
 	db := filepath.Join(dir, "docs.db")
 	cfgPath = filepath.Join(dir, "watcher.yaml")

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -172,17 +173,13 @@ func (t TLS) check(p *problems, prefix string) {
 }
 
 // Provisioning says whether a process may create the JetStream streams and
-// consumers it uses.
-type Provisioning string
+// consumers or only verifies them; see streams.Provisioning.
+type Provisioning = streams.Provisioning
 
 // Provisioning modes.
 const (
-	// ProvisionCreate creates missing streams and consumers and updates
-	// their settings to match the configuration.
-	ProvisionCreate Provisioning = "create"
-	// ProvisionVerify only checks that they exist with matching settings
-	// and fails otherwise, for accounts that may not manage streams.
-	ProvisionVerify Provisioning = "verify"
+	ProvisionCreate = streams.ProvisionCreate
+	ProvisionVerify = streams.ProvisionVerify
 )
 
 // NATS configures the connection to NATS and the JetStream resources that
@@ -242,36 +239,30 @@ type NATSCredentials struct {
 	Token string `yaml:"token" secret:"true"`
 }
 
+// Streams is the streams package's view of n: names, limits and
+// provisioning.
+func (n NATS) Streams() streams.Config {
+	return streams.Config{
+		Stream: n.Stream, DeadLetterStream: n.DeadLetterSubject, AuditStream: n.AuditStream,
+		Replicas: n.Replicas, MaxAge: n.MaxAge.D(), DuplicateWindow: n.DuplicateWindow.D(),
+		Provisioning: n.Provisioning,
+	}
+}
+
 // WithDefaults returns n with zero fields set to their defaults; the
-// dead-letter subject and audit stream follow Stream.
+// stream settings take the streams package's (the dead-letter subject and
+// audit stream follow Stream).
 func (n NATS) WithDefaults() NATS {
 	if n.URL == "" {
 		n.URL = "nats://127.0.0.1:4222"
 	}
-	if n.Stream == "" {
-		n.Stream = "TRIGGERS"
-	}
 	if n.Consumer == "" {
 		n.Consumer = "triggerflow-ingest"
 	}
-	if n.Replicas == 0 {
-		n.Replicas = 1
-	}
-	if n.MaxAge == 0 {
-		n.MaxAge = trigger.Duration(168 * time.Hour)
-	}
-	if n.DuplicateWindow == 0 {
-		n.DuplicateWindow = trigger.Duration(2 * time.Minute)
-	}
-	if n.Provisioning == "" {
-		n.Provisioning = ProvisionCreate
-	}
-	if n.DeadLetterSubject == "" {
-		n.DeadLetterSubject = n.Stream + "_DLQ"
-	}
-	if n.AuditStream == "" {
-		n.AuditStream = n.Stream + "_AUDIT"
-	}
+	d := n.Streams().WithDefaults()
+	n.Stream, n.DeadLetterSubject, n.AuditStream = d.Stream, d.DeadLetterStream, d.AuditStream
+	n.Replicas, n.Provisioning = d.Replicas, d.Provisioning
+	n.MaxAge, n.DuplicateWindow = trigger.Duration(d.MaxAge), trigger.Duration(d.DuplicateWindow)
 	return n
 }
 

@@ -22,7 +22,7 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 	}
 	defer b.Close()
 	log, ops, js := b.log, b.ops, b.js
-	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS, log); err != nil {
+	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS.Streams(), log); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS
 		}

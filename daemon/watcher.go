@@ -110,9 +110,9 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: log, Source: src, NATS: nc, Registerer: opts.Registry, Auditor: audit.NewWriter(js, cfg.NATS.AuditStream)},
 		engine.WithConfig(engine.Config{
-			Tenant: cfg.Watcher.Tenant,
-			Limits: cfg.Validation,
-			NATS:   cfg.NATS,
+			Tenant:  cfg.Watcher.Tenant,
+			Limits:  cfg.Validation,
+			Streams: cfg.NATS.Streams(),
 			Watcher: watcher.Config{
 				Include:            cfg.Watcher.Include,
 				Exclude:            cfg.Watcher.Exclude,

@@ -28,7 +28,7 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	defer b.Close()
 	log, ops, nc, js := b.log, b.ops, b.nc, b.js
-	if err := streams.Ensure(ctx, js, cfg.NATS); err != nil {
+	if err := streams.Ensure(ctx, js, cfg.NATS.Streams()); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
 

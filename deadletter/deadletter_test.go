@@ -25,7 +25,7 @@ func TestPublishIsIdempotentAndReadable(t *testing.T) {
 	js, err := jetstream.New(testenv.NATS(t).Conn(t))
 	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 
 	p := deadletter.NewPublisher(js, cfg.DeadLetterSubject)
 	rec := deadletter.Record{
@@ -94,7 +94,7 @@ func TestFindRemovePurge(t *testing.T) {
 	js, err := jetstream.New(testenv.NATS(t).Conn(t))
 	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 	stream := cfg.DeadLetterSubject
 	p := deadletter.NewPublisher(js, stream)
 	for i, r := range []struct{ tenant, reason string }{

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/triggerflow/triggerflow/condition"
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/evaluator"
 	"github.com/triggerflow/triggerflow/publisher"
@@ -78,9 +77,9 @@ type Config struct {
 	Limits trigger.Limits
 	// CostLimit bounds CEL evaluation cost. Defaults to condition.DefaultCostLimit.
 	CostLimit uint64
-	// NATS names the streams and says whether to create or verify them.
-	// Defaults to config.NATS defaults.
-	NATS config.NATS
+	// Streams names the streams and says whether to create or verify them.
+	// Zero fields take streams.Config's defaults.
+	Streams streams.Config
 	// Watcher configures checkpointing and filters; its Tenant, Logger,
 	// Registerer and Auditor are filled from the factory.
 	Watcher watcher.Config
@@ -130,7 +129,7 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 		f.deps.Logger = slog.Default()
 	}
 	f.cfg.Limits = f.cfg.Limits.WithDefaults()
-	f.cfg.NATS = f.cfg.NATS.WithDefaults()
+	f.cfg.Streams = f.cfg.Streams.WithDefaults()
 	if f.cfg.Tenant == "" {
 		return nil, fmt.Errorf("engine: config: Tenant is required")
 	}
@@ -252,20 +251,20 @@ func (e *triggerEngine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 
 	pcfg := e.cfg.Publisher
-	pcfg.Stream = e.cfg.NATS.Stream
+	pcfg.Stream = e.cfg.Streams.Stream
 	pcfg.Logger = e.deps.Logger
 	pcfg.Registerer = e.deps.Registerer
 	js, err := jetstream.New(e.deps.NATS, pcfg.WithDefaults().JetStreamOptions()...)
 	if err != nil {
 		return fmt.Errorf("engine: jetstream: %w", err)
 	}
-	if err := streams.EnsureWhenReachable(ctx, js, e.cfg.NATS, e.deps.Logger); err != nil {
+	if err := streams.EnsureWhenReachable(ctx, js, e.cfg.Streams, e.deps.Logger); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS
 		}
 		return fmt.Errorf("engine: streams: %w", err)
 	}
-	e.dl = deadletter.NewPublisher(js, e.cfg.NATS.DeadLetterSubject)
+	e.dl = deadletter.NewPublisher(js, e.cfg.Streams.DeadLetterStream)
 	pcfg.DeadLetter = e.dl
 	pub, err := publisher.New(js, pcfg)
 	if err != nil {

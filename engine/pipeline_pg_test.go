@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/pgsource"
@@ -40,7 +39,7 @@ func TestPipelinePostgres(t *testing.T) {
 
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: quietLogger(), Source: src, NATS: nc},
-		engine.WithConfig(engine.Config{Tenant: "acme", NATS: config.NATS{}.WithDefaults(), Watcher: watcher.Config{StartFromNow: true}}),
+		engine.WithConfig(engine.Config{Tenant: "acme", Watcher: watcher.Config{StartFromNow: true}}),
 	)
 	require.NoError(t, err)
 	require.NoError(t, f.Engine().LoadTriggers([]*trigger.Trigger{

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/testenv"
@@ -52,7 +51,7 @@ func (p *pipeline) start(t *testing.T, wcfg watcher.Config) (stop func()) {
 	require.NoError(t, err)
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: quietLogger(), Source: src, NATS: p.nc},
-		engine.WithConfig(engine.Config{Tenant: "acme", NATS: config.NATS{}.WithDefaults(), Watcher: wcfg}),
+		engine.WithConfig(engine.Config{Tenant: "acme", Watcher: wcfg}),
 	)
 	require.NoError(t, err)
 	require.NoError(t, f.Engine().LoadTriggers(pipelineTriggers))
@@ -199,7 +198,7 @@ func TestPipelineRefusesDriftedStreamInVerifyMode(t *testing.T) {
 	require.NoError(t, err)
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: quietLogger(), Source: src, NATS: p.nc},
-		engine.WithConfig(engine.Config{Tenant: "acme", NATS: config.NATS{Provisioning: config.ProvisionVerify}, Watcher: watcher.Config{StartFromNow: true}}),
+		engine.WithConfig(engine.Config{Tenant: "acme", Streams: streams.Config{Provisioning: streams.ProvisionVerify}, Watcher: watcher.Config{StartFromNow: true}}),
 	)
 	require.NoError(t, err)
 	require.NoError(t, f.Engine().LoadTriggers(pipelineTriggers))

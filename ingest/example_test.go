@@ -34,7 +34,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := streams.Ensure(ctx, js, file.NATS); err != nil {
+	if err := streams.Ensure(ctx, js, file.NATS.Streams()); err != nil {
 		log.Fatal(err)
 	}
 	tc, err := client.Dial(client.Options{HostPort: file.Temporal.HostPort, Namespace: file.Temporal.Namespace})

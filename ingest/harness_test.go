@@ -77,7 +77,7 @@ func newHarness(t testing.TB, ts *testenv.TemporalServer) *harness {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, streams.Ensure(ctx, js, h.cfg.WithDefaults().NATS))
+	require.NoError(t, streams.Ensure(ctx, js, h.cfg.WithDefaults().NATS.Streams()))
 	return h
 }
 

@@ -56,7 +56,7 @@ func newHarness(t testing.TB, adjust func(*publisher.Config)) *harness {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.NoError(t, streams.Ensure(ctx, h.js, h.nats))
+	require.NoError(t, streams.Ensure(ctx, h.js, h.nats.Streams()))
 	cfg.DeadLetter = deadletter.NewPublisher(h.js, h.nats.DeadLetterSubject)
 	h.pub, err = publisher.New(h.js, cfg)
 	require.NoError(t, err)

@@ -21,8 +21,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/triggerflow/triggerflow/config"
 )
 
 // ErrDrift is matched by errors.Is when a stream exists with a configuration
@@ -32,9 +30,79 @@ var ErrDrift = errors.New("stream configuration drift")
 // ErrMissing is matched by errors.Is when a stream is absent in verify mode.
 var ErrMissing = errors.New("stream missing")
 
+// Provisioning says whether a process may create the streams and update
+// drifted ones, or only verifies them.
+type Provisioning string
+
+// Provisioning modes.
+const (
+	// ProvisionCreate creates missing streams and updates drifted ones.
+	ProvisionCreate Provisioning = "create"
+	// ProvisionVerify only checks that they exist with matching settings
+	// (streams managed by infrastructure-as-code).
+	ProvisionVerify Provisioning = "verify"
+)
+
+// Config names the streams and says how they are provisioned. The
+// binaries fill it from their file's nats section.
+type Config struct {
+	// Stream holds delivery tasks on "<Stream>.>".
+	Stream string
+	// DeadLetterStream holds dead-letter records on "<DeadLetterStream>.>".
+	DeadLetterStream string
+	// AuditStream holds audit records on "<AuditStream>.>".
+	AuditStream string
+	// Replicas is every stream's replication factor.
+	Replicas int
+	// MaxAge bounds how long an unconsumed task is kept.
+	MaxAge time.Duration
+	// DuplicateWindow is how long message ids are remembered to drop
+	// republished tasks.
+	DuplicateWindow time.Duration
+	// Provisioning is ProvisionCreate or ProvisionVerify.
+	Provisioning Provisioning
+}
+
+// Defaults.
+const (
+	DefaultStream          = "TRIGGERS"
+	DefaultReplicas        = 1
+	DefaultMaxAge          = 7 * 24 * time.Hour
+	DefaultDuplicateWindow = 2 * time.Minute
+)
+
+// WithDefaults returns c with zero fields set to their defaults: Stream
+// "TRIGGERS", DeadLetterStream and AuditStream Stream + "_DLQ" and
+// "_AUDIT", one replica, MaxAge 7 days, DuplicateWindow 2 minutes,
+// ProvisionCreate.
+func (c Config) WithDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.DeadLetterStream == "" {
+		c.DeadLetterStream = c.Stream + "_DLQ"
+	}
+	if c.AuditStream == "" {
+		c.AuditStream = c.Stream + "_AUDIT"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.Provisioning == "" {
+		c.Provisioning = ProvisionCreate
+	}
+	return c
+}
+
 // Configs returns the wanted configuration of every stream for cfg, tasks
 // stream first.
-func Configs(cfg config.NATS) []jetstream.StreamConfig {
+func Configs(cfg Config) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name:        cfg.Stream,
@@ -43,19 +111,19 @@ func Configs(cfg config.NATS) []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
-			MaxAge:      cfg.MaxAge.D(),
-			Duplicates:  cfg.DuplicateWindow.D(),
+			MaxAge:      cfg.MaxAge,
+			Duplicates:  cfg.DuplicateWindow,
 		},
 		{
 			// Dead letters are kept until an operator redrives or purges
 			// them: a failed delivery must never age out unseen.
-			Name:        cfg.DeadLetterSubject,
+			Name:        cfg.DeadLetterStream,
 			Description: "Triggerflow dead-lettered tasks and deliveries",
-			Subjects:    []string{cfg.DeadLetterSubject + ".>"},
+			Subjects:    []string{cfg.DeadLetterStream + ".>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
-			Duplicates:  cfg.DuplicateWindow.D(),
+			Duplicates:  cfg.DuplicateWindow,
 		},
 		{
 			// Operator and start-up actions (checkpoint moves,
@@ -67,13 +135,13 @@ func Configs(cfg config.NATS) []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
-			Duplicates:  cfg.DuplicateWindow.D(),
+			Duplicates:  cfg.DuplicateWindow,
 		},
 	}
 }
 
 // Ensure creates or verifies every stream according to cfg.Provisioning.
-func Ensure(ctx context.Context, js jetstream.JetStream, cfg config.NATS) error {
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	var errs []error
 	for _, want := range Configs(cfg) {
 		if err := ensure(ctx, js, want, cfg.Provisioning); err != nil {
@@ -89,7 +157,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg config.NATS) error 
 // failing the start. A definite answer (drift, a stream missing in verify
 // mode, a JetStream API error) is returned at once. It returns ctx.Err()
 // if ctx ends first.
-func EnsureWhenReachable(ctx context.Context, js jetstream.JetStream, cfg config.NATS, log *slog.Logger) error {
+func EnsureWhenReachable(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
 	backoff := 200 * time.Millisecond
 	for {
 		err := Ensure(ctx, js, cfg)
@@ -110,11 +178,11 @@ func EnsureWhenReachable(ctx context.Context, js jetstream.JetStream, cfg config
 	}
 }
 
-func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mode config.Provisioning) error {
+func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mode Provisioning) error {
 	s, err := js.Stream(ctx, want.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if mode == config.ProvisionVerify {
+		if mode == ProvisionVerify {
 			return fmt.Errorf("%w: stream %q does not exist (provisioning is verify: create it with subjects %v, or set nats.provisioning: create)", ErrMissing, want.Name, want.Subjects)
 		}
 		if _, err := js.CreateStream(ctx, want); err != nil {
@@ -128,7 +196,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamCo
 	if len(diffs) == 0 {
 		return nil
 	}
-	if mode == config.ProvisionVerify {
+	if mode == ProvisionVerify {
 		return fmt.Errorf("%w: stream %q: %s", ErrDrift, want.Name, strings.Join(diffs, "; "))
 	}
 	if _, err := js.UpdateStream(ctx, want); err != nil {

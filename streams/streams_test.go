@@ -13,13 +13,12 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/streams"
-	"github.com/triggerflow/triggerflow/trigger"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func natsConfig(mode config.Provisioning) config.NATS {
-	return config.NATS{Provisioning: mode}.WithDefaults()
+func natsConfig(mode streams.Provisioning) streams.Config {
+	return config.NATS{Provisioning: mode}.WithDefaults().Streams()
 }
 
 func TestCreateThenVerify(t *testing.T) {
@@ -28,10 +27,10 @@ func TestCreateThenVerify(t *testing.T) {
 	js, err := jetstream.New(testenv.NATS(t).Conn(t))
 	require.NoError(t, err)
 
-	verify := natsConfig(config.ProvisionVerify)
+	verify := natsConfig(streams.ProvisionVerify)
 	require.ErrorIs(t, streams.Ensure(ctx, js, verify), streams.ErrMissing, "verify never creates")
 
-	create := natsConfig(config.ProvisionCreate)
+	create := natsConfig(streams.ProvisionCreate)
 	require.NoError(t, streams.Ensure(ctx, js, create))
 	for _, want := range streams.Configs(create) {
 		s, err := js.Stream(ctx, want.Name)
@@ -47,23 +46,23 @@ func TestVerifyRefusesDrift(t *testing.T) {
 	ctx := context.Background()
 	js, err := jetstream.New(testenv.NATS(t).Conn(t))
 	require.NoError(t, err)
-	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionCreate)))
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(streams.ProvisionCreate)))
 
 	// Someone changes the stream behind our back.
-	drifted := natsConfig(config.ProvisionCreate)
-	drifted.MaxAge = trigger.Duration(time.Hour)
-	drifted.DuplicateWindow = trigger.Duration(time.Minute)
+	drifted := natsConfig(streams.ProvisionCreate)
+	drifted.MaxAge = time.Hour
+	drifted.DuplicateWindow = time.Minute
 	_, err = js.UpdateStream(ctx, streams.Configs(drifted)[0])
 	require.NoError(t, err)
 
-	err = streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify))
+	err = streams.Ensure(ctx, js, natsConfig(streams.ProvisionVerify))
 	require.ErrorIs(t, err, streams.ErrDrift)
 	require.ErrorContains(t, err, `stream "TRIGGERS"`)
 	require.ErrorContains(t, err, "max age is 1h0m0s, want 168h0m0s")
 	require.ErrorContains(t, err, "duplicate window is 1m0s, want 2m0s")
 
-	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionCreate)), "create mode repairs drift")
-	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify)))
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(streams.ProvisionCreate)), "create mode repairs drift")
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(streams.ProvisionVerify)))
 }
 
 // signalWriter reports each log line on a channel, so a test can wait for
@@ -88,14 +87,14 @@ func TestEnsureWhenReachableWaitsForNATS(t *testing.T) {
 	require.NoError(t, err)
 	ctx := t.Context()
 
-	require.ErrorIs(t, streams.EnsureWhenReachable(ctx, js, natsConfig(config.ProvisionVerify), slog.New(slog.DiscardHandler)),
+	require.ErrorIs(t, streams.EnsureWhenReachable(ctx, js, natsConfig(streams.ProvisionVerify), slog.New(slog.DiscardHandler)),
 		streams.ErrMissing, "a definite answer is not retried")
 
 	ns.Shutdown()
 	retried := make(signalWriter, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- streams.EnsureWhenReachable(ctx, js, natsConfig(config.ProvisionCreate), slog.New(slog.NewTextHandler(retried, nil)))
+		done <- streams.EnsureWhenReachable(ctx, js, natsConfig(streams.ProvisionCreate), slog.New(slog.NewTextHandler(retried, nil)))
 	}()
 	select {
 	case <-retried:
@@ -104,5 +103,5 @@ func TestEnsureWhenReachableWaitsForNATS(t *testing.T) {
 	}
 	ns.Restart(t)
 	require.NoError(t, <-done)
-	require.NoError(t, streams.Ensure(ctx, js, natsConfig(config.ProvisionVerify)), "the streams exist now")
+	require.NoError(t, streams.Ensure(ctx, js, natsConfig(streams.ProvisionVerify)), "the streams exist now")
 }

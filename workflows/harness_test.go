@@ -48,7 +48,7 @@ func newHarness(t testing.TB, srv *testenv.TemporalServer, opts workflows.Option
 	js, err := jetstream.New(ns.Conn(t))
 	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg))
+	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
 
 	h := &harness{
 		c:    srv.Client(t),

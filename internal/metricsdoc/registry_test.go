@@ -269,7 +269,7 @@ watcher:
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: quiet(), Source: ws, NATS: ns.Conn(t), Registerer: rec},
 		engine.WithConfig(engine.Config{
-			Tenant: cfg.Watcher.Tenant, Limits: cfg.Validation, NATS: cfg.NATS,
+			Tenant: cfg.Watcher.Tenant, Limits: cfg.Validation, Streams: cfg.NATS.Streams(),
 			Watcher:   watcher.Config{StartFromNow: cfg.Watcher.StartFromNow, CheckpointInterval: cfg.Watcher.CheckpointInterval.D()},
 			Publisher: publisher.FromConfig(cfg.NATS, cfg.Publisher),
 		}),
