@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -615,26 +616,23 @@ type Publisher struct {
 // HashGuardOn reports whether the hash guard is on; unset means on.
 func (p Publisher) HashGuardOn() bool { return p.HashGuard == nil || *p.HashGuard }
 
-// WithDefaults returns p with zero fields set to their defaults.
+// ForStream is the publisher package's view of p, publishing to the task
+// stream named stream; the caller adds the dead-letter sink, logger and
+// registerer.
+func (p Publisher) ForStream(stream string) publisher.Config {
+	return publisher.Config{
+		Stream: stream, HashGuard: p.HashGuard, MaxPayload: p.MaxPayload, MaxPending: p.MaxPending,
+		AckTimeout: p.AckTimeout.D(), RetryInitial: p.RetryBackoff.Initial.D(), RetryMax: p.RetryBackoff.Max.D(),
+	}
+}
+
+// WithDefaults returns p with zero fields set to the publisher package's
+// defaults.
 func (p Publisher) WithDefaults() Publisher {
-	if p.HashGuard == nil {
-		p.HashGuard = new(true)
-	}
-	if p.MaxPayload == 0 {
-		p.MaxPayload = 256 << 10
-	}
-	if p.MaxPending == 0 {
-		p.MaxPending = 1024
-	}
-	if p.AckTimeout == 0 {
-		p.AckTimeout = trigger.Duration(5 * time.Second)
-	}
-	if p.RetryBackoff.Initial == 0 {
-		p.RetryBackoff.Initial = trigger.Duration(100 * time.Millisecond)
-	}
-	if p.RetryBackoff.Max == 0 {
-		p.RetryBackoff.Max = trigger.Duration(5 * time.Second)
-	}
+	d := p.ForStream("").WithDefaults()
+	p.HashGuard, p.MaxPayload, p.MaxPending = d.HashGuard, d.MaxPayload, d.MaxPending
+	p.AckTimeout = trigger.Duration(d.AckTimeout)
+	p.RetryBackoff = Backoff{Initial: trigger.Duration(d.RetryInitial), Max: trigger.Duration(d.RetryMax)}
 	return p
 }
 

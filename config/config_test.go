@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -912,4 +913,19 @@ func TestDocsListEveryKey(t *testing.T) {
 			require.True(t, found, "docs/configuration.md has no table row with `%s` and `%s`", k.path, k.env)
 		}
 	}
+}
+
+// The publisher section maps onto publisher.Config field for field, and
+// takes its defaults from the publisher package.
+func TestPublisherForStream(t *testing.T) {
+	t.Parallel()
+	off := false
+	cfg := Publisher{HashGuard: &off, MaxPending: 7}.WithDefaults().ForStream("S")
+	require.Equal(t, "S", cfg.Stream)
+	require.False(t, *cfg.HashGuard)
+	require.Equal(t, 7, cfg.MaxPending)
+	require.Equal(t, publisher.DefaultMaxPayload, cfg.MaxPayload)
+	require.Equal(t, publisher.DefaultAckTimeout, cfg.AckTimeout)
+	require.Equal(t, publisher.DefaultRetryInitial, cfg.RetryInitial)
+	require.Equal(t, publisher.DefaultRetryMax, cfg.RetryMax)
 }

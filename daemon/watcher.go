@@ -19,7 +19,6 @@ import (
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/pgsource"
-	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
@@ -122,7 +121,7 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 				CheckpointEvery:    cfg.Watcher.CheckpointEvery,
 				CheckpointInterval: cfg.Watcher.CheckpointInterval.D(),
 			},
-			Publisher: publisher.FromConfig(cfg.NATS, cfg.Publisher),
+			Publisher: cfg.Publisher.ForStream(cfg.NATS.Stream),
 		}),
 	)
 	if err != nil {

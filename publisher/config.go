@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
@@ -51,23 +50,6 @@ type Config struct {
 	// Registerer receives the publisher's metrics. Defaults to a private
 	// registry, so metrics are kept but not exported.
 	Registerer prometheus.Registerer
-}
-
-// FromConfig returns the Config for the task stream of nc and the publisher
-// settings of pc (both already defaulted and validated by package config);
-// DeadLetter, Logger and Registerer are left for the
-// caller.
-func FromConfig(nc config.NATS, pc config.Publisher) Config {
-	hg := pc.HashGuardOn()
-	return Config{
-		Stream:       nc.Stream,
-		HashGuard:    &hg,
-		MaxPayload:   pc.MaxPayload,
-		MaxPending:   pc.MaxPending,
-		AckTimeout:   pc.AckTimeout.D(),
-		RetryInitial: pc.RetryBackoff.Initial.D(),
-		RetryMax:     pc.RetryBackoff.Max.D(),
-	}
 }
 
 // Defaults.

@@ -548,13 +548,6 @@ func TestConfigValidation(t *testing.T) {
 	_, err = publisher.New(nil, publisher.Config{DeadLetter: dl})
 	require.Error(t, err)
 
-	hg := false
-	cfg := publisher.FromConfig(config.NATS{Stream: "S"}.WithDefaults(), config.Publisher{HashGuard: &hg}.WithDefaults())
-	require.Equal(t, "S", cfg.Stream)
-	require.False(t, *cfg.HashGuard)
-	require.Equal(t, 1024, cfg.MaxPending)
-	require.Equal(t, 5*time.Second, cfg.AckTimeout)
-	require.Equal(t, 100*time.Millisecond, cfg.RetryInitial)
 }
 
 // testHandler logs through t and signals warn on every warning.

@@ -27,7 +27,6 @@ import (
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
@@ -271,7 +270,7 @@ watcher:
 		engine.WithConfig(engine.Config{
 			Tenant: cfg.Watcher.Tenant, Limits: cfg.Validation, Streams: cfg.NATS.Streams(),
 			Watcher:   watcher.Config{StartFromNow: cfg.Watcher.StartFromNow, CheckpointInterval: cfg.Watcher.CheckpointInterval.D()},
-			Publisher: publisher.FromConfig(cfg.NATS, cfg.Publisher),
+			Publisher: cfg.Publisher.ForStream(cfg.NATS.Stream),
 		}),
 	)
 	require.NoError(t, err)
