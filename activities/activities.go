@@ -18,7 +18,6 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/signature"
@@ -158,20 +157,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
-}
-
-// ConfigFromWorker maps the worker file's settings onto Config.
-func ConfigFromWorker(w config.Worker) Config {
-	w = w.WithDefaults()
-	return Config{
-		Timeout:              w.HTTPTimeout.D(),
-		MaxConnsPerHost:      w.MaxConnsPerHost,
-		MaxBodyBytes:         w.MaxBodyBytes,
-		MaxResponseBodyBytes: w.MaxResponseBodyBytes,
-		RetryableStatuses:    w.RetryableStatuses,
-		Egress:               egress.Policy{AllowLoopback: w.LoopbackAllowed(), AllowPrivate: w.AllowPrivate},
-		DefaultMaxAttempts:   w.Retry.MaxAttempts,
-	}
 }
 
 // Deps are the activities' collaborators.

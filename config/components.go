@@ -10,9 +10,12 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/triggerflow/triggerflow/activities"
+	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/workflows"
 )
 
 // Each component below has WithDefaults, which returns a copy with every
@@ -912,29 +915,39 @@ type Tokens struct {
 // not.
 func (w Worker) LoopbackAllowed() bool { return w.AllowLoopback != nil && *w.AllowLoopback }
 
+// Activities is the activities package's view of w (the egress policy and
+// the delivery limits).
+func (w Worker) Activities() activities.Config {
+	return activities.Config{
+		Timeout:              w.HTTPTimeout.D(),
+		MaxConnsPerHost:      w.MaxConnsPerHost,
+		MaxBodyBytes:         w.MaxBodyBytes,
+		MaxResponseBodyBytes: w.MaxResponseBodyBytes,
+		RetryableStatuses:    w.RetryableStatuses,
+		Egress:               egress.Policy{AllowLoopback: w.LoopbackAllowed(), AllowPrivate: w.AllowPrivate},
+		DefaultMaxAttempts:   w.Retry.MaxAttempts,
+	}
+}
+
+// Workflows is the workflows package's view of w.
+func (w Worker) Workflows() workflows.Options {
+	return workflows.Options{QuietPeriod: w.QuietPeriod.D(), Retry: w.Retry, HTTPTimeout: w.HTTPTimeout.D()}
+}
+
 // WithDefaults returns w with zero fields set to their defaults.
 func (w Worker) WithDefaults() Worker {
-	if w.HTTPTimeout == 0 {
-		w.HTTPTimeout = trigger.Duration(30 * time.Second)
-	}
-	if w.MaxConnsPerHost == 0 {
-		w.MaxConnsPerHost = 64
-	}
-	if w.MaxBodyBytes == 0 {
-		w.MaxBodyBytes = 256 << 10
-	}
-	if w.MaxResponseBodyBytes == 0 {
-		w.MaxResponseBodyBytes = 4096
-	}
-	if w.RetryableStatuses == nil {
-		w.RetryableStatuses = []int{408, 429}
-	}
+	// The delivery settings take the activities' and workflows' defaults.
+	a := w.Activities().WithDefaults()
+	w.HTTPTimeout = trigger.Duration(a.Timeout)
+	w.MaxConnsPerHost, w.MaxBodyBytes, w.MaxResponseBodyBytes = a.MaxConnsPerHost, a.MaxBodyBytes, a.MaxResponseBodyBytes
+	w.RetryableStatuses = a.RetryableStatuses
 	if w.AllowLoopback == nil {
 		w.AllowLoopback = new(false)
 	}
-	w.Retry = w.Retry.Merge(trigger.DefaultRetryPolicy())
-	if w.QuietPeriod == 0 {
-		w.QuietPeriod = trigger.Duration(time.Minute)
+	o := w.Workflows().WithDefaults()
+	w.Retry = o.Retry
+	if w.QuietPeriod == 0 { // a negative one stays, for Validate to report
+		w.QuietPeriod = trigger.Duration(o.QuietPeriod)
 	}
 	if w.Secrets.Backend == "" {
 		w.Secrets.Backend = SecretsFile

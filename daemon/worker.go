@@ -48,7 +48,7 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	ops.Handle("GET "+authn.JWKSPath, issuer.Handler())
 
-	acts, err := activities.New(activities.ConfigFromWorker(cfg.Worker), activities.Deps{
+	acts, err := activities.New(cfg.Worker.Activities(), activities.Deps{
 		Secrets: sm, Tokens: issuer, DeadLetters: deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
 		Logger: log, Registerer: opts.Registry, HTTP: opts.WebhookHTTP,
 	})
@@ -71,7 +71,7 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	backoff := 200 * time.Millisecond
 	for {
 		w = worker.New(tc, cfg.Temporal.TaskQueue, wopts)
-		workflows.Register(w, acts, workflows.OptionsFromWorker(cfg.Worker))
+		workflows.Register(w, acts, cfg.Worker.Workflows().WithDefaults())
 		err := w.Start()
 		if err == nil {
 			break

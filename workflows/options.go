@@ -6,7 +6,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/triggerflow/triggerflow/activities"
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -108,16 +107,6 @@ func (o Options) WithDefaults() Options {
 		o.MaxCarryBytes = 1 << 20
 	}
 	return o
-}
-
-// OptionsFromWorker maps the worker file's settings onto Options.
-func OptionsFromWorker(w config.Worker) Options {
-	w = w.WithDefaults()
-	return Options{
-		QuietPeriod: w.QuietPeriod.D(),
-		Retry:       w.Retry,
-		HTTPTimeout: w.HTTPTimeout.D(),
-	}.WithDefaults()
 }
 
 // EffectiveRetryPolicy is a task's retry policy with its zero fields taken

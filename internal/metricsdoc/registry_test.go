@@ -351,7 +351,7 @@ func workerMetrics(t *testing.T) []metric {
 	cfg, err := config.Parse[config.WorkerFile]("worker.yaml", fmt.Appendf(nil, "nats: {url: %q}\n", ns.URL()), noEnv)
 	require.NoError(t, err)
 	rec := newRecorder()
-	_, err = activities.New(activities.ConfigFromWorker(cfg.Worker), activities.Deps{
+	_, err = activities.New(cfg.Worker.Activities(), activities.Deps{
 		DeadLetters: deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
 		Logger:      quiet(), Registerer: rec,
 	})
