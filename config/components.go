@@ -13,6 +13,7 @@ import (
 	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
@@ -805,19 +806,15 @@ func (i Ingest) check(p *problems) {
 	}
 }
 
-// SecretsBackend is where the worker reads webhook signing secrets.
-type SecretsBackend string
+// SecretsBackend is where the worker reads webhook signing secrets; see
+// secrets.Backend.
+type SecretsBackend = secrets.Backend
 
-// Secret backends.
+// Secrets backends.
 const (
-	// SecretsFile reads secrets from files under Secrets.Dir.
-	SecretsFile SecretsBackend = "file"
-	// SecretsEnv reads secrets from environment variables whose names
-	// start with Secrets.EnvPrefix.
-	SecretsEnv SecretsBackend = "env"
-	// SecretsNATSKV reads secrets from the JetStream key-value bucket
-	// Secrets.Bucket.
-	SecretsNATSKV SecretsBackend = "nats-kv"
+	SecretsFile   = secrets.BackendFile
+	SecretsEnv    = secrets.BackendEnv
+	SecretsNATSKV = secrets.BackendNATSKV
 )
 
 // Secrets configures where webhook signing secrets come from.
@@ -833,6 +830,11 @@ type Secrets struct {
 	// Bucket is the key-value bucket of the nats-kv backend. Defaults to
 	// "triggerflow-secrets".
 	Bucket string `yaml:"bucket"`
+}
+
+// ForSecrets is the secrets package's view of s.
+func (s Secrets) ForSecrets() secrets.Config {
+	return secrets.Config{Backend: s.Backend, Dir: s.Dir, EnvPrefix: s.EnvPrefix, Bucket: s.Bucket}
 }
 
 // Worker configures how the worker delivers webhooks.
@@ -949,18 +951,8 @@ func (w Worker) WithDefaults() Worker {
 	if w.QuietPeriod == 0 { // a negative one stays, for Validate to report
 		w.QuietPeriod = trigger.Duration(o.QuietPeriod)
 	}
-	if w.Secrets.Backend == "" {
-		w.Secrets.Backend = SecretsFile
-	}
-	if w.Secrets.Dir == "" {
-		w.Secrets.Dir = "secrets/"
-	}
-	if w.Secrets.EnvPrefix == "" {
-		w.Secrets.EnvPrefix = "TRIGGERFLOW_SECRET_"
-	}
-	if w.Secrets.Bucket == "" {
-		w.Secrets.Bucket = "triggerflow-secrets"
-	}
+	sd := w.Secrets.ForSecrets().WithDefaults()
+	w.Secrets = Secrets{Backend: sd.Backend, Dir: sd.Dir, EnvPrefix: sd.EnvPrefix, Bucket: sd.Bucket}
 	if w.Tokens.KeyFile == "" {
 		w.Tokens.KeyFile = filepath.Join("keys", "token-signing.pem")
 	}

@@ -153,7 +153,7 @@ func Dev(ctx context.Context, cfg DevConfig, started func(*DevStack)) error {
 	if _, err := secrets.Ensure(secretsDir, cfg.Tenant, "default"); err != nil {
 		return fmt.Errorf("dev secret: %w", err)
 	}
-	sm, err := secrets.New(ctx, config.Secrets{Backend: config.SecretsFile, Dir: secretsDir}, nil)
+	sm, err := secrets.New(ctx, secrets.Config{Dir: secretsDir}, nil)
 	if err != nil {
 		return err
 	}

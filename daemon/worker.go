@@ -32,7 +32,7 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 		return fmt.Errorf("streams: %w", err)
 	}
 
-	sm, err := secrets.New(ctx, cfg.Worker.Secrets, js)
+	sm, err := secrets.New(ctx, cfg.Worker.Secrets.ForSecrets(), js)
 	if err != nil {
 		return fmt.Errorf("secrets: %w", err)
 	}

@@ -7,17 +7,61 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/triggerflow/triggerflow/config"
 )
 
-// New returns the Manager cfg selects (cfg as filled by
-// config.Worker.WithDefaults). js is needed only for the nats-kv backend.
-// The file and nats-kv backends are wrapped in a Cache with default
-// settings; the env backend is already in memory.
-func New(ctx context.Context, cfg config.Secrets, js jetstream.JetStream) (Manager, error) {
+// Backend is where webhook signing secrets are read.
+type Backend string
+
+// Backends.
+const (
+	// BackendFile reads secrets from files under Config.Dir.
+	BackendFile Backend = "file"
+	// BackendEnv reads secrets from environment variables whose names
+	// start with Config.EnvPrefix.
+	BackendEnv Backend = "env"
+	// BackendNATSKV reads secrets from the JetStream key-value bucket
+	// Config.Bucket.
+	BackendNATSKV Backend = "nats-kv"
+)
+
+// Config selects and configures a backend.
+type Config struct {
+	// Backend defaults to BackendFile.
+	Backend Backend
+	// Dir is the file backend's root. Defaults to "secrets/".
+	Dir string
+	// EnvPrefix starts the env backend's variable names. Defaults to
+	// "TRIGGERFLOW_SECRET_".
+	EnvPrefix string
+	// Bucket is the nats-kv backend's bucket. Defaults to DefaultBucket.
+	Bucket string
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Backend == "" {
+		c.Backend = BackendFile
+	}
+	if c.Dir == "" {
+		c.Dir = "secrets/"
+	}
+	if c.EnvPrefix == "" {
+		c.EnvPrefix = "TRIGGERFLOW_SECRET_"
+	}
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	return c
+}
+
+// New returns the Manager cfg selects (zero fields take their defaults).
+// js is needed only for the nats-kv backend. The file and nats-kv backends
+// are wrapped in a Cache with default settings; the env backend is already
+// in memory.
+func New(ctx context.Context, cfg Config, js jetstream.JetStream) (Manager, error) {
+	cfg = cfg.WithDefaults()
 	switch cfg.Backend {
-	case config.SecretsFile, "":
+	case BackendFile:
 		// Fail at startup rather than on the first delivery.
 		st, err := os.Stat(cfg.Dir)
 		if err != nil {
@@ -27,17 +71,13 @@ func New(ctx context.Context, cfg config.Secrets, js jetstream.JetStream) (Manag
 			return nil, fmt.Errorf("secrets: file backend directory %s is not a directory", cfg.Dir)
 		}
 		return NewCache(NewDir(cfg.Dir), CacheConfig{}), nil
-	case config.SecretsEnv:
+	case BackendEnv:
 		return NewEnv(cfg.EnvPrefix, nil), nil
-	case config.SecretsNATSKV:
+	case BackendNATSKV:
 		if js == nil {
 			return nil, errors.New("secrets: the nats-kv backend needs a JetStream connection")
 		}
-		bucket := cfg.Bucket
-		if bucket == "" {
-			bucket = DefaultBucket
-		}
-		kv, err := OpenKV(ctx, js, bucket)
+		kv, err := OpenKV(ctx, js, cfg.Bucket)
 		if err != nil {
 			return nil, err
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/signature"
@@ -368,36 +367,36 @@ func TestNew(t *testing.T) {
 	list, err := secrets.Ensure(dir, "t1", "r1")
 	require.NoError(t, err)
 
-	m, err := secrets.New(ctx, config.Secrets{Backend: config.SecretsFile, Dir: dir}, nil)
+	m, err := secrets.New(ctx, secrets.Config{Backend: secrets.BackendFile, Dir: dir}, nil)
 	require.NoError(t, err)
 	got, err := m.Resolve(ctx, "t1", "r1")
 	require.NoError(t, err)
 	require.Equal(t, list, got)
 
-	_, err = secrets.New(ctx, config.Secrets{Backend: config.SecretsFile, Dir: filepath.Join(dir, "missing")}, nil)
+	_, err = secrets.New(ctx, secrets.Config{Backend: secrets.BackendFile, Dir: filepath.Join(dir, "missing")}, nil)
 	require.Error(t, err)
 
-	m, err = secrets.New(ctx, config.Secrets{Backend: config.SecretsEnv, EnvPrefix: "TF_TEST_UNSET_"}, nil)
+	m, err = secrets.New(ctx, secrets.Config{Backend: secrets.BackendEnv, EnvPrefix: "TF_TEST_UNSET_"}, nil)
 	require.NoError(t, err)
 	_, err = m.Resolve(ctx, "t1", "r1")
 	require.ErrorIs(t, err, secrets.ErrNotFound)
 	require.ErrorContains(t, err, "TF_TEST_UNSET_T1__R1")
 
-	_, err = secrets.New(ctx, config.Secrets{Backend: config.SecretsNATSKV}, nil)
+	_, err = secrets.New(ctx, secrets.Config{Backend: secrets.BackendNATSKV}, nil)
 	require.Error(t, err)
-	_, err = secrets.New(ctx, config.Secrets{Backend: "vault"}, nil)
+	_, err = secrets.New(ctx, secrets.Config{Backend: "vault"}, nil)
 	require.Error(t, err)
 
 	nc := testenv.NATS(t).Conn(t)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	_, err = secrets.New(ctx, config.Secrets{Backend: config.SecretsNATSKV, Bucket: "absent"}, js)
+	_, err = secrets.New(ctx, secrets.Config{Backend: secrets.BackendNATSKV, Bucket: "absent"}, js)
 	require.ErrorIs(t, err, jetstream.ErrBucketNotFound)
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "present"})
 	require.NoError(t, err)
 	s := newSecret(t)
 	require.NoError(t, secrets.NewKV(kv).Put(ctx, "t1", "r1", s))
-	m, err = secrets.New(ctx, config.Secrets{Backend: config.SecretsNATSKV, Bucket: "present"}, js)
+	m, err = secrets.New(ctx, secrets.Config{Backend: secrets.BackendNATSKV, Bucket: "present"}, js)
 	require.NoError(t, err)
 	got, err = m.Resolve(ctx, "t1", "r1")
 	require.NoError(t, err)
