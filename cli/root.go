@@ -37,6 +37,7 @@ reads the audit trail.`,
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(newValidateCmd(), newDocCmd(), newCheckpointCmd(), newReplayCmd(), newAuditCmd(), newDLQCmd(), newDevCmd(), newSecretCmd())
+	root.AddCommand(newDeliveriesCmd(), newRedeliverCmd())
 	// Cobra adds these two when the root executes; added now, the rules
 	// below cover them too.
 	root.InitDefaultHelpCmd()

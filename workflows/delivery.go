@@ -85,8 +85,9 @@ type mailbox struct {
 	failed  int64
 	blocked *BlockState
 
-	tasks     workflow.ReceiveChannel
-	unblockCh workflow.ReceiveChannel
+	tasks       workflow.ReceiveChannel
+	unblockCh   workflow.ReceiveChannel
+	redeliverCh workflow.ReceiveChannel
 	// Signals taken off the channels that need work outside a Select.
 	invalid    []invalidTask
 	unblockReq *Unblock
@@ -127,6 +128,9 @@ func run(ctx workflow.Context, p DeliveryParams, registered Options) error {
 		unblockCh:  workflow.GetSignalChannel(ctx, UnblockSignal),
 		lastActive: workflow.Now(ctx),
 	}
+	// Runs recorded before this signal existed never received it: a
+	// channel that stays empty issues no command, so they replay.
+	m.redeliverCh = workflow.GetSignalChannel(ctx, RedeliverSignal)
 	for _, id := range p.Seen {
 		m.remember(id)
 	}
@@ -189,6 +193,13 @@ func (m *mailbox) drain() {
 		}
 		m.onUnblock(u)
 	}
+	for {
+		var r Redelivery
+		if !m.redeliverCh.ReceiveAsync(&r) {
+			break
+		}
+		m.acceptRedelivery(r)
+	}
 }
 
 // wait blocks until a signal arrives (true) or, with quiet set, until the
@@ -222,6 +233,12 @@ func (m *mailbox) wait(quiet bool) bool {
 			var u Unblock
 			c.Receive(m.ctx, &u)
 			m.onUnblock(u)
+			got = true
+		})
+		sel.AddReceive(m.redeliverCh, func(c workflow.ReceiveChannel, _ bool) {
+			var r Redelivery
+			c.Receive(m.ctx, &r)
+			m.acceptRedelivery(r)
 			got = true
 		})
 		if quiet {
@@ -299,6 +316,27 @@ func (m *mailbox) check(t *trigger.DeliveryTask) string {
 			t.Tenant, t.TriggerID, t.Collection, t.DocKey, k.Tenant, k.TriggerID, k.Collection, k.DocKey)
 	}
 	return ""
+}
+
+// acceptRedelivery queues an operator's redelivery like a new task, but
+// without consulting the dedupe set: the event was delivered (or
+// dead-lettered) before, and the operator wants it sent once more. Its
+// dedupe key is remembered, so a late copy of the original task from
+// ingest is still dropped.
+func (m *mailbox) acceptRedelivery(r Redelivery) {
+	t := r.Task
+	if reason := m.check(&t); reason != "" {
+		// Deterministic: map keys are sorted. One that does not encode is
+		// recorded without its payload.
+		//workflowcheck:ignore
+		raw, _ := json.Marshal(r)
+		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: "redelivery: " + reason})
+		return
+	}
+	m.log.Info("redelivery queued", "eventId", t.EventID, "actor", r.Actor, "reason", r.Reason)
+	m.remember(t.DedupeKey())
+	m.pending = append(m.pending, t)
+	m.lastActive = workflow.Now(m.ctx)
 }
 
 func (m *mailbox) remember(id string) {

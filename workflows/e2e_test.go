@@ -394,6 +394,7 @@ var replayOptions = map[string]workflows.Options{
 	"local-first-attempt": {QuietPeriod: time.Second},
 	"retry-policy":        {QuietPeriod: time.Second},
 	"continue-as-new":     {QuietPeriod: time.Second, MaxHistoryLength: 30},
+	"redeliver":           {QuietPeriod: time.Second},
 }
 
 // replayDir replays every history matching pattern in dir against the

@@ -1,5 +1,7 @@
 package workflows
 
+import "github.com/triggerflow/triggerflow/trigger"
+
 // Operator interface of a delivery workflow: what `temporal workflow
 // signal` and `temporal workflow query` can send to a key.
 const (
@@ -17,6 +19,15 @@ const (
 	// that arrived meanwhile were queued and follow in order. The signal is
 	// ignored (and logged) when the key is not blocked.
 	UnblockSignal = "unblock"
+	// RedeliverSignal sends one task again, although the key delivered it
+	// already: `triggerflow redeliver` signals it (with SignalWithStart, so
+	// it works after the run closed) with a Redelivery holding the task as
+	// a task signal of the key's history carried it. The workflow queues it
+	// behind the tasks already queued, like a new task, but without
+	// consulting the dedupe set; the delivery goes out with the task's
+	// event id as webhook-id, signed like any other. A redelivery for
+	// another key is dead-lettered as an invalid task.
+	RedeliverSignal = "redeliver"
 	// StatusQuery returns a Status:
 	//
 	//	temporal workflow query --workflow-id <id> --type status
@@ -27,6 +38,17 @@ const (
 type Unblock struct {
 	// Skip dead-letters the failed task instead of retrying it.
 	Skip bool `json:"skip"`
+}
+
+// Redelivery is the payload of RedeliverSignal. Actor and Reason repeat
+// the audit record's, so the key's history says who asked and why.
+type Redelivery struct {
+	Task   trigger.DeliveryTask `json:"task"`
+	Actor  string               `json:"actor,omitempty"`
+	Reason string               `json:"reason,omitempty"`
+	// Request identifies the command that sent it, as its audit record's
+	// After does; the workflow does not use it.
+	Request string `json:"request,omitempty"`
 }
 
 // BlockState describes a blocked key; the blocked task is the first of
