@@ -136,155 +136,232 @@ func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryT
 	return out, nil
 }
 
-// post makes one attempt. batch says it is a DeliverBatch attempt, whose
-// failure the workflow rather than Temporal retries. A nil Failure means
-// delivered.
+// post makes one attempt and records its outcome in the metrics and the
+// log. batch says it is a DeliverBatch attempt, whose failure the workflow
+// rather than Temporal retries. A nil Failure means delivered.
 func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask, batch bool) (Result, *Failure) {
+	log := a.attemptLog(ctx, task)
+	res, f := a.attempt(ctx, task)
+	if f != nil {
+		a.failed(ctx, log, task, f, batch)
+		return Result{}, f
+	}
+	a.delivered(log, task, res)
+	return res, nil
+}
+
+// attemptLog is the logger of one attempt of task.
+func (a *Activities) attemptLog(ctx context.Context, task *trigger.DeliveryTask) *slog.Logger {
 	attempt := int32(1)
 	if activity.IsActivity(ctx) {
 		attempt = activity.GetInfo(ctx).Attempt
 	}
-	log := a.log.With(
+	return a.log.With(
 		slog.String("tenant", task.Tenant), slog.String("triggerId", task.TriggerID),
 		slog.String("collection", task.Collection), slog.String("eventId", task.EventID),
 		slog.Int("attempt", int(attempt)),
 	)
-	collection, hashed := task.MetricCollection(), strconv.FormatBool(task.SubjectHashed)
-	fail := func(f *Failure) (Result, *Failure) {
-		f.EventID = task.EventID
-		a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, f.Type).Inc()
-		if a.retried(ctx, task, f, batch) {
-			a.metrics.retries.WithLabelValues(task.Tenant, f.Type).Inc()
-		} else {
-			a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
-		}
-		level := slog.LevelWarn
-		if f.Retryable {
-			level = slog.LevelInfo
-		}
-		log.Log(ctx, level, "webhook attempt failed",
-			slog.String("type", f.Type), slog.Int("status", f.Status),
-			slog.Int64("latencyMs", f.LatencyMS), slog.String("error", f.Message))
+}
+
+// metricLabels are the collection and subjectHashed labels of task's
+// delivery metrics.
+func metricLabels(task *trigger.DeliveryTask) (collection, hashed string) {
+	return task.MetricCollection(), strconv.FormatBool(task.SubjectHashed)
+}
+
+func (a *Activities) delivered(log *slog.Logger, task *trigger.DeliveryTask, res Result) {
+	collection, hashed := metricLabels(task)
+	a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, "success").Inc()
+	a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
+	if !task.CommitTime.IsZero() {
+		a.metrics.lag.WithLabelValues(task.Tenant, collection, hashed).Observe(a.now().Sub(task.CommitTime).Seconds())
+	}
+	log.Debug("webhook delivered", slog.Int("status", res.Status), slog.Int64("latencyMs", res.LatencyMS))
+}
+
+// failed stamps f with the task's event id, counts it, and logs it: at
+// info when another attempt follows, at warn when it may not.
+func (a *Activities) failed(ctx context.Context, log *slog.Logger, task *trigger.DeliveryTask, f *Failure, batch bool) {
+	f.EventID = task.EventID
+	collection, hashed := metricLabels(task)
+	a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, f.Type).Inc()
+	if a.retried(ctx, task, f, batch) {
+		a.metrics.retries.WithLabelValues(task.Tenant, f.Type).Inc()
+	} else {
+		a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
+	}
+	level := slog.LevelWarn
+	if f.Retryable {
+		level = slog.LevelInfo
+	}
+	log.Log(ctx, level, "webhook attempt failed",
+		slog.String("type", f.Type), slog.Int("status", f.Status),
+		slog.Int64("latencyMs", f.LatencyMS), slog.String("error", f.Message))
+}
+
+// attempt sends task once and classifies what came back.
+func (a *Activities) attempt(ctx context.Context, task *trigger.DeliveryTask) (Result, *Failure) {
+	req, f := a.newRequest(ctx, task)
+	if f != nil {
 		return Result{}, f
 	}
+	reqCtx, cancel := context.WithTimeout(ctx, req.timeout)
+	defer cancel()
+	req.Request = req.WithContext(reqCtx)
+	start := time.Now()
+	resp, err := a.client.Do(req.Request)
+	if err != nil {
+		return Result{}, sendFailure(ctx, req, err, time.Since(start))
+	}
+	body := readExcerpt(resp.Body, a.cfg.MaxResponseBodyBytes)
+	latency := time.Since(start)
+	a.metrics.duration.WithLabelValues(task.Tenant, task.MetricCollection()).Observe(latency.Seconds())
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// A 2xx is a delivery even if its body could not be read.
+		return Result{EventID: task.EventID, Status: resp.StatusCode, LatencyMS: latency.Milliseconds()}, nil
+	}
+	return Result{}, a.statusFailure(resp, body, req, latency)
+}
 
+// request is one attempt's signed POST and what describing its failure
+// needs.
+type request struct {
+	*retryablehttp.Request
+	// target is "POST scheme://host": only scheme and host reach messages
+	// and logs, as many providers put a credential in the path or query.
+	target string
+	// token is the bearer token sent, which a response must not echo into
+	// history.
+	token   string
+	timeout time.Duration
+}
+
+// newRequest builds task's POST: the body, the signature over it and the
+// bearer token. Its failures are the task's or the secret store's; nothing
+// has been sent.
+func (a *Activities) newRequest(ctx context.Context, task *trigger.DeliveryTask) (*request, *Failure) {
 	u, err := url.Parse(task.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fail(&Failure{Type: TypeInvalid, Message: "webhook url is not an absolute http(s) URL"})
+		return nil, &Failure{Type: TypeInvalid, Message: "webhook url is not an absolute http(s) URL"}
 	}
-	// Only scheme and host reach messages and logs: many providers put a
-	// credential in the path or query.
-	target := "POST " + u.Scheme + "://" + u.Host
+	body, f := a.body(task)
+	if f != nil {
+		return nil, f
+	}
+	secrets, f := a.signingSecrets(ctx, task)
+	if f != nil {
+		return nil, f
+	}
+	r := &request{target: "POST " + u.Scheme + "://" + u.Host, timeout: a.cfg.Timeout}
+	if a.tokens != nil {
+		if r.token, err = a.tokens.Token(ctx, task.Tenant); err != nil {
+			return nil, &Failure{Type: TypeToken, Retryable: true, Message: "getting bearer token: " + err.Error()}
+		}
+	}
+	if task.Timeout > 0 {
+		r.timeout = task.Timeout.D()
+	}
+	if r.Request, err = retryablehttp.NewRequestWithContext(ctx, http.MethodPost, task.URL, body); err != nil {
+		return nil, &Failure{Type: TypeInvalid, Message: "building request: " + err.Error()}
+	}
+	return r, a.setHeaders(r, task, body, secrets)
+}
 
+// body is task's webhook body, within Config.MaxBodyBytes.
+func (a *Activities) body(task *trigger.DeliveryTask) ([]byte, *Failure) {
 	body, err := Body(task)
 	if err != nil {
-		return fail(&Failure{Type: TypeInvalid, Message: "encoding body: " + err.Error()})
+		return nil, &Failure{Type: TypeInvalid, Message: "encoding body: " + err.Error()}
 	}
 	if len(body) > a.cfg.MaxBodyBytes {
-		return fail(&Failure{Type: TypeOversize, Message: fmt.Sprintf(
-			"webhook body is %d bytes, more than the %d allowed", len(body), a.cfg.MaxBodyBytes)})
+		return nil, &Failure{Type: TypeOversize, Message: fmt.Sprintf(
+			"webhook body is %d bytes, more than the %d allowed", len(body), a.cfg.MaxBodyBytes)}
 	}
+	return body, nil
+}
 
-	var secrets []signature.Secret
-	if task.SecretsRef != "" {
-		if a.secrets == nil {
-			return fail(&Failure{Type: TypeSecret, Retryable: true, Message: fmt.Sprintf(
-				"secret %q: the worker has no secret resolver", task.SecretsRef)})
-		}
-		secrets, err = a.secrets.Resolve(ctx, task.Tenant, task.SecretsRef)
-		if err == nil && len(secrets) == 0 {
-			err = errors.New("no secrets configured")
-		}
-		if err != nil {
-			return fail(&Failure{Type: TypeSecret, Retryable: true, Message: fmt.Sprintf(
-				"resolving secret %q: %v", task.SecretsRef, err)})
-		}
+// signingSecrets resolves task's secretsRef; none means unsigned. A
+// lookup failure is retryable: a secret store outage must delay
+// deliveries, never unsign them.
+func (a *Activities) signingSecrets(ctx context.Context, task *trigger.DeliveryTask) ([]signature.Secret, *Failure) {
+	if task.SecretsRef == "" {
+		return nil, nil
 	}
-	var token string
-	if a.tokens != nil {
-		if token, err = a.tokens.Token(ctx, task.Tenant); err != nil {
-			return fail(&Failure{Type: TypeToken, Retryable: true, Message: "getting bearer token: " + err.Error()})
-		}
+	if a.secrets == nil {
+		return nil, &Failure{Type: TypeSecret, Retryable: true, Message: fmt.Sprintf(
+			"secret %q: the worker has no secret resolver", task.SecretsRef)}
 	}
-
-	timeout := a.cfg.Timeout
-	if task.Timeout > 0 {
-		timeout = task.Timeout.D()
+	secrets, err := a.secrets.Resolve(ctx, task.Tenant, task.SecretsRef)
+	if err == nil && len(secrets) == 0 {
+		err = errors.New("no secrets configured")
 	}
-	reqCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := retryablehttp.NewRequestWithContext(reqCtx, http.MethodPost, task.URL, body)
 	if err != nil {
-		return fail(&Failure{Type: TypeInvalid, Message: "building request: " + err.Error()})
+		return nil, &Failure{Type: TypeSecret, Retryable: true, Message: fmt.Sprintf(
+			"resolving secret %q: %v", task.SecretsRef, err)}
 	}
+	return secrets, nil
+}
+
+// setHeaders sets the trigger's headers, then the ones a trigger may not
+// override: content type, user agent, the Standard Webhooks id, timestamp
+// and signature, and the bearer token.
+func (a *Activities) setHeaders(r *request, task *trigger.DeliveryTask, body []byte, secrets []signature.Secret) *Failure {
 	for k, v := range task.Headers {
-		req.Header.Set(k, v)
+		r.Header.Set(k, v)
 	}
 	sent := a.now()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", a.cfg.UserAgent)
-	req.Header.Set(signature.HeaderID, task.EventID)
-	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(sent.Unix(), 10))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("User-Agent", a.cfg.UserAgent)
+	r.Header.Set(signature.HeaderID, task.EventID)
+	r.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(sent.Unix(), 10))
 	if len(secrets) > 0 {
 		sig, err := signature.Sign(task.EventID, sent, body, secrets...)
 		if err != nil {
-			return fail(&Failure{Type: TypeInvalid, Message: "signing: " + err.Error()})
+			return &Failure{Type: TypeInvalid, Message: "signing: " + err.Error()}
 		}
-		req.Header.Set(signature.HeaderSignature, sig)
+		r.Header.Set(signature.HeaderSignature, sig)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if r.token != "" {
+		r.Header.Set("Authorization", "Bearer "+r.token)
 	}
+	return nil
+}
 
-	start := time.Now()
-	resp, err := a.client.Do(req)
-	if err != nil {
-		latency := time.Since(start).Milliseconds()
-		switch {
-		case errors.Is(err, egress.ErrDenied):
-			return fail(&Failure{Type: TypeForbidden, LatencyMS: latency, Message: target + ": " + rootCause(err)})
-		case reqCtx.Err() != nil && ctx.Err() == nil:
-			return fail(&Failure{Type: TypeTimeout, Retryable: true, LatencyMS: latency,
-				Message: fmt.Sprintf("%s: no response within %s", target, timeout)})
-		default:
-			return fail(&Failure{Type: TypeNetwork, Retryable: true, LatencyMS: latency, Message: target + ": " + rootCause(err)})
-		}
+// sendFailure classifies a request that got no response. ctx is the
+// activity's, r's context the attempt's: only the attempt's own timeout is
+// a timeout; when ctx ended the request, the caller reports that instead.
+func sendFailure(ctx context.Context, r *request, err error, latency time.Duration) *Failure {
+	f := &Failure{LatencyMS: latency.Milliseconds()}
+	switch {
+	case errors.Is(err, egress.ErrDenied):
+		f.Type, f.Message = TypeForbidden, r.target+": "+rootCause(err)
+	case r.Context().Err() != nil && ctx.Err() == nil:
+		f.Type, f.Retryable = TypeTimeout, true
+		f.Message = fmt.Sprintf("%s: no response within %s", r.target, r.timeout)
+	default:
+		f.Type, f.Retryable, f.Message = TypeNetwork, true, r.target+": "+rootCause(err)
 	}
-	excerpt, truncated, readErr := readExcerpt(resp.Body, a.cfg.MaxResponseBodyBytes)
-	latency := time.Since(start)
-	a.metrics.duration.WithLabelValues(task.Tenant, collection).Observe(latency.Seconds())
+	return f
+}
 
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		// A 2xx is a delivery even if its body could not be read.
-		a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, "success").Inc()
-		a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
-		if !task.CommitTime.IsZero() {
-			a.metrics.lag.WithLabelValues(task.Tenant, collection, hashed).Observe(a.now().Sub(task.CommitTime).Seconds())
-		}
-		log.Debug("webhook delivered", slog.Int("status", resp.StatusCode), slog.Int64("latencyMs", latency.Milliseconds()))
-		return Result{EventID: task.EventID, Status: resp.StatusCode, LatencyMS: latency.Milliseconds()}, nil
-	}
-
+// statusFailure classifies a non-2xx response: a redirect and a 4xx
+// outside Config.RetryableStatuses fail for good; the rest are retried,
+// honouring Retry-After.
+func (a *Activities) statusFailure(resp *http.Response, body excerpt, r *request, latency time.Duration) *Failure {
 	f := &Failure{
 		Status:        resp.StatusCode,
 		LatencyMS:     latency.Milliseconds(),
-		Body:          redact(excerpt, token),
-		BodyTruncated: truncated,
-		Message:       fmt.Sprintf("%s: %s after %s", target, statusText(resp.StatusCode), latency.Round(time.Millisecond)),
+		Body:          redact(body.text, r.token),
+		BodyTruncated: body.truncated,
+		Message:       fmt.Sprintf("%s: %s after %s", r.target, statusText(resp.StatusCode), latency.Round(time.Millisecond)),
 	}
-	if readErr != nil {
-		f.Message += " (reading body: " + rootCause(readErr) + ")"
+	if body.err != nil {
+		f.Message += " (reading body: " + rootCause(body.err) + ")"
 	}
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		f.Type = TypeHTTP3xx
-		if loc := resp.Header.Get("Location"); loc != "" {
-			if lu, err := url.Parse(loc); err == nil && lu.Host != "" {
-				f.Message += " (redirects to " + lu.Scheme + "://" + lu.Host + "; redirects are not followed)"
-			} else {
-				f.Message += " (redirects are not followed)"
-			}
-		}
+		f.Message += redirectNote(resp.Header.Get("Location"))
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && !a.retryable[resp.StatusCode]:
 		f.Type = TypeHTTP4xx
 	default:
@@ -299,7 +376,18 @@ func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask, batch
 			f.Message += fmt.Sprintf(", Retry-After %s", d)
 		}
 	}
-	return fail(f)
+	return f
+}
+
+// redirectNote tells where a redirect pointed, scheme and host only.
+func redirectNote(location string) string {
+	if location == "" {
+		return ""
+	}
+	if u, err := url.Parse(location); err == nil && u.Host != "" {
+		return " (redirects to " + u.Scheme + "://" + u.Host + "; redirects are not followed)"
+	}
+	return " (redirects are not followed)"
 }
 
 // retried reports whether another attempt of the task follows a failed
@@ -334,9 +422,16 @@ func (a *Activities) retried(ctx context.Context, task *trigger.DeliveryTask, f 
 	return rp.MaximumAttempts <= 0 || info.Attempt < rp.MaximumAttempts
 }
 
+// excerpt is the start of a response body, kept for the failure record.
+type excerpt struct {
+	text      string
+	truncated bool
+	err       error // reading the body failed after text
+}
+
 // readExcerpt keeps the first n bytes of a response body and drains a
 // little more so the connection can be reused.
-func readExcerpt(body io.ReadCloser, n int) (string, bool, error) {
+func readExcerpt(body io.ReadCloser, n int) excerpt {
 	defer body.Close()
 	buf, err := io.ReadAll(io.LimitReader(body, int64(n)+1))
 	truncated := len(buf) > n
@@ -344,7 +439,7 @@ func readExcerpt(body io.ReadCloser, n int) (string, bool, error) {
 		buf = buf[:n]
 		_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
 	}
-	return strings.ToValidUTF8(string(buf), "\uFFFD"), truncated, err
+	return excerpt{text: strings.ToValidUTF8(string(buf), "\uFFFD"), truncated: truncated, err: err}
 }
 
 // redact removes the bearer token from text a receiver sent back: an echo

@@ -88,36 +88,18 @@ func (d *dlq) Publish(_ context.Context, rec deadletter.Record) error {
 	return nil
 }
 
-// syncBuffer collects log output written from activity goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	rec  *testenv.WebhookRecorder
 	acts *activities.Activities
 	env  *testsuite.TestActivityEnvironment
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	reg  *prometheus.Registry
 	dlq  *dlq
 }
 
 func newFixture(t *testing.T, cfg activities.Config, deps activities.Deps) *fixture {
 	t.Helper()
-	f := &fixture{rec: testenv.Recorder(t), logs: &syncBuffer{}, reg: prometheus.NewRegistry(), dlq: &dlq{}}
+	f := &fixture{rec: testenv.Recorder(t), logs: &testenv.LogBuffer{}, reg: prometheus.NewRegistry(), dlq: &dlq{}}
 	cfg.Egress.AllowLoopback = true
 	if deps.Secrets == nil {
 		deps.Secrets = secrets{}

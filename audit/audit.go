@@ -32,6 +32,7 @@ const (
 	ActionTriggersReload   Action = "triggers-reload"
 	ActionRedrive          Action = "dead-letter-redrive"
 	ActionPurge            Action = "dead-letter-purge"
+	ActionRedeliver        Action = "redeliver"
 )
 
 // Record is one audit entry.

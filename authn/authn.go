@@ -119,7 +119,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("RefreshBefore %s must be at least 0 and less than TTL %s", c.RefreshBefore, c.TTL))
 	}
 	if c.Key != nil && len(c.Key) != ed25519.PrivateKeySize {
-		errs = append(errs, fmt.Errorf("Key is %d bytes, want an ed25519 private key of %d", len(c.Key), ed25519.PrivateKeySize))
+		errs = append(errs, fmt.Errorf("key is %d bytes, want an ed25519 private key of %d", len(c.Key), ed25519.PrivateKeySize))
 	}
 	for i, k := range c.PreviousKeys {
 		if len(k) != ed25519.PublicKeySize {

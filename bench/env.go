@@ -3,24 +3,18 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/service"
-	"github.com/triggerflow/triggerflow/workflows"
+	"github.com/triggerflow/triggerflow/daemon"
 )
 
 // Servers are the NATS and Temporal servers every row shares.
@@ -31,50 +25,21 @@ type Servers struct {
 }
 
 // StartServers embeds a file-backed JetStream server and starts the
-// Temporal dev server (SQLite in WAL mode, as `make dev` runs it) with the
-// CLI at cli, keeping their state under dir.
+// Temporal dev server as `make dev` runs them, with the CLI at cli,
+// keeping their state under dir.
 func StartServers(ctx context.Context, dir, cli string) (*Servers, error) {
-	if cli == "" {
-		return nil, errors.New("no Temporal CLI: set TRIGGERFLOW_TEMPORAL_CLI or run `make tools`")
-	}
-	if _, err := os.Stat(cli); err != nil {
-		return nil, fmt.Errorf("temporal CLI %s: %w (run `make tools` or set TRIGGERFLOW_TEMPORAL_CLI)", cli, err)
-	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "nats"), NoLog: true, NoSigs: true})
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded NATS did not start")
-	}
-	logFile, err := os.Create(filepath.Join(dir, "temporal.log"))
-	if err != nil {
-		ns.Shutdown()
-		return nil, err
-	}
 	port, err := FreePort()
 	if err != nil {
-		ns.Shutdown()
 		return nil, err
 	}
-	quiet := service.TemporalLogger(slog.New(slog.NewTextHandler(io.Discard, nil)), config.LevelError)
-	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	dev, err := testsuite.StartDevServer(sctx, testsuite.DevServerOptions{
-		ExistingPath:     cli,
-		ClientOptions:    &client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", port), Logger: quiet},
-		DBFilename:       filepath.Join(dir, "temporal.db"),
-		LogLevel:         "error",
-		SearchAttributes: workflows.SearchAttributes(),
-		ExtraArgs:        []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"},
-		Stdout:           logFile,
-		Stderr:           logFile,
-	})
+	ns, err := daemon.StartNATS(filepath.Join(dir, "nats"), -1)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := daemon.TemporalDevServer{CLI: cli, CLIHint: "run `make tools` or set TRIGGERFLOW_TEMPORAL_CLI", Dir: dir, Port: port}.Start(ctx)
 	if err != nil {
 		ns.Shutdown()
-		return nil, fmt.Errorf("temporal dev server (log in %s): %w", logFile.Name(), err)
+		return nil, err
 	}
 	return &Servers{NATS: ns, Temporal: dev, Client: dev.Client()}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 )
 
@@ -74,8 +75,8 @@ func runIngestCrash(t *testing.T, ingestCfg string, takeover bool) {
 	events := watchConsumerAdvisories(t, st.natsURL)
 	var writes []write
 	put := func(n int) { writes = append(writes, st.put(t, keys, n)...) }
-	consumed := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_consumed_total") }
-	redelivered := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_redelivered_total") }
+	consumed := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_consumed_total", nil) }
+	redelivered := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_redelivered_total", nil) }
 
 	put(warmup)
 	require.True(t, st.rcv.awaitDistinct(len(writes), settle), "warm-up: %d of %d changes delivered", st.rcv.distinct(), len(writes))
@@ -92,7 +93,7 @@ func runIngestCrash(t *testing.T, ingestCfg string, takeover bool) {
 	before := consumed(active)
 	require.NoError(t, st.temporal.Stop())
 	put(held)
-	awaitMetric(t, fmt.Sprintf("%s holding %d tasks", active.name, held), func() bool { return consumed(active) >= before+held })
+	awaitCount(t, fmt.Sprintf("%s holding %d tasks", active.name, held), before+held, func() float64 { return consumed(active) })
 
 	crash := time.Now()
 	require.NotNil(t, active.stop(syscall.SIGKILL), "%s was not running", active.name)
@@ -110,7 +111,7 @@ func runIngestCrash(t *testing.T, ingestCfg string, takeover bool) {
 	})
 
 	requireDeliveredInOrder(t, st.rcv, writes)
-	taken := st.metric(t, standby, "triggerflow_ingest_takeovers_total", `outcome="taken"`)
+	taken := st.metric(t, standby, "triggerflow_ingest_takeovers_total", prometheus.Labels{"outcome": "taken"})
 	if takeover {
 		require.Equal(t, 1.0, taken, "the standby took over from the killed replica")
 		require.GreaterOrEqual(t, consumed(standby), float64(held+after), "the tasks the killed replica held come again to the standby")
@@ -118,12 +119,7 @@ func runIngestCrash(t *testing.T, ingestCfg string, takeover bool) {
 		require.Zero(t, taken)
 		require.GreaterOrEqual(t, redelivered(standby), float64(held), "the tasks the killed replica held come back to the standby")
 	}
-	stuck := stuckWorkflows(t, st.tc)
-	for deadline := time.Now().Add(time.Minute); len(stuck) > 0 && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond) // visibility and queries of an external server
-		stuck = stuckWorkflows(t, st.tc)
-	}
-	require.Empty(t, stuck, "workflows still running with queued or blocked tasks")
+	awaitNoStuckWorkflows(t, st.tc)
 	require.Zero(t, deadLetters(t, st.natsURL), "dead-letter stream must be empty")
 	for _, s := range []service{standby, st.workers[0], st.watcher} {
 		require.False(t, s.exited(), "%s exited on its own", s.name)

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/triggerflow/triggerflow/internal/testenv"
 )
 
 // TestScaleOut runs the scaled-out configuration docs/operations.md
@@ -39,10 +42,10 @@ func TestScaleOut(t *testing.T) {
 	ingests, workers, ts, rcv := st.ingests, st.workers, st.temporal, st.rcv
 	var writes []write
 	put := func(n int) { writes = append(writes, st.put(t, keys, n)...) }
-	consumed := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_consumed_total") }
-	redelivered := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_redelivered_total") }
+	consumed := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_consumed_total", nil) }
+	redelivered := func(s service) float64 { return st.metric(t, s, "triggerflow_ingest_redelivered_total", nil) }
 	succeeded := func(s service) float64 {
-		return st.metric(t, s, "triggerflow_webhook_attempts_total", `outcome="success"`)
+		return st.metric(t, s, "triggerflow_webhook_attempts_total", prometheus.Labels{"outcome": "success"})
 	}
 
 	// Phase 1: every replica up.
@@ -85,7 +88,7 @@ func TestScaleOut(t *testing.T) {
 	before := consumed(active)
 	require.NoError(t, ts.Stop())
 	put(phase3a)
-	awaitMetric(t, fmt.Sprintf("%s holding phase 3a", active.name), func() bool { return consumed(active) >= before+phase3a })
+	awaitCount(t, fmt.Sprintf("%s holding phase 3a", active.name), before+phase3a, func() float64 { return consumed(active) })
 	stopGracefully(t, active.proc)
 	put(phase3b)
 	ts.Restart(t)
@@ -99,20 +102,15 @@ func TestScaleOut(t *testing.T) {
 	// Both workers delivered. Every 200 the receiver gave is a successful
 	// attempt at one of them; wait until their counters show all of it.
 	var ok [2]float64
-	awaitMetric(t, "successful attempts of all changes", func() bool {
+	awaitCount(t, "successful attempts of all changes", float64(len(writes)), func() float64 {
 		ok = [2]float64{succeeded(workers[0]), succeeded(workers[1])}
-		return ok[0]+ok[1] >= float64(len(writes))
+		return ok[0] + ok[1]
 	})
 	t.Logf("scale-out: successful webhook attempts per worker %v", ok)
 	require.Positive(t, ok[0], "worker-0 delivered nothing")
 	require.Positive(t, ok[1], "worker-1 delivered nothing")
 
-	stuck := stuckWorkflows(t, st.tc)
-	for deadline := time.Now().Add(time.Minute); len(stuck) > 0 && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond) // visibility and queries of an external server
-		stuck = stuckWorkflows(t, st.tc)
-	}
-	require.Empty(t, stuck, "workflows still running with queued or blocked tasks")
+	awaitNoStuckWorkflows(t, st.tc)
 	require.Zero(t, deadLetters(t, st.natsURL), "dead-letter stream must be empty")
 	for _, s := range []service{standby, workers[0], workers[1], st.watcher} {
 		require.False(t, s.exited(), "%s exited on its own", s.name)
@@ -221,7 +219,7 @@ func BenchmarkScaleOut(b *testing.B) {
 			b.ReportMetric(float64(total-warm)/b.Elapsed().Seconds(), "deliveries/s")
 			var per []float64
 			for _, w := range st.workers {
-				per = append(per, st.metric(b, w, "triggerflow_webhook_attempts_total", `outcome="success"`))
+				per = append(per, st.metric(b, w, "triggerflow_webhook_attempts_total", prometheus.Labels{"outcome": "success"}))
 			}
 			b.Logf("successful attempts per worker (warm-up included): %v", per)
 		})
@@ -238,22 +236,27 @@ func TestRetriesOnAnotherWorker(t *testing.T) {
 	const keys, changes = 10, 60
 	st := startStack(t, stackConfig{ingests: 1, workers: 2, ingest: "{sharing: pinned}",
 		worker: "retry: {maxAttempts: 1000, initialBackoff: 200ms, maxBackoff: 1s, multiplier: 2}"})
-	attempts := func(s service) float64 { return st.metric(t, s, "triggerflow_webhook_attempts_total") }
+	attempts := func(s service) float64 { return st.metric(t, s, "triggerflow_webhook_attempts_total", nil) }
 	succeeded := func(s service) float64 {
-		return st.metric(t, s, "triggerflow_webhook_attempts_total", `outcome="success"`)
+		return st.metric(t, s, "triggerflow_webhook_attempts_total", prometheus.Labels{"outcome": "success"})
 	}
 	w0, w1 := st.workers[0], st.workers[1]
 
 	st.rcv.setMode(modeFail)
 	writes := st.put(t, keys, changes)
-	awaitMetric(t, "failed attempts at both workers", func() bool { return attempts(w0) > 0 && attempts(w1) > 0 })
+	testenv.Eventually(t, time.Minute, "failed attempts at both workers", func() error {
+		if a0, a1 := attempts(w0), attempts(w1); a0 == 0 || a1 == 0 {
+			return fmt.Errorf("worker-0 made %.0f, worker-1 %.0f", a0, a1)
+		}
+		return nil
+	})
 	failedAtW0 := attempts(w0)
 	require.NotNil(t, w0.stop(syscall.SIGKILL), "worker-0 was not running")
 	st.rcv.setMode(modeOK)
 
 	require.True(t, st.rcv.awaitDistinct(changes, 3*time.Minute), "%d of %d changes delivered", st.rcv.distinct(), changes)
 	requireDeliveredInOrder(t, st.rcv, writes)
-	awaitMetric(t, "worker-1 to count every success", func() bool { return succeeded(w1) >= changes })
+	awaitCount(t, "worker-1 to count every success", changes, func() float64 { return succeeded(w1) })
 	t.Logf("worker-0 failed %.0f attempts before it was killed; worker-1 then made %.0f successful attempts", failedAtW0, succeeded(w1))
 	require.Zero(t, deadLetters(t, st.natsURL), "dead-letter stream must be empty")
 	require.False(t, w1.exited(), "worker-1 exited on its own")

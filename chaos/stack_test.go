@@ -1,9 +1,9 @@
 package chaos_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -145,29 +146,36 @@ func (st *stack) put(tb testing.TB, keys, n int) []write {
 	return out
 }
 
-// metric is metricSum on one of the stack's services.
-func (st *stack) metric(tb testing.TB, s service, name string, matchers ...string) float64 {
+// metric sums the samples of the metric name on one of the stack's
+// services' /metrics whose labels include labels; a metric with no series
+// yet sums to 0.
+func (st *stack) metric(tb testing.TB, s service, name string, labels prometheus.Labels) float64 {
 	tb.Helper()
-	return metricSum(tb, st.hc, s.ops, name, matchers...)
+	resp, err := st.hc.Get("http://" + s.ops + "/metrics")
+	require.NoError(tb, err)
+	defer resp.Body.Close()
+	require.Equal(tb, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(tb, err)
+	return testenv.Metric(tb, testenv.ParseMetrics(tb, body), name, labels)
 }
 
 // awaitReady waits until a service answers /readyz with 200, failing at
 // once if its process exits.
 func awaitReady(tb testing.TB, hc *http.Client, p *proc, ops string) {
 	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.Eventually(tb, time.Minute, fmt.Sprintf("%s ready on %s", p.name, ops), func() error {
 		require.False(tb, p.exited(), "%s exited before it was ready", p.name)
 		resp, err := hc.Get("http://" + ops + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		require.True(tb, time.Now().Before(deadline), "%s not ready on %s: %v", p.name, ops, err)
-		time.Sleep(50 * time.Millisecond) // polling an external process
-	}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answers %d", resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // awaitPollers waits until Temporal lists a poller of every process in
@@ -175,77 +183,40 @@ func awaitReady(tb testing.TB, hc *http.Client, p *proc, ops string) {
 // queue, for workflow and for activity tasks.
 func awaitPollers(tb testing.TB, tc client.Client, queue string, pids ...int) {
 	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for _, typ := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
-		for {
+	testenv.Eventually(tb, time.Minute, fmt.Sprintf("pollers of processes %v on %q", pids, queue), func() error {
+		for _, typ := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			resp, err := tc.DescribeTaskQueue(ctx, queue, typ)
 			cancel()
-			missing := pids
-			if err == nil {
-				var ids strings.Builder
-				for _, p := range resp.Pollers {
-					ids.WriteString("|" + p.GetIdentity())
-				}
-				missing = nil
-				for _, pid := range pids {
-					if !strings.Contains(ids.String(), fmt.Sprintf("|%d@", pid)) {
-						missing = append(missing, pid)
-					}
+			if err != nil {
+				return fmt.Errorf("%s: %w", typ, err)
+			}
+			var ids strings.Builder
+			for _, p := range resp.Pollers {
+				ids.WriteString("|" + p.GetIdentity())
+			}
+			var missing []int
+			for _, pid := range pids {
+				if !strings.Contains(ids.String(), fmt.Sprintf("|%d@", pid)) {
+					missing = append(missing, pid)
 				}
 			}
-			if len(missing) == 0 {
-				break
+			if len(missing) > 0 {
+				return fmt.Errorf("%s pollers of processes %v missing", typ, missing)
 			}
-			require.True(tb, time.Now().Before(deadline), "%s pollers of processes %v never showed on %q (%v)", typ, missing, queue, err)
-			time.Sleep(100 * time.Millisecond) // polling an external server
 		}
-	}
+		return nil
+	})
 }
 
-// awaitMetric polls other processes' counters until cond holds.
-func awaitMetric(tb testing.TB, what string, cond func() bool) {
+// awaitCount polls count, a sum of other processes' counters, until it
+// reaches want.
+func awaitCount(tb testing.TB, what string, want float64, count func() float64) {
 	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		require.True(tb, time.Now().Before(deadline), "waiting for %s", what)
-		time.Sleep(100 * time.Millisecond) // polling other processes' counters
-	}
-}
-
-// metricSum adds up the samples of the metric name on a process's
-// /metrics whose label sets contain every one of matchers (`k="v"`); a
-// metric with no series yet sums to 0.
-func metricSum(tb testing.TB, hc *http.Client, ops, name string, matchers ...string) float64 {
-	tb.Helper()
-	resp, err := hc.Get("http://" + ops + "/metrics")
-	require.NoError(tb, err)
-	defer resp.Body.Close()
-	require.Equal(tb, http.StatusOK, resp.StatusCode)
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 || strings.HasPrefix(line, "#") {
-			continue
+	testenv.Eventually(tb, time.Minute, what, func() error {
+		if got := count(); got < want {
+			return fmt.Errorf("%.0f of %.0f", got, want)
 		}
-		series := line[:sp]
-		if series != name && !strings.HasPrefix(series, name+"{") {
-			continue
-		}
-		matched := true
-		for _, m := range matchers {
-			matched = matched && strings.Contains(series, m)
-		}
-		if !matched {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		require.NoError(tb, err, "sample %q", line)
-		sum += v
-	}
-	require.NoError(tb, sc.Err())
-	return sum
+		return nil
+	})
 }

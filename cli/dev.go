@@ -33,13 +33,13 @@ resumes from the saved checkpoint. Point at external servers with --nats,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data", "data", "directory for everything the stack keeps between runs")
-	f.StringVar(&cfg.Tenant, "tenant", "demo", "tenant scope of the watcher")
-	f.StringVar(&cfg.Triggers, "triggers", "examples/triggers", "trigger file or directory")
+	f.StringVar(&cfg.DataDir, "data", daemon.DevDataDir, "directory for everything the stack keeps between runs")
+	f.StringVar(&cfg.Tenant, "tenant", daemon.DevTenant, "tenant scope of the watcher")
+	f.StringVar(&cfg.Triggers, "triggers", daemon.DevTriggers, "trigger file or directory")
 	f.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server instead of an embedded one")
 	f.StringVar(&cfg.TemporalHostPort, "temporal", "", "use this Temporal frontend (host:port) instead of the dev server; register Triggerflow's search attributes there first")
 	f.StringVar(&cfg.PostgresDSN, "postgres", "", "watch this PostgreSQL database (wal_level=logical) instead of the SQLite store")
 	f.StringVar(&cfg.TemporalCLI, "temporal-cli", toolpath.TemporalCLI(), "Temporal CLI binary used to run the dev server")
-	f.StringVar(&cfg.ReceiverAddr, "receiver", "127.0.0.1:8090", "demo receiver address (the example triggers deliver there)")
+	f.StringVar(&cfg.ReceiverAddr, "receiver", daemon.DevReceiverAddr, "demo receiver address (the example triggers deliver there)")
 	return cmd
 }

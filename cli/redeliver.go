@@ -22,9 +22,6 @@ import (
 	"github.com/triggerflow/triggerflow/workflows"
 )
 
-// ActionRedeliver is the audit action of `triggerflow redeliver`.
-const ActionRedeliver audit.Action = "redeliver"
-
 // ErrDeliveryInProgress is returned when redeliver is asked for an event
 // its workflow has not finished delivering.
 var ErrDeliveryInProgress = errors.New("the event's delivery is not finished")
@@ -92,7 +89,7 @@ dead letter; redeliver leaves it.`,
 			if err != nil {
 				return err
 			}
-			ar := audit.Record{Action: ActionRedeliver, Tenant: ev.task.Tenant, Actor: af.actor, Reason: af.reason,
+			ar := audit.Record{Action: audit.ActionRedeliver, Tenant: ev.task.Tenant, Actor: af.actor, Reason: af.reason,
 				Key: workflowID, Before: eventID, After: request}
 			if err := audit.NewWriter(js, auditStream).Write(ctx, ar); err != nil {
 				return fmt.Errorf("%w (nothing redelivered: the audit trail must be writable first)", explainStream(err, "audit", auditStream, "--audit-stream", natsURL))

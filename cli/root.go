@@ -27,8 +27,8 @@ func New(out, errOut io.Writer) *cobra.Command {
 A document change is matched against triggers by the watcher, published to
 NATS JetStream, handed to a Temporal workflow per document by ingest, and
 delivered as a signed webhook by the worker. This command checks trigger
-files, writes demo documents, moves checkpoints, redrives dead letters and
-reads the audit trail.`,
+files, writes demo documents, moves checkpoints, shows and re-sends
+deliveries, redrives and purges dead letters and reads the audit trail.`,
 		Version:       service.Build().String("triggerflow"),
 		SilenceUsage:  true,
 		SilenceErrors: true,

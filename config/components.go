@@ -12,6 +12,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/egress"
+	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/streams"
@@ -63,7 +64,7 @@ func (l LogLevel) Slog() slog.Level {
 // Log configures the process's structured logs.
 type Log struct {
 	// Format is "json", one object per line for log shippers, or "text"
-	// for people. Defaults to "json"; the dev file defaults to "text".
+	// for people. Defaults to "json"; `triggerflow dev` uses "text".
 	Format LogFormat `yaml:"format"`
 	// Level is the least severe level written: "debug", "info", "warn" or
 	// "error". Defaults to "info".
@@ -104,7 +105,6 @@ const (
 	defaultWatcherAddr = ":9464"
 	defaultIngestAddr  = ":9465"
 	defaultWorkerAddr  = ":9466"
-	defaultDevAddr     = defaultWatcherAddr
 )
 
 // HTTP configures the operations endpoint: metrics, liveness, readiness.
@@ -404,7 +404,7 @@ func (t Temporal) WithDefaults() Temporal {
 		t.Namespace = "default"
 	}
 	if t.TaskQueue == "" {
-		t.TaskQueue = "triggerflow"
+		t.TaskQueue = workflows.DefaultTaskQueue
 	}
 	return t
 }
@@ -441,7 +441,7 @@ const (
 type Watcher struct {
 	// Tenant is the one tenant this watcher serves; every trigger it loads
 	// must belong to it. Letters, digits, '-' and '_', at most 128
-	// characters. Required; the dev file defaults it to "dev".
+	// characters. Required.
 	Tenant string `yaml:"tenant"`
 	// Source is "sqlite" (the embedded document store) or "postgres"
 	// (logical replication). Defaults to "sqlite".
@@ -651,21 +651,14 @@ func (p Publisher) check(ps *problems) {
 }
 
 // CollisionPolicy is what ingest does when one hashed subject token is seen
-// with two different decoded docKeys (a hash collision of the subject
-// guard). Ordering and identity always use the decoded docKey, so a
-// collision never merges two documents; the policy decides how loudly it is
-// handled.
-type CollisionPolicy string
+// with two different docKeys; see ingest.CollisionPolicy.
+type CollisionPolicy = ingest.CollisionPolicy
 
 // Collision policies.
 const (
-	// CollisionSerialize processes both keys in one lane, in stream order,
-	// and counts the collision.
-	CollisionSerialize CollisionPolicy = "serialize"
-	// CollisionAlert does the same and also logs a warning per collision.
-	CollisionAlert CollisionPolicy = "alert"
-	// CollisionFail dead-letters the colliding task with its reason.
-	CollisionFail CollisionPolicy = "fail"
+	CollisionSerialize = ingest.CollisionSerialize
+	CollisionAlert     = ingest.CollisionAlert
+	CollisionFail      = ingest.CollisionFail
 )
 
 // Ingest configures how ingest turns delivery tasks into Temporal
@@ -730,44 +723,29 @@ type Ingest struct {
 	TakeoverMaxReplay int `yaml:"takeoverMaxReplay"`
 }
 
-// WithDefaults returns i with zero fields set to their defaults.
+// ForIngester is the ingest package's view of the file's sections: the
+// stream and consumer of n, the task queue of t, and i.
+func (i Ingest) ForIngester(n NATS, t Temporal) ingest.Config {
+	return ingest.Config{
+		Stream: n.Stream, Consumer: n.Consumer, Provisioning: n.Provisioning, TaskQueue: t.TaskQueue,
+		Lanes: i.Lanes, AckWait: i.AckWait.D(), MaxAckPending: i.MaxAckPending, MaxDeliver: i.MaxDeliver,
+		DrainTimeout: i.DrainTimeout.D(), ShutdownTimeout: i.ShutdownTimeout.D(), CollisionPolicy: i.CollisionPolicy,
+		FetchBatch: i.FetchBatch, Sharing: ingest.Sharing(i.Sharing), PinnedTTL: i.PinnedTTL.D(),
+		MaxSignalBatch: i.MaxSignalBatch, TakeoverMaxReplay: i.TakeoverMaxReplay,
+	}
+}
+
+// Ingester is the ingest package's view of the ingest file.
+func (f IngestFile) Ingester() ingest.Config { return f.Ingest.ForIngester(f.NATS, f.Temporal) }
+
+// WithDefaults returns i with zero fields set to the ingest package's
+// defaults.
 func (i Ingest) WithDefaults() Ingest {
-	if i.Lanes == 0 {
-		i.Lanes = 16
-	}
-	if i.AckWait == 0 {
-		i.AckWait = trigger.Duration(15 * time.Second)
-	}
-	if i.MaxAckPending == 0 {
-		i.MaxAckPending = 1024
-	}
-	if i.MaxDeliver == 0 {
-		i.MaxDeliver = -1
-	}
-	if i.DrainTimeout == 0 {
-		i.DrainTimeout = trigger.Duration(5 * time.Second)
-	}
-	if i.ShutdownTimeout == 0 {
-		i.ShutdownTimeout = trigger.Duration(10 * time.Second)
-	}
-	if i.CollisionPolicy == "" {
-		i.CollisionPolicy = CollisionSerialize
-	}
-	if i.Sharing == "" {
-		i.Sharing = "pinned"
-	}
-	if i.FetchBatch == 0 {
-		i.FetchBatch = 64
-	}
-	if i.MaxSignalBatch == 0 {
-		i.MaxSignalBatch = 100
-	}
-	if i.PinnedTTL == 0 {
-		i.PinnedTTL = max(trigger.Duration(30*time.Second), 2*i.ShutdownTimeout, 2*i.AckWait)
-	}
-	if i.TakeoverMaxReplay == 0 {
-		i.TakeoverMaxReplay = 10000
-	}
+	d := i.ForIngester(NATS{}, Temporal{}).WithDefaults()
+	i.Lanes, i.MaxAckPending, i.MaxDeliver, i.FetchBatch = d.Lanes, d.MaxAckPending, d.MaxDeliver, d.FetchBatch
+	i.AckWait, i.DrainTimeout, i.ShutdownTimeout = trigger.Duration(d.AckWait), trigger.Duration(d.DrainTimeout), trigger.Duration(d.ShutdownTimeout)
+	i.CollisionPolicy, i.Sharing, i.PinnedTTL = d.CollisionPolicy, string(d.Sharing), trigger.Duration(d.PinnedTTL)
+	i.MaxSignalBatch, i.TakeoverMaxReplay = d.MaxSignalBatch, d.TakeoverMaxReplay
 	return i
 }
 
@@ -857,8 +835,8 @@ type Worker struct {
 	RetryableStatuses []int `yaml:"retryableStatuses"`
 	// AllowLoopback permits webhook URLs that resolve to loopback
 	// addresses. Off in production so that a trigger cannot reach the
-	// worker's own host. Defaults to false; the dev file defaults it to
-	// true. A pointer so that false can be told from unset (see
+	// worker's own host. Defaults to false; `triggerflow dev` turns it on.
+	// A pointer so that false can be told from unset (see
 	// LoopbackAllowed).
 	AllowLoopback *bool `yaml:"allowLoopback"`
 	// AllowPrivate permits URLs that resolve to private or unique-local
@@ -1046,23 +1024,3 @@ func checkLimits(p *problems, l Validation) {
 		p.add("validation.maxTimeout", l.MaxTimeout, "must be at least validation.minTimeout (%s)", l.MinTimeout)
 	}
 }
-
-// Dev configures what only the all-in-one dev command has.
-type Dev struct {
-	// DataDir holds everything the dev command keeps between runs: the
-	// document store and the embedded servers' data. Defaults to "data/".
-	DataDir string `yaml:"dataDir"`
-}
-
-// WithDefaults returns d with zero fields set to their defaults.
-func (d Dev) WithDefaults() Dev {
-	if d.DataDir == "" {
-		d.DataDir = "data/"
-	}
-	return d
-}
-
-// Validate reports every invalid field of d.
-func (d Dev) Validate() error { p := &problems{}; d.check(p); return p.err() }
-
-func (d Dev) check(p *problems) { p.required("dev.dataDir", d.DataDir) }

@@ -128,22 +128,6 @@ func TestDefaults(t *testing.T) {
 		require.Equal(t, trigger.DefaultRetryPolicy(), f.Worker.Retry)
 		require.False(t, f.Temporal.TLSOn())
 	})
-	t.Run("dev", func(t *testing.T) {
-		t.Parallel()
-		f, err := Parse[DevFile]("", nil, nil)
-		require.NoError(t, err)
-		log := wantLog
-		log.Format = LogText
-		w := wantWatcher
-		w.Tenant = "dev"
-		wk := wantWorker
-		wk.AllowLoopback = new(true)
-		require.Equal(t, DevFile{
-			Log: log, HTTP: HTTP{Addr: ":9464"}, Dev: Dev{DataDir: "data/"}, NATS: wantNATS, Temporal: wantTemporal,
-			Watcher: w, Publisher: wantPublisher, Validation: trigger.DefaultLimits(), Ingest: wantIngest, Worker: wk,
-		}, *f)
-		require.True(t, f.Worker.LoopbackAllowed())
-	})
 	t.Run("watcher needs a tenant", func(t *testing.T) {
 		t.Parallel()
 		_, err := Parse[WatcherFile]("", nil, nil)
@@ -165,7 +149,6 @@ func TestDefaults(t *testing.T) {
 		require.NoError(t, Ingest{}.WithDefaults().Validate())
 		require.NoError(t, Worker{}.WithDefaults().Validate())
 		require.NoError(t, Log{}.WithDefaults().Validate())
-		require.NoError(t, Dev{}.WithDefaults().Validate())
 		require.NoError(t, HTTP{Addr: ":1"}.Validate())
 		require.NoError(t, Watcher{Tenant: "t"}.WithDefaults().Validate())
 	})
@@ -177,10 +160,6 @@ func TestDerivedDefaultsFollowTheFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ORDERS_DLQ", f.NATS.DeadLetterSubject)
 	require.Equal(t, "ORDERS_AUDIT", f.NATS.AuditStream)
-
-	d, err := Parse[DevFile]("x.yaml", []byte("dev:\n  dataDir: /var/tf\n"), nil)
-	require.NoError(t, err)
-	require.Equal(t, "/var/tf/documents.db", d.Watcher.SQLite.Path)
 }
 
 func TestZeroAndNullMeanDefault(t *testing.T) {
@@ -201,18 +180,22 @@ ingest:
 
 func TestExplicitFalseAndEmptySurvive(t *testing.T) {
 	t.Parallel()
-	f, err := Parse[DevFile]("x.yaml", []byte(`
+	w, err := Parse[WatcherFile]("x.yaml", []byte(`
+watcher:
+  tenant: acme
 publisher:
   hashGuard: false
+`), nil)
+	require.NoError(t, err)
+	require.False(t, w.Publisher.HashGuardOn())
+
+	k, err := Parse[WorkerFile]("x.yaml", []byte(`
 worker:
-  allowLoopback: false
   retryableStatuses: []
 `), nil)
 	require.NoError(t, err)
-	require.False(t, f.Publisher.HashGuardOn())
-	require.False(t, f.Worker.LoopbackAllowed())
-	require.NotNil(t, f.Worker.RetryableStatuses)
-	require.Empty(t, f.Worker.RetryableStatuses)
+	require.NotNil(t, k.Worker.RetryableStatuses)
+	require.Empty(t, k.Worker.RetryableStatuses)
 }
 
 func TestFileOverrides(t *testing.T) {
@@ -268,17 +251,6 @@ func TestFileOverrides(t *testing.T) {
 		require.Equal(t, 200, f.Worker.MaxConcurrentActivities)
 		require.Equal(t, 50, f.Worker.MaxConcurrentWorkflowTasks)
 		require.Equal(t, 1000, f.Worker.MaxConcurrentLocalActivities, "unset: the SDK's default")
-	})
-	t.Run("dev", func(t *testing.T) {
-		t.Parallel()
-		f, err := LoadDev("testdata/dev.yaml")
-		require.NoError(t, err)
-		require.Equal(t, "local", f.Watcher.Tenant)
-		require.Equal(t, "/tmp/triggerflow/documents.db", f.Watcher.SQLite.Path)
-		require.False(t, f.Worker.LoopbackAllowed())
-		require.Equal(t, f.Worker, f.WorkerFile().Worker)
-		require.Equal(t, f.Watcher, f.WatcherFile().Watcher)
-		require.Equal(t, f.Ingest, f.IngestFile().Ingest)
 	})
 }
 
@@ -511,136 +483,190 @@ func TestInvalidValues(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name   string
-		mutate func(f *DevFile)
+		mutate func(*sections)
 		field  string
 		value  any // nil: the error shows no value
 	}{
-		{"log format", func(f *DevFile) { f.Log.Format = "xml" }, "log.format", "xml"},
-		{"log level", func(f *DevFile) { f.Log.Level = "trace" }, "log.level", "trace"},
-		{"temporal log level", func(f *DevFile) { f.Log.TemporalLevel = "none" }, "log.temporalLevel", "none"},
-		{"http addr", func(f *DevFile) { f.HTTP.Addr = "9464" }, "http.addr", "9464"},
-		{"http addr empty", func(f *DevFile) { f.HTTP.Addr = "" }, "http.addr", nil},
-		{"dev data dir", func(f *DevFile) { f.Dev.DataDir = "" }, "dev.dataDir", nil},
-		{"nats url scheme", func(f *DevFile) { f.NATS.URL = "http://x:4222" }, "nats.url", "http://x:4222"},
-		{"nats url empty entry", func(f *DevFile) { f.NATS.URL = "nats://a:1,,nats://b:1" }, "nats.url", "nats://a:1,,nats://b:1"},
-		{"stream dot", func(f *DevFile) { f.NATS.Stream = "TRIG.GERS" }, "nats.stream", "TRIG.GERS"},
-		{"stream wildcard", func(f *DevFile) { f.NATS.Stream = "T*" }, "nats.stream", "T*"},
-		{"stream gt", func(f *DevFile) { f.NATS.Stream = "T>" }, "nats.stream", "T>"},
-		{"stream space", func(f *DevFile) { f.NATS.Stream = "T S" }, "nats.stream", "T S"},
-		{"stream slash", func(f *DevFile) { f.NATS.Stream = "a/b" }, "nats.stream", "a/b"},
-		{"stream backslash", func(f *DevFile) { f.NATS.Stream = `a\b` }, "nats.stream", `a\b`},
-		{"stream too long", func(f *DevFile) { f.NATS.Stream = strings.Repeat("S", 256) }, "nats.stream", strings.Repeat("S", 256)},
-		{"consumer", func(f *DevFile) { f.NATS.Consumer = "in.gest" }, "nats.consumer", "in.gest"},
-		{"replicas zero", func(f *DevFile) { f.NATS.Replicas = 0 }, "nats.replicas", 0},
-		{"replicas six", func(f *DevFile) { f.NATS.Replicas = 6 }, "nats.replicas", 6},
-		{"max age", func(f *DevFile) { f.NATS.MaxAge = 0 }, "nats.maxAge", dur(0)},
-		{"duplicate window zero", func(f *DevFile) { f.NATS.DuplicateWindow = 0 }, "nats.duplicateWindow", dur(0)},
-		{"duplicate window over max age", func(f *DevFile) { f.NATS.DuplicateWindow = dur(200 * time.Hour) }, "nats.duplicateWindow", dur(200 * time.Hour)},
-		{"provisioning", func(f *DevFile) { f.NATS.Provisioning = "auto" }, "nats.provisioning", "auto"},
-		{"dlq wildcard", func(f *DevFile) { f.NATS.DeadLetterSubject = "dlq.>" }, "nats.deadLetterSubject", "dlq.>"},
-		{"dlq empty token", func(f *DevFile) { f.NATS.DeadLetterSubject = "dlq..x" }, "nats.deadLetterSubject", "dlq..x"},
-		{"audit stream name", func(f *DevFile) { f.NATS.AuditStream = "A.B" }, "nats.auditStream", "A.B"},
-		{"audit stream equals stream", func(f *DevFile) { f.NATS.AuditStream = "TRIGGERS" }, "nats.auditStream", "TRIGGERS"},
-		{"two auth methods", func(f *DevFile) { f.NATS.Credentials.Token = "t"; f.NATS.Credentials.CredsFile = "c" }, "nats.credentials", nil},
-		{"user without password", func(f *DevFile) { f.NATS.Credentials.User = "u" }, "nats.credentials.password", nil},
-		{"password without user", func(f *DevFile) { f.NATS.Credentials.Password = "p" }, "nats.credentials.user", nil},
-		{"nats cert without key", func(f *DevFile) { f.NATS.TLS.CertFile = "c" }, "nats.tls.keyFile", nil},
-		{"temporal key without cert", func(f *DevFile) { f.Temporal.TLS.KeyFile = "k" }, "temporal.tls.certFile", nil},
-		{"temporal host port", func(f *DevFile) { f.Temporal.HostPort = "localhost" }, "temporal.hostPort", "localhost"},
-		{"temporal namespace", func(f *DevFile) { f.Temporal.Namespace = "" }, "temporal.namespace", nil},
-		{"temporal task queue", func(f *DevFile) { f.Temporal.TaskQueue = "" }, "temporal.taskQueue", nil},
-		{"tenant empty", func(f *DevFile) { f.Watcher.Tenant = "" }, "watcher.tenant", nil},
-		{"tenant charset", func(f *DevFile) { f.Watcher.Tenant = "acme corp" }, "watcher.tenant", "acme corp"},
-		{"tenant too long", func(f *DevFile) { f.Watcher.Tenant = strings.Repeat("t", 129) }, "watcher.tenant", strings.Repeat("t", 129)},
-		{"tenant over limit", func(f *DevFile) { f.Validation.MaxTenantLength = 2 }, "watcher.tenant", "dev"},
-		{"source", func(f *DevFile) { f.Watcher.Source = "mongo" }, "watcher.source", "mongo"},
-		{"sqlite path", func(f *DevFile) { f.Watcher.SQLite.Path = "" }, "watcher.sqlite.path", nil},
-		{"postgres dsn", func(f *DevFile) { f.Watcher.Source = SourcePostgres }, "watcher.postgres.dsn", nil},
-		{"postgres slot", func(f *DevFile) {
+		{"log format", func(f *sections) { f.Log.Format = "xml" }, "log.format", "xml"},
+		{"log level", func(f *sections) { f.Log.Level = "trace" }, "log.level", "trace"},
+		{"temporal log level", func(f *sections) { f.Log.TemporalLevel = "none" }, "log.temporalLevel", "none"},
+		{"http addr", func(f *sections) { f.HTTP.Addr = "9464" }, "http.addr", "9464"},
+		{"http addr empty", func(f *sections) { f.HTTP.Addr = "" }, "http.addr", nil},
+		{"nats url scheme", func(f *sections) { f.NATS.URL = "http://x:4222" }, "nats.url", "http://x:4222"},
+		{"nats url empty entry", func(f *sections) { f.NATS.URL = "nats://a:1,,nats://b:1" }, "nats.url", "nats://a:1,,nats://b:1"},
+		{"stream dot", func(f *sections) { f.NATS.Stream = "TRIG.GERS" }, "nats.stream", "TRIG.GERS"},
+		{"stream wildcard", func(f *sections) { f.NATS.Stream = "T*" }, "nats.stream", "T*"},
+		{"stream gt", func(f *sections) { f.NATS.Stream = "T>" }, "nats.stream", "T>"},
+		{"stream space", func(f *sections) { f.NATS.Stream = "T S" }, "nats.stream", "T S"},
+		{"stream slash", func(f *sections) { f.NATS.Stream = "a/b" }, "nats.stream", "a/b"},
+		{"stream backslash", func(f *sections) { f.NATS.Stream = `a\b` }, "nats.stream", `a\b`},
+		{"stream too long", func(f *sections) { f.NATS.Stream = strings.Repeat("S", 256) }, "nats.stream", strings.Repeat("S", 256)},
+		{"consumer", func(f *sections) { f.NATS.Consumer = "in.gest" }, "nats.consumer", "in.gest"},
+		{"replicas zero", func(f *sections) { f.NATS.Replicas = 0 }, "nats.replicas", 0},
+		{"replicas six", func(f *sections) { f.NATS.Replicas = 6 }, "nats.replicas", 6},
+		{"max age", func(f *sections) { f.NATS.MaxAge = 0 }, "nats.maxAge", dur(0)},
+		{"duplicate window zero", func(f *sections) { f.NATS.DuplicateWindow = 0 }, "nats.duplicateWindow", dur(0)},
+		{"duplicate window over max age", func(f *sections) { f.NATS.DuplicateWindow = dur(200 * time.Hour) }, "nats.duplicateWindow", dur(200 * time.Hour)},
+		{"provisioning", func(f *sections) { f.NATS.Provisioning = "auto" }, "nats.provisioning", "auto"},
+		{"dlq wildcard", func(f *sections) { f.NATS.DeadLetterSubject = "dlq.>" }, "nats.deadLetterSubject", "dlq.>"},
+		{"dlq empty token", func(f *sections) { f.NATS.DeadLetterSubject = "dlq..x" }, "nats.deadLetterSubject", "dlq..x"},
+		{"audit stream name", func(f *sections) { f.NATS.AuditStream = "A.B" }, "nats.auditStream", "A.B"},
+		{"audit stream equals stream", func(f *sections) { f.NATS.AuditStream = "TRIGGERS" }, "nats.auditStream", "TRIGGERS"},
+		{"two auth methods", func(f *sections) { f.NATS.Credentials.Token = "t"; f.NATS.Credentials.CredsFile = "c" }, "nats.credentials", nil},
+		{"user without password", func(f *sections) { f.NATS.Credentials.User = "u" }, "nats.credentials.password", nil},
+		{"password without user", func(f *sections) { f.NATS.Credentials.Password = "p" }, "nats.credentials.user", nil},
+		{"nats cert without key", func(f *sections) { f.NATS.TLS.CertFile = "c" }, "nats.tls.keyFile", nil},
+		{"temporal key without cert", func(f *sections) { f.Temporal.TLS.KeyFile = "k" }, "temporal.tls.certFile", nil},
+		{"temporal host port", func(f *sections) { f.Temporal.HostPort = "localhost" }, "temporal.hostPort", "localhost"},
+		{"temporal namespace", func(f *sections) { f.Temporal.Namespace = "" }, "temporal.namespace", nil},
+		{"temporal task queue", func(f *sections) { f.Temporal.TaskQueue = "" }, "temporal.taskQueue", nil},
+		{"tenant empty", func(f *sections) { f.Watcher.Tenant = "" }, "watcher.tenant", nil},
+		{"tenant charset", func(f *sections) { f.Watcher.Tenant = "acme corp" }, "watcher.tenant", "acme corp"},
+		{"tenant too long", func(f *sections) { f.Watcher.Tenant = strings.Repeat("t", 129) }, "watcher.tenant", strings.Repeat("t", 129)},
+		{"tenant over limit", func(f *sections) { f.Validation.MaxTenantLength = 2 }, "watcher.tenant", "acme"},
+		{"source", func(f *sections) { f.Watcher.Source = "mongo" }, "watcher.source", "mongo"},
+		{"sqlite path", func(f *sections) { f.Watcher.SQLite.Path = "" }, "watcher.sqlite.path", nil},
+		{"postgres dsn", func(f *sections) { f.Watcher.Source = SourcePostgres }, "watcher.postgres.dsn", nil},
+		{"postgres slot", func(f *sections) {
 			f.Watcher.Source, f.Watcher.Postgres.DSN, f.Watcher.Postgres.Slot = SourcePostgres, "postgres://", "Acme-1"
 		}, "watcher.postgres.slot", "Acme-1"},
-		{"postgres publication", func(f *DevFile) {
+		{"postgres publication", func(f *sections) {
 			f.Watcher.Source, f.Watcher.Postgres.DSN, f.Watcher.Postgres.Publication = SourcePostgres, "postgres://", strings.Repeat("p", 64)
 		}, "watcher.postgres.publication", strings.Repeat("p", 64)},
-		{"postgres table", func(f *DevFile) {
+		{"postgres table", func(f *sections) {
 			f.Watcher.Source, f.Watcher.Postgres.DSN, f.Watcher.Postgres.Tables = SourcePostgres, "postgres://", []string{"a", " "}
 		}, "watcher.postgres.tables[1]", " "},
-		{"include", func(f *DevFile) { f.Watcher.Include = []string{""} }, "watcher.include[0]", ""},
-		{"exclude", func(f *DevFile) { f.Watcher.Exclude = []string{"x", ""} }, "watcher.exclude[1]", ""},
-		{"start from now and resume token", func(f *DevFile) { f.Watcher.StartFromNow, f.Watcher.ResumeToken = true, "t" }, "watcher.startFromNow", true},
-		{"checkpoint every", func(f *DevFile) { f.Watcher.CheckpointEvery = -1 }, "watcher.checkpointEvery", -1},
-		{"checkpoint interval", func(f *DevFile) { f.Watcher.CheckpointInterval = 0 }, "watcher.checkpointInterval", dur(0)},
-		{"triggers", func(f *DevFile) { f.Watcher.Triggers = "" }, "watcher.triggers", nil},
-		{"max payload", func(f *DevFile) { f.Publisher.MaxPayload = 65 << 20 }, "publisher.maxPayload", 65 << 20},
-		{"max pending", func(f *DevFile) { f.Publisher.MaxPending = 0 }, "publisher.maxPending", 0},
-		{"ack timeout", func(f *DevFile) { f.Publisher.AckTimeout = 0 }, "publisher.ackTimeout", dur(0)},
-		{"backoff initial", func(f *DevFile) { f.Publisher.RetryBackoff.Initial = 0 }, "publisher.retryBackoff.initial", dur(0)},
-		{"backoff max", func(f *DevFile) { f.Publisher.RetryBackoff.Max = dur(time.Millisecond) }, "publisher.retryBackoff.max", dur(time.Millisecond)},
-		{"max tenant length", func(f *DevFile) { f.Validation.MaxTenantLength = 500 }, "validation.maxTenantLength", 500},
-		{"max collection length", func(f *DevFile) { f.Validation.MaxCollectionLength = 0 }, "validation.maxCollectionLength", 0},
-		{"max header bytes", func(f *DevFile) { f.Validation.MaxHeaderBytes = -1 }, "validation.maxHeaderBytes", -1},
-		{"min timeout", func(f *DevFile) { f.Validation.MinTimeout = 0 }, "validation.minTimeout", dur(0)},
-		{"max timeout", func(f *DevFile) { f.Validation.MaxTimeout = dur(time.Millisecond) }, "validation.maxTimeout", dur(time.Millisecond)},
-		{"lanes", func(f *DevFile) { f.Ingest.Lanes = 0 }, "ingest.lanes", 0},
-		{"ack wait", func(f *DevFile) { f.Ingest.AckWait = 0 }, "ingest.ackWait", dur(0)},
-		{"max ack pending", func(f *DevFile) { f.Ingest.MaxAckPending = 0 }, "ingest.maxAckPending", 0},
-		{"max deliver zero", func(f *DevFile) { f.Ingest.MaxDeliver = 0 }, "ingest.maxDeliver", 0},
-		{"max deliver negative", func(f *DevFile) { f.Ingest.MaxDeliver = -2 }, "ingest.maxDeliver", -2},
-		{"drain timeout", func(f *DevFile) { f.Ingest.DrainTimeout = 0 }, "ingest.drainTimeout", dur(0)},
-		{"shutdown before drain", func(f *DevFile) { f.Ingest.ShutdownTimeout = dur(time.Second) }, "ingest.shutdownTimeout", dur(time.Second)},
-		{"collision policy", func(f *DevFile) { f.Ingest.CollisionPolicy = "drop" }, "ingest.collisionPolicy", "drop"},
-		{"fetch batch", func(f *DevFile) { f.Ingest.FetchBatch = 0 }, "ingest.fetchBatch", 0},
-		{"fetch batch over pending", func(f *DevFile) { f.Ingest.FetchBatch = 2000 }, "ingest.fetchBatch", 2000},
-		{"pinned TTL too short", func(f *DevFile) { f.Ingest.PinnedTTL = dur(time.Second) }, "ingest.pinnedTTL", dur(time.Second)},
-		{"pinned TTL within shutdown", func(f *DevFile) { f.Ingest.PinnedTTL = dur(5 * time.Second) }, "ingest.pinnedTTL", dur(5 * time.Second)},
-		{"http timeout", func(f *DevFile) { f.Worker.HTTPTimeout = 0 }, "worker.httpTimeout", dur(0)},
-		{"max conns", func(f *DevFile) { f.Worker.MaxConnsPerHost = 0 }, "worker.maxConnsPerHost", 0},
-		{"max body", func(f *DevFile) { f.Worker.MaxBodyBytes = 0 }, "worker.maxBodyBytes", 0},
-		{"max response body", func(f *DevFile) { f.Worker.MaxResponseBodyBytes = 0 }, "worker.maxResponseBodyBytes", 0},
-		{"retryable status", func(f *DevFile) { f.Worker.RetryableStatuses = []int{429, 503} }, "worker.retryableStatuses[1]", 503},
-		{"max attempts", func(f *DevFile) { f.Worker.Retry.MaxAttempts = 0 }, "worker.retry.maxAttempts", 0},
-		{"initial backoff", func(f *DevFile) { f.Worker.Retry.InitialBackoff = 0 }, "worker.retry.initialBackoff", dur(0)},
-		{"max backoff", func(f *DevFile) { f.Worker.Retry.MaxBackoff = dur(time.Millisecond) }, "worker.retry.maxBackoff", dur(time.Millisecond)},
-		{"multiplier", func(f *DevFile) { f.Worker.Retry.Multiplier = 0.5 }, "worker.retry.multiplier", 0.5},
-		{"quiet period", func(f *DevFile) { f.Worker.QuietPeriod = 0 }, "worker.quietPeriod", dur(0)},
-		{"quiet period under a second", func(f *DevFile) { f.Worker.QuietPeriod = dur(500 * time.Millisecond) }, "worker.quietPeriod", dur(500 * time.Millisecond)},
-		{"max concurrent activities", func(f *DevFile) { f.Worker.MaxConcurrentActivities = -1 }, "worker.maxConcurrentActivities", -1},
-		{"max concurrent workflow tasks", func(f *DevFile) { f.Worker.MaxConcurrentWorkflowTasks = 1 }, "worker.maxConcurrentWorkflowTasks", 1},
-		{"max concurrent local activities", func(f *DevFile) { f.Worker.MaxConcurrentLocalActivities = -5 }, "worker.maxConcurrentLocalActivities", -5},
-		{"secrets backend", func(f *DevFile) { f.Worker.Secrets.Backend = "vault" }, "worker.secrets.backend", "vault"},
-		{"secrets dir", func(f *DevFile) { f.Worker.Secrets.Dir = "" }, "worker.secrets.dir", nil},
-		{"secrets env prefix", func(f *DevFile) {
+		{"include", func(f *sections) { f.Watcher.Include = []string{""} }, "watcher.include[0]", ""},
+		{"exclude", func(f *sections) { f.Watcher.Exclude = []string{"x", ""} }, "watcher.exclude[1]", ""},
+		{"start from now and resume token", func(f *sections) { f.Watcher.StartFromNow, f.Watcher.ResumeToken = true, "t" }, "watcher.startFromNow", true},
+		{"checkpoint every", func(f *sections) { f.Watcher.CheckpointEvery = -1 }, "watcher.checkpointEvery", -1},
+		{"checkpoint interval", func(f *sections) { f.Watcher.CheckpointInterval = 0 }, "watcher.checkpointInterval", dur(0)},
+		{"triggers", func(f *sections) { f.Watcher.Triggers = "" }, "watcher.triggers", nil},
+		{"max payload", func(f *sections) { f.Publisher.MaxPayload = 65 << 20 }, "publisher.maxPayload", 65 << 20},
+		{"max pending", func(f *sections) { f.Publisher.MaxPending = 0 }, "publisher.maxPending", 0},
+		{"ack timeout", func(f *sections) { f.Publisher.AckTimeout = 0 }, "publisher.ackTimeout", dur(0)},
+		{"backoff initial", func(f *sections) { f.Publisher.RetryBackoff.Initial = 0 }, "publisher.retryBackoff.initial", dur(0)},
+		{"backoff max", func(f *sections) { f.Publisher.RetryBackoff.Max = dur(time.Millisecond) }, "publisher.retryBackoff.max", dur(time.Millisecond)},
+		{"max tenant length", func(f *sections) { f.Validation.MaxTenantLength = 500 }, "validation.maxTenantLength", 500},
+		{"max collection length", func(f *sections) { f.Validation.MaxCollectionLength = 0 }, "validation.maxCollectionLength", 0},
+		{"max header bytes", func(f *sections) { f.Validation.MaxHeaderBytes = -1 }, "validation.maxHeaderBytes", -1},
+		{"min timeout", func(f *sections) { f.Validation.MinTimeout = 0 }, "validation.minTimeout", dur(0)},
+		{"max timeout", func(f *sections) { f.Validation.MaxTimeout = dur(time.Millisecond) }, "validation.maxTimeout", dur(time.Millisecond)},
+		{"lanes", func(f *sections) { f.Ingest.Lanes = 0 }, "ingest.lanes", 0},
+		{"ack wait", func(f *sections) { f.Ingest.AckWait = 0 }, "ingest.ackWait", dur(0)},
+		{"max ack pending", func(f *sections) { f.Ingest.MaxAckPending = 0 }, "ingest.maxAckPending", 0},
+		{"max deliver zero", func(f *sections) { f.Ingest.MaxDeliver = 0 }, "ingest.maxDeliver", 0},
+		{"max deliver negative", func(f *sections) { f.Ingest.MaxDeliver = -2 }, "ingest.maxDeliver", -2},
+		{"drain timeout", func(f *sections) { f.Ingest.DrainTimeout = 0 }, "ingest.drainTimeout", dur(0)},
+		{"shutdown before drain", func(f *sections) { f.Ingest.ShutdownTimeout = dur(time.Second) }, "ingest.shutdownTimeout", dur(time.Second)},
+		{"collision policy", func(f *sections) { f.Ingest.CollisionPolicy = "drop" }, "ingest.collisionPolicy", "drop"},
+		{"fetch batch", func(f *sections) { f.Ingest.FetchBatch = 0 }, "ingest.fetchBatch", 0},
+		{"fetch batch over pending", func(f *sections) { f.Ingest.FetchBatch = 2000 }, "ingest.fetchBatch", 2000},
+		{"pinned TTL too short", func(f *sections) { f.Ingest.PinnedTTL = dur(time.Second) }, "ingest.pinnedTTL", dur(time.Second)},
+		{"pinned TTL within shutdown", func(f *sections) { f.Ingest.PinnedTTL = dur(5 * time.Second) }, "ingest.pinnedTTL", dur(5 * time.Second)},
+		{"http timeout", func(f *sections) { f.Worker.HTTPTimeout = 0 }, "worker.httpTimeout", dur(0)},
+		{"max conns", func(f *sections) { f.Worker.MaxConnsPerHost = 0 }, "worker.maxConnsPerHost", 0},
+		{"max body", func(f *sections) { f.Worker.MaxBodyBytes = 0 }, "worker.maxBodyBytes", 0},
+		{"max response body", func(f *sections) { f.Worker.MaxResponseBodyBytes = 0 }, "worker.maxResponseBodyBytes", 0},
+		{"retryable status", func(f *sections) { f.Worker.RetryableStatuses = []int{429, 503} }, "worker.retryableStatuses[1]", 503},
+		{"max attempts", func(f *sections) { f.Worker.Retry.MaxAttempts = 0 }, "worker.retry.maxAttempts", 0},
+		{"initial backoff", func(f *sections) { f.Worker.Retry.InitialBackoff = 0 }, "worker.retry.initialBackoff", dur(0)},
+		{"max backoff", func(f *sections) { f.Worker.Retry.MaxBackoff = dur(time.Millisecond) }, "worker.retry.maxBackoff", dur(time.Millisecond)},
+		{"multiplier", func(f *sections) { f.Worker.Retry.Multiplier = 0.5 }, "worker.retry.multiplier", 0.5},
+		{"quiet period", func(f *sections) { f.Worker.QuietPeriod = 0 }, "worker.quietPeriod", dur(0)},
+		{"quiet period under a second", func(f *sections) { f.Worker.QuietPeriod = dur(500 * time.Millisecond) }, "worker.quietPeriod", dur(500 * time.Millisecond)},
+		{"max concurrent activities", func(f *sections) { f.Worker.MaxConcurrentActivities = -1 }, "worker.maxConcurrentActivities", -1},
+		{"max concurrent workflow tasks", func(f *sections) { f.Worker.MaxConcurrentWorkflowTasks = 1 }, "worker.maxConcurrentWorkflowTasks", 1},
+		{"max concurrent local activities", func(f *sections) { f.Worker.MaxConcurrentLocalActivities = -5 }, "worker.maxConcurrentLocalActivities", -5},
+		{"secrets backend", func(f *sections) { f.Worker.Secrets.Backend = "vault" }, "worker.secrets.backend", "vault"},
+		{"secrets dir", func(f *sections) { f.Worker.Secrets.Dir = "" }, "worker.secrets.dir", nil},
+		{"secrets env prefix", func(f *sections) {
 			f.Worker.Secrets.Backend, f.Worker.Secrets.EnvPrefix = SecretsEnv, "MY-SECRET"
 		}, "worker.secrets.envPrefix", "MY-SECRET"},
-		{"secrets bucket", func(f *DevFile) {
+		{"secrets bucket", func(f *sections) {
 			f.Worker.Secrets.Backend, f.Worker.Secrets.Bucket = SecretsNATSKV, "a.b"
 		}, "worker.secrets.bucket", "a.b"},
 	}
 
 	paths := map[string]bool{}
-	for _, k := range keysOf(reflect.TypeFor[DevFile]()) {
-		paths[k.path] = true
+	for _, typ := range fileTypes {
+		for _, k := range keysOf(typ) {
+			paths[k.path] = true
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := DevFile{}.WithDefaults()
-			tc.mutate(&f)
-			err := f.Validate()
-			fe := problemsOf(t, err)
-			require.Len(t, fe, 1, "want exactly one problem, got: %v", err)
-			e := fe[0]
-			require.Equal(t, tc.field, e.Field)
-			require.Equal(t, tc.value, e.Value)
-			require.Contains(t, e.Error(), tc.field+": ")
-			if tc.value != nil {
-				require.Contains(t, e.Error(), formatValue(tc.value))
+			s := defaultSections()
+			tc.mutate(&s)
+			section, _, _ := strings.Cut(tc.field, ".")
+			checked := 0
+			for _, f := range s.files() {
+				err := f.Validate()
+				if !hasSection(f, section) {
+					require.NoError(t, err, "%T has no %s section", f, section)
+					continue
+				}
+				checked++
+				fe := problemsOf(t, err)
+				require.Len(t, fe, 1, "%T: want exactly one problem, got: %v", f, err)
+				e := fe[0]
+				require.Equal(t, tc.field, e.Field)
+				require.Equal(t, tc.value, e.Value)
+				require.Contains(t, e.Error(), tc.field+": ")
+				if tc.value != nil {
+					require.Contains(t, e.Error(), formatValue(tc.value))
+				}
+				// Every problem names a real key, or the block holding it.
+				field, _, _ := strings.Cut(e.Field, "[")
+				require.True(t, paths[field] || field == "nats.credentials", "%s is not a key", field)
 			}
-			// Every problem names a real key, or the block holding it.
-			field, _, _ := strings.Cut(e.Field, "[")
-			require.True(t, paths[field] || field == "nats.credentials", "%s is not a key", field)
+			require.NotZero(t, checked, "no file has the %s section", section)
 		})
 	}
+}
+
+// sections holds one of each section of the binaries' files, so that one
+// table can break any of them; files then checks every file that has it.
+type sections struct {
+	Log        Log
+	HTTP       HTTP
+	NATS       NATS
+	Temporal   Temporal
+	Watcher    Watcher
+	Publisher  Publisher
+	Validation Validation
+	Ingest     Ingest
+	Worker     Worker
+}
+
+func defaultSections() sections {
+	w := WatcherFile{Watcher: Watcher{Tenant: "acme"}}.WithDefaults()
+	return sections{
+		Log: w.Log, HTTP: w.HTTP, NATS: w.NATS, Temporal: Temporal{}.WithDefaults(),
+		Watcher: w.Watcher, Publisher: w.Publisher, Validation: w.Validation,
+		Ingest: Ingest{}.WithDefaults(), Worker: Worker{}.WithDefaults(),
+	}
+}
+
+// files returns each binary's file made of s.
+func (s sections) files() []interface{ Validate() error } {
+	return []interface{ Validate() error }{
+		WatcherFile{Log: s.Log, HTTP: s.HTTP, NATS: s.NATS, Watcher: s.Watcher, Publisher: s.Publisher, Validation: s.Validation},
+		IngestFile{Log: s.Log, HTTP: s.HTTP, NATS: s.NATS, Temporal: s.Temporal, Ingest: s.Ingest},
+		WorkerFile{Log: s.Log, HTTP: s.HTTP, NATS: s.NATS, Temporal: s.Temporal, Worker: s.Worker},
+	}
+}
+
+// hasSection reports whether file f has the top-level key name.
+func hasSection(f any, name string) bool {
+	t := reflect.TypeOf(f)
+	for i := range t.NumField() {
+		if yamlName(t.Field(i)) == name {
+			return true
+		}
+	}
+	return false
 }
 
 func TestErrorMessageFormat(t *testing.T) {
@@ -759,10 +785,6 @@ func TestExamplesAreValidCompleteAndTrue(t *testing.T) {
 		t.Parallel()
 		checkExample(t, "examples/worker.yaml", WorkerFile{}.WithDefaults())
 	})
-	t.Run("dev", func(t *testing.T) {
-		t.Parallel()
-		checkExample(t, "examples/dev.yaml", DevFile{}.WithDefaults())
-	})
 }
 
 func checkExample[T File[T]](t *testing.T, path string, want T) {
@@ -812,8 +834,6 @@ func TestTestdataFilesParse(t *testing.T) {
 	require.NoError(t, err)
 	_, err = LoadWorker("testdata/worker.yaml")
 	require.NoError(t, err)
-	_, err = LoadDev("testdata/dev.yaml")
-	require.NoError(t, err)
 }
 
 func TestEnvNames(t *testing.T) {
@@ -844,7 +864,6 @@ var fileTypes = []reflect.Type{
 	reflect.TypeFor[WatcherFile](),
 	reflect.TypeFor[IngestFile](),
 	reflect.TypeFor[WorkerFile](),
-	reflect.TypeFor[DevFile](),
 }
 
 // TestEveryKeyCanBeSet guards against a field type that neither YAML nor

@@ -1,5 +1,5 @@
 // Package config loads the configuration files of the Triggerflow binaries:
-// WatcherFile, IngestFile, WorkerFile and DevFile (`triggerflow dev`).
+// WatcherFile, IngestFile and WorkerFile.
 //
 // Each file is made of component structs (NATS, Temporal, Watcher, ...)
 // whose field comments state their defaults. WithDefaults fills zero

@@ -23,7 +23,7 @@ import (
 
 // File is a configuration file type: one per binary.
 type File[T any] interface {
-	WatcherFile | IngestFile | WorkerFile | DevFile
+	WatcherFile | IngestFile | WorkerFile
 	WithDefaults() T
 	Validate() error
 }
@@ -115,9 +115,6 @@ func LoadIngest(path string) (*IngestFile, error) { return Load[IngestFile](path
 
 // LoadWorker is Load for the worker binary.
 func LoadWorker(path string) (*WorkerFile, error) { return Load[WorkerFile](path) }
-
-// LoadDev is Load for the dev command.
-func LoadDev(path string) (*DevFile, error) { return Load[DevFile](path) }
 
 // Redacted replaces secret values in Dump's output.
 const Redacted = "REDACTED"

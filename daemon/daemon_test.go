@@ -213,17 +213,16 @@ func TestEndToEnd(t *testing.T) {
 	require.Len(t, ids, 4, "one webhook-id per change")
 	require.Equal(t, []string{"document.created", "document.updated", "document.deleted"}, o1, "per-document order")
 
-	// Each document has its workflow, findable by search attributes.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Each document has its workflow, findable by search attributes once
+	// visibility, which is eventually consistent, catches up.
+	testenv.Eventually(t, 30*time.Second, "both documents' workflows visible", func() error {
 		resp, err := s.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `TenantId = "acme" AND Collection = "orders"`})
 		require.NoError(t, err)
-		if len(resp.Executions) >= 2 {
-			break
+		if n := len(resp.Executions); n < 2 {
+			return fmt.Errorf("%d visible", n)
 		}
-		require.True(t, time.Now().Before(deadline), "workflows not visible: %d", len(resp.Executions))
-		time.Sleep(100 * time.Millisecond) // visibility is eventually consistent
-	}
+		return nil
+	})
 
 	for _, svc := range []string{"watcher", "ingest", "worker"} {
 		code, body := s.ops(t, svc, "/readyz")
@@ -237,15 +236,12 @@ func TestEndToEnd(t *testing.T) {
 // waitReadyz waits until a service's /readyz answers want.
 func (s *stack) waitReadyz(t *testing.T, svc string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, body := s.ops(t, svc, "/readyz")
-		if code == want {
-			return
+	testenv.Eventually(t, 60*time.Second, fmt.Sprintf("%s /readyz to answer %d", svc, want), func() error {
+		if code, body := s.ops(t, svc, "/readyz"); code != want {
+			return fmt.Errorf("it answers %d: %s", code, body)
 		}
-		require.True(t, time.Now().Before(deadline), "%s /readyz stayed %d: %s", svc, code, body)
-		time.Sleep(50 * time.Millisecond) // polling the service's own view of its dependencies
-	}
+		return nil
+	})
 }
 
 // TestReadyzFollowsDependencies takes NATS and then Temporal away and

@@ -2,19 +2,16 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/triggerflow/triggerflow/authn"
@@ -23,19 +20,27 @@ import (
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
-	"github.com/triggerflow/triggerflow/workflows"
+)
+
+// The dev stack's defaults, which `triggerflow dev` shows as its flags'
+// defaults. The tenant is the example triggers' tenant.
+const (
+	DevDataDir      = "data"
+	DevTenant       = "demo"
+	DevTriggers     = "examples/triggers"
+	DevReceiverAddr = "127.0.0.1:8090"
 )
 
 // DevConfig configures the all-in-one dev stack. Zero fields take the
 // documented defaults.
 type DevConfig struct {
 	// DataDir keeps everything between runs: NATS's store, Temporal's
-	// SQLite file, the document store, secrets and keys. Defaults to "data".
+	// SQLite file, the document store, secrets and keys. Defaults to
+	// DevDataDir.
 	DataDir string
-	// Tenant is the watcher's tenant scope. Defaults to "demo".
+	// Tenant is the watcher's tenant scope. Defaults to DevTenant.
 	Tenant string
-	// Triggers is the trigger file or directory. Defaults to
-	// "examples/triggers".
+	// Triggers is the trigger file or directory. Defaults to DevTriggers.
 	Triggers string
 	// NATSURL points at an external NATS; empty embeds one on NATSPort
 	// (default 4222; -1 picks a free port).
@@ -53,7 +58,7 @@ type DevConfig struct {
 	// SQLite store.
 	PostgresDSN string
 	// ReceiverAddr is where the demo webhook receiver listens. Defaults to
-	// "127.0.0.1:8090", where the example triggers deliver.
+	// DevReceiverAddr, where the example triggers deliver.
 	ReceiverAddr string
 	// WatcherAddr, IngestAddr and WorkerAddr are the services' ops
 	// addresses. Default to 127.0.0.1:9464, :9465 and :9466.
@@ -71,10 +76,10 @@ func (c DevConfig) withDefaults() DevConfig {
 			*s = v
 		}
 	}
-	def(&c.DataDir, "data")
-	def(&c.Tenant, "demo")
-	def(&c.Triggers, filepath.Join("examples", "triggers"))
-	def(&c.ReceiverAddr, "127.0.0.1:8090")
+	def(&c.DataDir, DevDataDir)
+	def(&c.Tenant, DevTenant)
+	def(&c.Triggers, DevTriggers)
+	def(&c.ReceiverAddr, DevReceiverAddr)
 	def(&c.WatcherAddr, "127.0.0.1:9464")
 	def(&c.IngestAddr, "127.0.0.1:9465")
 	def(&c.WorkerAddr, "127.0.0.1:9466")
@@ -114,9 +119,38 @@ type DevStack struct {
 func Dev(ctx context.Context, cfg DevConfig, started func(*DevStack)) error {
 	cfg = cfg.withDefaults()
 	log := service.NewLogger(cfg.Log, os.Stderr)
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := checkDevTriggers(cfg); err != nil {
 		return err
 	}
+	stack, stop, err := startDevStack(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	svcs, err := devServices(cfg, stack)
+	if err != nil {
+		return err
+	}
+
+	run := startServices(ctx, log, svcs)
+	defer run.stop()
+	if err := run.ready(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	printBanner(cfg, stack)
+	if started != nil {
+		started(stack)
+	}
+	if err := run.wait(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(cfg.Out, "stopping: draining services and saving checkpoints…")
+	return nil
+}
+
+// checkDevTriggers loads the trigger files before anything starts, so a
+// bad file fails in a moment rather than after the servers came up.
+func checkDevTriggers(cfg DevConfig) error {
 	v, err := trigger.NewValidator(cfg.Tenant, trigger.Limits{}, nil)
 	if err != nil {
 		return err
@@ -124,159 +158,196 @@ func Dev(ctx context.Context, cfg DevConfig, started func(*DevStack)) error {
 	if _, err := trigger.LoadTriggers(cfg.Triggers, v); err != nil {
 		return fmt.Errorf("load triggers from %s: %w", cfg.Triggers, err)
 	}
-	stack := &DevStack{NATSURL: cfg.NATSURL, TemporalHostPort: cfg.TemporalHostPort}
+	return nil
+}
 
-	if stack.NATSURL == "" {
-		ns, err := startNATS(filepath.Join(cfg.DataDir, "nats"), cfg.NATSPort)
+// stops undoes a start-up in reverse order.
+type stops []func()
+
+func (s stops) run() {
+	for i := len(s) - 1; i >= 0; i-- {
+		s[i]()
+	}
+}
+
+// startDevStack starts what the services need: NATS and the Temporal dev
+// server unless external ones are configured, and the demo receiver. stop
+// stops them again; on an error nothing is left running.
+func startDevStack(ctx context.Context, cfg DevConfig, log *slog.Logger) (_ *DevStack, stop func(), err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	var undo stops
+	defer func() {
 		if err != nil {
-			return err
+			undo.run()
 		}
-		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		stack.NATSURL = ns.ClientURL()
-	}
-	if stack.TemporalHostPort == "" {
-		dev, err := startTemporal(ctx, cfg, log)
+	}()
+	s := &DevStack{NATSURL: cfg.NATSURL, TemporalHostPort: cfg.TemporalHostPort}
+	if s.NATSURL == "" {
+		ns, err := StartNATS(filepath.Join(cfg.DataDir, "nats"), cfg.NATSPort)
 		if err != nil {
-			return err
+			return nil, nil, fmt.Errorf("%w (is port taken? point at an external one with --nats)", err)
 		}
-		defer func() {
-			// DevServer.Stop leaves its readiness-check client open.
-			dev.Client().Close()
-			if err := dev.Stop(); err != nil {
-				log.Warn("temporal dev server stop", "error", err)
-			}
-		}()
-		stack.TemporalHostPort = dev.FrontendHostPort()
+		undo = append(undo, func() { ns.Shutdown(); ns.WaitForShutdown() })
+		s.NATSURL = ns.ClientURL()
 	}
-
-	secretsDir := filepath.Join(cfg.DataDir, "secrets")
-	if _, err := secrets.Ensure(secretsDir, cfg.Tenant, "default"); err != nil {
-		return fmt.Errorf("dev secret: %w", err)
+	if s.TemporalHostPort == "" {
+		dev, err := TemporalDevServer{
+			CLI: cfg.TemporalCLI, Dir: cfg.DataDir, Port: cfg.TemporalPort, UIPort: cfg.TemporalUIPort,
+			CLIHint: "run `make tools`, which installs the pinned CLI into ~/.cache/triggerflow/tools, or point at a server with --temporal",
+		}.Start(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		undo = append(undo, func() { stopTemporal(dev, log) })
+		s.TemporalHostPort = dev.FrontendHostPort()
 	}
-	sm, err := secrets.New(ctx, secrets.Config{Dir: secretsDir}, nil)
+	closeReceiver, err := s.startReceiver(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	stack.Receiver = receiver.New(receiver.Config{Secrets: sm, JWKSURL: "http://" + cfg.WorkerAddr + authn.JWKSPath, Out: cfg.Out})
-	rl, err := net.Listen("tcp", cfg.ReceiverAddr)
-	if err != nil {
-		return fmt.Errorf("demo receiver on %s: %w", cfg.ReceiverAddr, err)
-	}
-	stack.ReceiverURL = "http://" + rl.Addr().String()
-	rsrv := &http.Server{Handler: stack.Receiver, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = rsrv.Serve(rl) }()
-	defer rsrv.Close()
+	return s, append(undo, closeReceiver).run, nil
+}
 
-	natsCfg := config.NATS{URL: stack.NATSURL}
-	temporalCfg := config.Temporal{HostPort: stack.TemporalHostPort}
-	wf := config.WatcherFile{Log: cfg.Log, HTTP: config.HTTP{Addr: cfg.WatcherAddr}, NATS: natsCfg, Watcher: config.Watcher{
+// startReceiver starts the demo receiver with the tenant's signing secret,
+// created on the first run, and the worker's token keys.
+func (s *DevStack) startReceiver(ctx context.Context, cfg DevConfig) (stop func(), err error) {
+	dir := devSecretsDir(cfg)
+	if _, err := secrets.Ensure(dir, cfg.Tenant, "default"); err != nil {
+		return nil, fmt.Errorf("dev secret: %w", err)
+	}
+	sm, err := secrets.New(ctx, secrets.Config{Dir: dir}, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.Receiver = receiver.New(receiver.Config{Secrets: sm, JWKSURL: "http://" + cfg.WorkerAddr + authn.JWKSPath, Out: cfg.Out})
+	l, err := net.Listen("tcp", cfg.ReceiverAddr)
+	if err != nil {
+		return nil, fmt.Errorf("demo receiver on %s: %w", cfg.ReceiverAddr, err)
+	}
+	s.ReceiverURL = "http://" + l.Addr().String()
+	srv := &http.Server{Handler: s.Receiver, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return func() { _ = srv.Close() }, nil
+}
+
+func devSecretsDir(cfg DevConfig) string { return filepath.Join(cfg.DataDir, "secrets") }
+
+// devServices returns the watcher, ingest and worker configured for the
+// stack, each file built and checked the way its binary's would be.
+func devServices(cfg DevConfig, s *DevStack) ([]devService, error) {
+	wf, inf, wkf := devWatcherFile(cfg, s), devIngestFile(cfg, s), devWorkerFile(cfg, s)
+	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return []devService{
+		{"watcher", func(ctx context.Context, o Options) error { return Watcher(ctx, &wf, o) }},
+		{"ingest", func(ctx context.Context, o Options) error { return Ingest(ctx, &inf, o) }},
+		{"worker", func(ctx context.Context, o Options) error { return Worker(ctx, &wkf, o) }},
+	}, nil
+}
+
+func devWatcherFile(cfg DevConfig, s *DevStack) config.WatcherFile {
+	w := config.Watcher{
 		Tenant: cfg.Tenant, SQLite: config.SQLiteSource{Path: filepath.Join(cfg.DataDir, "documents.db")}, Triggers: cfg.Triggers,
 		// A fresh data dir has no checkpoint: start at the head (audited).
 		// Later runs resume from the checkpoint and lose nothing.
 		StartFromNow: true, CheckpointInterval: trigger.Duration(200 * time.Millisecond),
-	}}.WithDefaults()
+	}
 	if cfg.PostgresDSN != "" {
-		wf.Watcher.Source = config.SourcePostgres
-		wf.Watcher.Postgres.DSN = cfg.PostgresDSN
+		w.Source = config.SourcePostgres
+		w.Postgres.DSN = cfg.PostgresDSN
 	}
-	inf := config.IngestFile{Log: cfg.Log, HTTP: config.HTTP{Addr: cfg.IngestAddr}, NATS: natsCfg, Temporal: temporalCfg,
-		Ingest: config.Ingest{Sharing: "shared"}}.WithDefaults()
-	wkf := config.WorkerFile{Log: cfg.Log, HTTP: config.HTTP{Addr: cfg.WorkerAddr}, NATS: natsCfg, Temporal: temporalCfg, Worker: config.Worker{
-		AllowLoopback: new(true), QuietPeriod: trigger.Duration(30 * time.Second),
-		Secrets: config.Secrets{Dir: secretsDir}, Tokens: config.Tokens{KeyFile: filepath.Join(cfg.DataDir, "keys", "token-signing.pem")},
-	}}.WithDefaults()
-	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
-		if err != nil {
-			return err
-		}
-	}
+	return config.WatcherFile{Log: cfg.Log, HTTP: config.HTTP{Addr: cfg.WatcherAddr}, NATS: config.NATS{URL: s.NATSURL}, Watcher: w}.WithDefaults()
+}
 
+func devIngestFile(cfg DevConfig, s *DevStack) config.IngestFile {
+	return config.IngestFile{Log: cfg.Log, HTTP: config.HTTP{Addr: cfg.IngestAddr},
+		NATS: config.NATS{URL: s.NATSURL}, Temporal: config.Temporal{HostPort: s.TemporalHostPort},
+		Ingest: config.Ingest{Sharing: "shared"}}.WithDefaults()
+}
+
+func devWorkerFile(cfg DevConfig, s *DevStack) config.WorkerFile {
+	return config.WorkerFile{Log: cfg.Log, HTTP: config.HTTP{Addr: cfg.WorkerAddr},
+		NATS: config.NATS{URL: s.NATSURL}, Temporal: config.Temporal{HostPort: s.TemporalHostPort},
+		Worker: config.Worker{
+			AllowLoopback: new(true), QuietPeriod: trigger.Duration(30 * time.Second),
+			Secrets: config.Secrets{Dir: devSecretsDir(cfg)}, Tokens: config.Tokens{KeyFile: filepath.Join(cfg.DataDir, "keys", "token-signing.pem")},
+		}}.WithDefaults()
+}
+
+// devService is one service of the dev stack.
+type devService struct {
+	name string
+	run  func(context.Context, Options) error
+}
+
+// serviceGroup is the dev stack's services running side by side.
+type serviceGroup struct {
+	n      int
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	up     chan struct{}
+	errc   chan error
+}
+
+// startServices starts svcs under a context of their own, so that stop
+// ends them all when one fails as well as when ctx ends.
+func startServices(ctx context.Context, log *slog.Logger, svcs []devService) *serviceGroup {
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	ready := make(chan struct{}, 3)
-	onReady := func(string) { ready <- struct{}{} }
-	svc := func(name string, fn func(context.Context, Options) error) {
-		wg.Go(func() {
-			if err := fn(runCtx, Options{Logger: log.With("svc", name), OnReady: onReady}); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
+	g := &serviceGroup{n: len(svcs), cancel: cancel, up: make(chan struct{}, len(svcs)), errc: make(chan error, len(svcs))}
+	for _, s := range svcs {
+		opts := Options{Logger: log.With("svc", s.name), OnReady: func(string) { g.up <- struct{}{} }}
+		g.wg.Go(func() {
+			if err := s.run(runCtx, opts); err != nil {
+				g.errc <- fmt.Errorf("%s: %w", s.name, err)
 			}
 		})
 	}
-	svc("watcher", func(ctx context.Context, o Options) error { return Watcher(ctx, &wf, o) })
-	svc("ingest", func(ctx context.Context, o Options) error { return Ingest(ctx, &inf, o) })
-	svc("worker", func(ctx context.Context, o Options) error { return Worker(ctx, &wkf, o) })
-	defer wg.Wait()
+	return g
+}
 
-	for range 3 {
+// ready waits until every service is ready or one fails; it returns nil
+// early when ctx ends.
+func (g *serviceGroup) ready(ctx context.Context) error {
+	for range g.n {
 		select {
-		case <-ready:
-		case err := <-errc:
+		case <-g.up:
+		case err := <-g.errc:
 			return err
 		case <-ctx.Done():
 			return nil
 		}
 	}
-	printBanner(cfg, stack)
-	if started != nil {
-		started(stack)
-	}
+	return nil
+}
+
+// wait waits until a service fails, or for nil when ctx ends.
+func (g *serviceGroup) wait(ctx context.Context) error {
 	select {
-	case err := <-errc:
+	case err := <-g.errc:
 		return err
 	case <-ctx.Done():
-		fmt.Fprintln(cfg.Out, "stopping: draining services and saving checkpoints…")
 		return nil
 	}
 }
 
-func startNATS(storeDir string, port int) (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: storeDir, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded NATS did not start (is port taken? point at an external one with --nats)")
-	}
-	return ns, nil
+// stop stops every service and waits until all have.
+func (g *serviceGroup) stop() {
+	g.cancel()
+	g.wg.Wait()
 }
 
-func startTemporal(ctx context.Context, cfg DevConfig, log interface{ Warn(string, ...any) }) (*testsuite.DevServer, error) {
-	cli := cfg.TemporalCLI
-	if cli == "" {
-		return nil, errors.New("no Temporal CLI: run `make tools` (it installs the pinned CLI into ~/.cache/triggerflow/tools) or point at a server with --temporal")
+// stopTemporal stops the dev server, and the readiness-check client that
+// DevServer.Stop leaves open.
+func stopTemporal(dev *testsuite.DevServer, log *slog.Logger) {
+	dev.Client().Close()
+	if err := dev.Stop(); err != nil {
+		log.Warn("temporal dev server stop", "error", err)
 	}
-	if _, err := os.Stat(cli); err != nil {
-		return nil, fmt.Errorf("temporal CLI %s: %w (run `make tools`)", cli, err)
-	}
-	logFile, err := os.OpenFile(filepath.Join(cfg.DataDir, "temporal.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	opts := testsuite.DevServerOptions{
-		ExistingPath:     cli,
-		ClientOptions:    &client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", cfg.TemporalPort), Logger: service.TemporalLogger(service.NewLogger(cfg.Log, io.Discard), config.LevelError)},
-		DBFilename:       filepath.Join(cfg.DataDir, "temporal.db"),
-		EnableUI:         cfg.TemporalUIPort > 0,
-		UIPort:           uiPort(cfg.TemporalUIPort),
-		LogLevel:         "error",
-		SearchAttributes: workflows.SearchAttributes(),
-		ExtraArgs:        []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"},
-		Stdout:           logFile,
-		Stderr:           logFile,
-	}
-	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	dev, err := testsuite.StartDevServer(sctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("temporal dev server (log in %s): %w", logFile.Name(), err)
-	}
-	return dev, nil
 }
 
 func printBanner(cfg DevConfig, s *DevStack) {
@@ -303,11 +374,4 @@ Ctrl-C stops everything; the next run resumes from the saved checkpoint.
 `, cfg.Tenant, cfg.Triggers, cfg.DataDir, ui, s.TemporalHostPort, s.NATSURL, s.ReceiverURL,
 		cfg.WatcherAddr, cfg.IngestAddr, cfg.WorkerAddr, cfg.WorkerAddr, authn.JWKSPath,
 		cfg.Tenant, filepath.Join(cfg.DataDir, "documents.db"))
-}
-
-func uiPort(p int) string {
-	if p <= 0 {
-		return ""
-	}
-	return strconv.Itoa(p)
 }

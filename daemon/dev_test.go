@@ -124,16 +124,15 @@ triggers:
 
 	tc, err := client.Dial(client.Options{HostPort: run.stack.TemporalHostPort, Logger: quietTemporal()})
 	require.NoError(t, err)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Visibility is eventually consistent.
+	testenv.Eventually(t, 30*time.Second, "o-1's workflow listed by its search attributes", func() error {
 		resp, err := tc.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: `TenantId = "demo" AND TriggerId = "order-changed" AND DocKey = "o-1"`})
 		require.NoError(t, err)
-		if len(resp.Executions) == 1 {
-			break
+		if n := len(resp.Executions); n != 1 {
+			return fmt.Errorf("%d listed", n)
 		}
-		require.True(t, time.Now().Before(deadline), "o-1's workflow not listed by its search attributes")
-		time.Sleep(100 * time.Millisecond) // visibility is eventually consistent
-	}
+		return nil
+	})
 	tc.Close()
 	run.stop()
 

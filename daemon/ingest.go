@@ -5,8 +5,7 @@ import (
 	"fmt"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/deadletter"
-	"github.com/triggerflow/triggerflow/ingest"
+	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/streams"
 )
@@ -21,7 +20,7 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 		return err
 	}
 	defer b.Close()
-	log, ops, js := b.log, b.ops, b.js
+	log, ops, nc, js := b.log, b.ops, b.nc, b.js
 	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS.Streams(), log); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS
@@ -37,11 +36,15 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 	}
 	defer tc.Close()
 
-	in, err := ingest.New(
-		ingest.Config{NATS: cfg.NATS, Temporal: cfg.Temporal, Ingest: cfg.Ingest, Sharing: ingest.Sharing(cfg.Ingest.Sharing), PinnedTTL: cfg.Ingest.PinnedTTL.D()},
-		js, tc, deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
-		ingest.WithLogger(log), ingest.WithRegisterer(opts.Registry),
+	f, err := engine.NewFactory(
+		engine.Deps{Logger: log, NATS: nc, Temporal: tc, Registerer: opts.Registry},
+		engine.WithConfig(engine.Config{Streams: cfg.NATS.Streams(), Ingest: cfg.Ingester()}),
 	)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	in, err := f.Ingester()
 	if err != nil {
 		return err
 	}

@@ -1,18 +1,16 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/triggerflow/triggerflow/docstore"
@@ -20,46 +18,11 @@ import (
 )
 
 // scrape parses a service's /metrics.
-func (s *stack) scrape(t *testing.T, svc string) map[string]*dto.MetricFamily {
+func (s *stack) scrape(t *testing.T, svc string) testenv.Scraped {
 	t.Helper()
 	code, body := s.ops(t, svc, "/metrics")
 	require.Equal(t, http.StatusOK, code)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	require.NoError(t, err)
-	return mfs
-}
-
-// sample returns the value of the family's sample whose labels include
-// want (a counter's value, or a histogram's count), and whether one exists.
-func sample(mfs map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0, false
-	}
-	total, found := 0.0, false
-next:
-	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			labels[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range want {
-			if labels[k] != v {
-				continue next
-			}
-		}
-		found = true
-		switch {
-		case m.GetCounter() != nil:
-			total += m.GetCounter().GetValue()
-		case m.GetHistogram() != nil:
-			total += float64(m.GetHistogram().GetSampleCount())
-		case m.GetGauge() != nil:
-			total += m.GetGauge().GetValue()
-		}
-	}
-	return total, found
+	return testenv.ParseMetrics(t, body)
 }
 
 // TestMetricsMoveAsExpected runs changes through the whole pipeline and
@@ -95,50 +58,44 @@ func TestMetricsMoveAsExpected(t *testing.T) {
 
 	labels := map[string]string{"tenant": "acme", "collection": "orders"}
 	hashed := map[string]string{"tenant": "acme", "collection": "orders", "subject_hashed": "true"}
-	eventually(t, func() bool {
+	// The metrics are scraped from running services, and the last
+	// increments land just after the receiver answers.
+	testenv.Eventually(t, 30*time.Second, "the documented metrics to move", func() error {
 		w, wk := s.scrape(t, "watcher"), s.scrape(t, "worker")
-		got := func(mfs map[string]*dto.MetricFamily, name string, l map[string]string, want float64) bool {
-			v, ok := sample(mfs, name, l)
-			return ok && v == want
+		want := func(mfs testenv.Scraped, name string, l map[string]string, v float64) error {
+			if got := testenv.Metric(t, mfs, name, l); got != v {
+				return fmt.Errorf("%s%v is %v, want %v", name, l, got, v)
+			}
+			return nil
 		}
-		return got(w, "triggerflow_publisher_published_total", labels, 2) &&
-			got(w, "triggerflow_publisher_published_total", hashed, 1) &&
-			got(w, "triggerflow_publisher_hashed_subjects_total", labels, 1) &&
-			got(wk, "triggerflow_webhook_attempts_total", map[string]string{"tenant": "acme", "collection": "orders", "outcome": "HTTP_5XX"}, 1) &&
-			got(wk, "triggerflow_webhook_attempts_total", map[string]string{"tenant": "acme", "collection": "orders", "outcome": "success"}, 2) &&
-			got(wk, "triggerflow_webhook_attempts_total", map[string]string{"outcome": "success", "subject_hashed": "true"}, 1) &&
-			got(wk, "triggerflow_webhook_retries_total", map[string]string{"tenant": "acme", "outcome": "HTTP_5XX"}, 1) &&
-			got(wk, "triggerflow_delivery_tasks_total", hashed, 1) &&
-			got(wk, "triggerflow_delivery_tasks_total", map[string]string{"subject_hashed": "false"}, 1) &&
-			got(wk, "triggerflow_delivery_lag_seconds", labels, 2) &&
-			got(wk, "triggerflow_delivery_lag_seconds", hashed, 1)
+		return errors.Join(
+			want(w, "triggerflow_publisher_published_total", labels, 2),
+			want(w, "triggerflow_publisher_published_total", hashed, 1),
+			want(w, "triggerflow_publisher_hashed_subjects_total", labels, 1),
+			want(wk, "triggerflow_webhook_attempts_total", map[string]string{"tenant": "acme", "collection": "orders", "outcome": "HTTP_5XX"}, 1),
+			want(wk, "triggerflow_webhook_attempts_total", map[string]string{"tenant": "acme", "collection": "orders", "outcome": "success"}, 2),
+			want(wk, "triggerflow_webhook_attempts_total", map[string]string{"outcome": "success", "subject_hashed": "true"}, 1),
+			want(wk, "triggerflow_webhook_retries_total", map[string]string{"tenant": "acme", "outcome": "HTTP_5XX"}, 1),
+			want(wk, "triggerflow_delivery_tasks_total", hashed, 1),
+			want(wk, "triggerflow_delivery_tasks_total", map[string]string{"subject_hashed": "false"}, 1),
+			want(wk, "triggerflow_delivery_lag_seconds", labels, 2),
+			want(wk, "triggerflow_delivery_lag_seconds", hashed, 1),
+		)
 	})
 	require.EqualValues(t, len(s.rec.Requests()), s.posted.Load(), "every request went through the injected wrapper")
 
 	in := s.scrape(t, "ingest")
-	v, ok := sample(in, "triggerflow_ingest_acked_total", map[string]string{"tenant": "acme", "subject_hashed": "true"})
-	require.True(t, ok, "ingest labels the hash path too")
-	require.Equal(t, 1.0, v)
+	require.Equal(t, 1.0, testenv.Metric(t, in, "triggerflow_ingest_acked_total", map[string]string{"tenant": "acme", "subject_hashed": "true"}),
+		"ingest labels the hash path too")
 	require.True(t, hasPrefix(in, "temporal_"), "the Temporal SDK's metrics are bridged into ingest's /metrics")
 	require.True(t, hasPrefix(s.scrape(t, "worker"), "temporal_"), "and into the worker's")
 }
 
-func hasPrefix(mfs map[string]*dto.MetricFamily, prefix string) bool {
+func hasPrefix(mfs testenv.Scraped, prefix string) bool {
 	for name := range mfs {
 		if strings.HasPrefix(name, prefix) {
 			return true
 		}
 	}
 	return false
-}
-
-// eventually polls cond until it holds: metrics are scraped from running
-// services, and the last increments land just after the receiver answers.
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		require.True(t, time.Now().Before(deadline), "condition not met")
-		time.Sleep(50 * time.Millisecond)
-	}
 }

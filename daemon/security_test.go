@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/docstore"
+	"github.com/triggerflow/triggerflow/internal/testenv"
 )
 
 // TestSecretsNeverReachHistory delivers signed, token-carrying webhooks and
@@ -87,15 +89,15 @@ func TestHostileDocuments(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	eventually(t, func() bool {
+	testenv.Eventually(t, 30*time.Second, `"big" dead-lettered as oversize`, func() error {
 		entries, err := deadletter.List(ctx, js, "TRIGGERS_DLQ", "acme", 0)
 		require.NoError(t, err)
 		for _, e := range entries {
 			if e.Record.DocKey == "big" && e.Record.Reason == "oversize" {
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("%d dead letters, none for it", len(entries))
 	})
 	for _, svc := range []string{"watcher", "ingest", "worker"} {
 		s.waitReadyz(t, svc, 200)

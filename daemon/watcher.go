@@ -137,7 +137,7 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- eng.Start(runCtx) }()
+	go func() { errc <- eng.Run(runCtx) }()
 	go reportReady(runCtx, eng.Ready, ops.Addr(), opts.OnReady)
 	log.Info("watcher started", "tenant", cfg.Watcher.Tenant, "source", cfg.Watcher.Source, "triggers", len(ts), "ops", ops.Addr())
 

@@ -7,14 +7,13 @@ import (
 
 	"go.temporal.io/sdk/worker"
 
-	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/authn"
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/engine"
+	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/streams"
-	"github.com/triggerflow/triggerflow/workflows"
 )
 
 // Worker runs the delivery worker until ctx ends: it polls the task queue
@@ -48,13 +47,14 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	ops.Handle("GET "+authn.JWKSPath, issuer.Handler())
 
-	acts, err := activities.New(cfg.Worker.Activities(), activities.Deps{
-		Secrets: sm, Tokens: issuer, DeadLetters: deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
-		Logger: log, Registerer: opts.Registry, HTTP: opts.WebhookHTTP,
-	})
+	f, err := engine.NewFactory(
+		engine.Deps{Logger: log, NATS: nc, Registerer: opts.Registry, Secrets: sm, Tokens: issuer, WebhookHTTP: opts.WebhookHTTP},
+		engine.WithConfig(engine.Config{Streams: cfg.NATS.Streams(), Activities: cfg.Worker.Activities(), Workflows: cfg.Worker.Workflows()}),
+	)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 
 	metrics, closeMetrics := service.TemporalMetrics(opts.Registry, log)
 	defer closeMetrics.Close()
@@ -68,21 +68,21 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	// deploy): wait for it like every other dependency instead of exiting.
 	var w worker.Worker
 	wopts := WorkerOptions(cfg.Worker)
-	backoff := 200 * time.Millisecond
+	retry := backoff.Exponential{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		w = worker.New(tc, cfg.Temporal.TaskQueue, wopts)
-		workflows.Register(w, acts, cfg.Worker.Workflows().WithDefaults())
+		if err := f.RegisterWorker(w); err != nil {
+			return err
+		}
 		err := w.Start()
 		if err == nil {
 			break
 		}
-		log.Warn("worker not started; retrying", "taskQueue", cfg.Temporal.TaskQueue, "error", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		log.Warn("worker not started; retrying", "taskQueue", cfg.Temporal.TaskQueue, "error", err, "backoff", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	defer w.Stop()
 

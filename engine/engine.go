@@ -1,13 +1,15 @@
-// Package engine is Triggerflow's public entry point for the watcher side of
-// the pipeline: a TriggerFactory built from configuration and injected
-// dependencies hands out a TriggerEngine, which loads a validated trigger set
-// and runs watcher → evaluator → publisher.
+// Package engine is Triggerflow's public entry point: a TriggerFactory,
+// built from configuration and injected dependencies, wires every stage of
+// the pipeline. Its TriggerEngine loads a validated trigger set and runs
+// watcher → evaluator → publisher; its Ingester hands delivery tasks from
+// JetStream to Temporal; RegisterWorker installs the delivery workflow and
+// its webhook activities on a Temporal worker. Each binary builds the
+// stages it runs from one factory.
 //
 // A change is checkpointed only after every delivery task it produced was
-// acknowledged by JetStream, so a crash replays and never skips. Ingest
-// (JetStream → Temporal) and the delivery worker run as separate services
-// with their own constructors; they need no trigger files because every
-// delivery task carries what they need.
+// acknowledged by JetStream, so a crash replays and never skips. Ingest and
+// the worker need no trigger files: every delivery task carries what they
+// need.
 package engine
 
 import (
@@ -22,14 +24,20 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/worker"
 
+	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/evaluator"
+	"github.com/triggerflow/triggerflow/ingest"
+	"github.com/triggerflow/triggerflow/internal/backoff"
+	"github.com/triggerflow/triggerflow/internal/promreg"
 	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
+	"github.com/triggerflow/triggerflow/workflows"
 )
 
 // TriggerEngine matches document changes against a trigger set and publishes
@@ -41,9 +49,9 @@ type TriggerEngine interface {
 	// (errors.Is(err, trigger.ErrInvalidTriggers)). Events already being
 	// evaluated finish under the set they started with.
 	LoadTriggers(ts []*trigger.Trigger) error
-	// Start runs the pipeline until ctx is done (returning nil after a
-	// clean drain) or a stage fails for good.
-	Start(ctx context.Context) error
+	// Run runs the pipeline until ctx is done (returning nil after a clean
+	// drain) or a stage fails for good. It blocks.
+	Run(ctx context.Context) error
 	// ReportLoadFailure records a reload that failed before it reached
 	// LoadTriggers (trigger files that did not parse): the previous set
 	// stays active and the load-failed gauge is on until a load succeeds.
@@ -51,13 +59,25 @@ type TriggerEngine interface {
 	// Ready returns nil while the pipeline runs: triggers loaded, streams
 	// provisioned or verified, NATS connected. Binaries serve it on /readyz.
 	Ready(ctx context.Context) error
-	// Close releases what the engine owns; call it after Start returned.
-	Close() error
+	// Active returns the active trigger set, nil before the first load.
+	Active() *Set
 }
 
-// TriggerFactory builds the engine and owns the lifetime of what it wires.
+// TriggerFactory builds every stage of the pipeline from the factory's
+// Config and Deps, and owns the lifetime of what it wires.
 type TriggerFactory interface {
+	// Engine returns the watcher side of Config.Tenant's scope. Without a
+	// tenant its methods fail with ErrNoTenant.
 	Engine() TriggerEngine
+	// Ingester builds ingest (JetStream → Temporal) from Config.Ingest;
+	// it needs Deps.NATS and Deps.Temporal. Start it, then Close it.
+	Ingester() (*ingest.Ingester, error)
+	// RegisterWorker registers the delivery workflow (Config.Workflows)
+	// and its webhook activities (Config.Activities, Deps.Secrets,
+	// Deps.Tokens, Deps.WebhookHTTP) on w. The activities are built once;
+	// registering on another worker reuses them.
+	RegisterWorker(w worker.Registry) error
+	// Close stops the engine; call it after Run returned.
 	Close() error
 }
 
@@ -67,11 +87,13 @@ var (
 	ErrClosed     = errors.New("engine: closed")
 	ErrNotReady   = errors.New("engine: not ready")
 	ErrNoDeps     = errors.New("engine: missing dependency")
+	ErrNoTenant   = errors.New("engine: no tenant scope configured (Config.Tenant)")
 )
 
 // Config configures a factory. Zero fields take the documented defaults.
 type Config struct {
-	// Tenant is the tenant scope; every trigger must belong to it. Required.
+	// Tenant is the tenant scope; every trigger must belong to it.
+	// Required by Engine; ingest and the worker serve every tenant.
 	Tenant string
 	// Limits bounds trigger contents. Defaults to trigger.DefaultLimits().
 	Limits trigger.Limits
@@ -86,6 +108,13 @@ type Config struct {
 	// Publisher configures JetStream publishing; its Stream, DeadLetter,
 	// Logger and Registerer are filled from the factory.
 	Publisher publisher.Config
+	// Ingest configures the Ingester; an empty Stream is Streams.Stream.
+	Ingest ingest.Config
+	// Activities configures the webhook activities RegisterWorker
+	// installs.
+	Activities activities.Config
+	// Workflows configures the delivery workflow RegisterWorker installs.
+	Workflows workflows.Options
 }
 
 // Deps are the dependencies a factory is built with. The engine never
@@ -94,15 +123,27 @@ type Config struct {
 type Deps struct {
 	// Logger receives the engine's logs. Defaults to slog.Default().
 	Logger *slog.Logger
-	// Source is the document change stream. Required by Start.
+	// Source is the document change stream. Required by Run.
 	Source watcher.Source
-	// NATS is the connection to publish on. Required by Start.
+	// NATS is the connection to publish on. Required by Run.
 	NATS *nats.Conn
 	// Registerer receives the metrics of every stage; nil registers none.
 	Registerer prometheus.Registerer
 	// Auditor receives audit records (start-from-now, resume tokens,
 	// re-seeds, reloads); nil only logs them.
 	Auditor watcher.Auditor
+	// Temporal is the client ingest signals workflows with. Required by
+	// Ingester.
+	Temporal ingest.TemporalClient
+	// DeadLetters receives what a stage gives up on; nil writes to
+	// Streams.DeadLetterStream over NATS.
+	DeadLetters deadletter.Sink
+	// Secrets resolves webhook signing secrets, Tokens mints the bearer
+	// tokens, and WebhookHTTP customises the webhook client under the
+	// egress guard (see activities.Deps); used by RegisterWorker.
+	Secrets     activities.SecretResolver
+	Tokens      activities.TokenSource
+	WebhookHTTP activities.HTTPOptions
 }
 
 // Option adjusts a factory at construction.
@@ -130,8 +171,12 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	}
 	f.cfg.Limits = f.cfg.Limits.WithDefaults()
 	f.cfg.Streams = f.cfg.Streams.WithDefaults()
+	if f.cfg.Ingest.Stream == "" {
+		f.cfg.Ingest.Stream = f.cfg.Streams.Stream
+	}
 	if f.cfg.Tenant == "" {
-		return nil, fmt.Errorf("engine: config: Tenant is required")
+		f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, log: f.deps.Logger}
+		return f, nil
 	}
 	compiler, err := condition.NewCompiler(f.cfg.CostLimit)
 	if err != nil {
@@ -158,10 +203,61 @@ type factory struct {
 	cfg  Config
 	deps Deps
 	eng  *triggerEngine
+
+	actsMu sync.Mutex
+	acts   *activities.Activities
 }
 
 func (f *factory) Engine() TriggerEngine { return f.eng }
 func (f *factory) Close() error          { return f.eng.Close() }
+
+func (f *factory) Ingester() (*ingest.Ingester, error) {
+	if f.deps.NATS == nil || f.deps.Temporal == nil {
+		return nil, fmt.Errorf("%w: NATS and Temporal are required by the Ingester", ErrNoDeps)
+	}
+	js, err := jetstream.New(f.deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("engine: jetstream: %w", err)
+	}
+	return ingest.New(f.cfg.Ingest, js, f.deps.Temporal, f.deadLetters(js),
+		ingest.WithLogger(f.deps.Logger), ingest.WithRegisterer(f.deps.Registerer))
+}
+
+func (f *factory) RegisterWorker(w worker.Registry) error {
+	f.actsMu.Lock()
+	defer f.actsMu.Unlock()
+	if f.acts == nil {
+		dl := f.deps.DeadLetters
+		if dl == nil {
+			if f.deps.NATS == nil {
+				return fmt.Errorf("%w: NATS or DeadLetters is required by the worker", ErrNoDeps)
+			}
+			js, err := jetstream.New(f.deps.NATS)
+			if err != nil {
+				return fmt.Errorf("engine: jetstream: %w", err)
+			}
+			dl = f.deadLetters(js)
+		}
+		acts, err := activities.New(f.cfg.Activities, activities.Deps{
+			Secrets: f.deps.Secrets, Tokens: f.deps.Tokens, DeadLetters: dl,
+			Logger: f.deps.Logger, Registerer: f.deps.Registerer, HTTP: f.deps.WebhookHTTP,
+		})
+		if err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		f.acts = acts
+	}
+	workflows.Register(w, f.acts, f.cfg.Workflows.WithDefaults())
+	return nil
+}
+
+// deadLetters is Deps.DeadLetters, or the dead-letter stream over js.
+func (f *factory) deadLetters(js jetstream.JetStream) deadletter.Sink {
+	if f.deps.DeadLetters != nil {
+		return f.deps.DeadLetters
+	}
+	return deadletter.NewPublisher(js, f.cfg.Streams.DeadLetterStream)
+}
 
 // Set is an immutable, validated trigger set with compiled conditions.
 type Set struct {
@@ -194,6 +290,9 @@ type triggerEngine struct {
 }
 
 func (e *triggerEngine) LoadTriggers(ts []*trigger.Trigger) error {
+	if e.validator == nil {
+		return ErrNoTenant
+	}
 	progs, err := e.validator.Validate(ts)
 	if err == nil {
 		var ix *evaluator.Index
@@ -212,6 +311,9 @@ func (e *triggerEngine) LoadTriggers(ts []*trigger.Trigger) error {
 }
 
 func (e *triggerEngine) ReportLoadFailure(err error) {
+	if e.metrics == nil {
+		return // no tenant, so no set to keep
+	}
 	e.metrics.loadFailed.Set(1)
 	e.log.Error("trigger set rejected; previous set stays active", "error", err)
 }
@@ -221,6 +323,8 @@ func (e *triggerEngine) Active() *Set { return e.active.Load() }
 
 func (e *triggerEngine) Ready(context.Context) error {
 	switch {
+	case e.validator == nil:
+		return fmt.Errorf("%w: %w", ErrNotReady, ErrNoTenant)
 	case e.active.Load() == nil:
 		return fmt.Errorf("%w: %w", ErrNotReady, ErrNoTriggers)
 	case !e.running.Load():
@@ -231,9 +335,12 @@ func (e *triggerEngine) Ready(context.Context) error {
 	return nil
 }
 
-func (e *triggerEngine) Start(ctx context.Context) error {
+func (e *triggerEngine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	switch {
+	case e.validator == nil:
+		e.mu.Unlock()
+		return ErrNoTenant
 	case e.closed:
 		e.mu.Unlock()
 		return ErrClosed
@@ -353,7 +460,7 @@ func (e *triggerEngine) deadLetterChange(ctx context.Context, c watcher.Change) 
 		Reason: "undecodable-change", Detail: c.Problem,
 		Tenant: c.Tenant, Collection: c.Collection, DocKey: c.DocKey,
 	}
-	backoff := 100 * time.Millisecond
+	retry := backoff.Exponential{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := e.dl.Publish(ctx, rec)
 		if err == nil {
@@ -362,12 +469,9 @@ func (e *triggerEngine) deadLetterChange(ctx context.Context, c watcher.Change) 
 			return nil
 		}
 		e.log.Warn("dead-letter write failed; retrying", "error", err)
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -400,13 +504,15 @@ func newMetrics(reg prometheus.Registerer, tenant string) (*metrics, error) {
 			Help: "Changes the source could not decode, dead-lettered with the reason.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
+	var err error
+	if m.loadFailed, err = promreg.Register(reg, m.loadFailed); err != nil {
+		return nil, err
 	}
-	for _, c := range []prometheus.Collector{m.loadFailed, m.triggers, m.undecodable} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if m.triggers, err = promreg.Register(reg, m.triggers); err != nil {
+		return nil, err
+	}
+	if m.undecodable, err = promreg.Register(reg, m.undecodable); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

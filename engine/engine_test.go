@@ -34,7 +34,7 @@ func newEngine(t *testing.T) engine.TriggerEngine {
 
 func activeIDs(t *testing.T, e engine.TriggerEngine) []string {
 	t.Helper()
-	set := e.(interface{ Active() *engine.Set }).Active()
+	set := e.Active()
 	if set == nil {
 		return nil
 	}
@@ -102,7 +102,7 @@ func TestLoadTriggersSwapsAtomically(t *testing.T) {
 		readers = 4
 	)
 	e := newEngine(t)
-	active := e.(interface{ Active() *engine.Set }).Active
+	active := e.Active
 	// Different sizes: a set cut short or overlong is visible too.
 	versions := map[string][]*trigger.Trigger{"a": version("a", 3), "b": version("b", 5)}
 	// The first load is generation 1; from then on odd generations are a,
@@ -229,29 +229,48 @@ func TestConcurrentLoadsLeaveOneCompleteSet(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	set := e.(interface{ Active() *engine.Set }).Active()
+	set := e.Active()
 	require.EqualValues(t, 20, set.Generation, "every load succeeded")
 	ids := activeIDs(t, e)
 	require.Contains(t, [][]string{{"a1", "a2"}, {"b1", "b2"}}, ids, "exactly one whole set, never a mix")
 	require.Len(t, set.Conditions, len(ids))
 }
 
-func TestStartRequiresTriggers(t *testing.T) {
+func TestRunRequiresTriggers(t *testing.T) {
 	t.Parallel()
-	e := newEngine(t)
-	require.ErrorIs(t, e.Start(context.Background()), engine.ErrNoTriggers)
+	f, err := engine.NewFactory(engine.Deps{Logger: quietLogger()}, engine.WithConfig(engine.Config{Tenant: "acme"}))
+	require.NoError(t, err)
+	e := f.Engine()
+	require.ErrorIs(t, e.Run(context.Background()), engine.ErrNoTriggers)
 
 	require.NoError(t, e.LoadTriggers([]*trigger.Trigger{tr("a", "acme", "https://x.example")}))
-	require.ErrorIs(t, e.Start(context.Background()), engine.ErrNoDeps)
+	require.ErrorIs(t, e.Run(context.Background()), engine.ErrNoDeps)
 
-	require.NoError(t, e.Close())
-	require.ErrorIs(t, e.Start(context.Background()), engine.ErrClosed)
+	require.NoError(t, f.Close())
+	require.ErrorIs(t, e.Run(context.Background()), engine.ErrClosed)
 }
 
 func TestNewFactoryValidatesConfig(t *testing.T) {
 	t.Parallel()
-	_, err := engine.NewFactory(engine.Deps{})
-	require.ErrorContains(t, err, "Tenant is required")
-	_, err = engine.NewFactory(engine.Deps{}, engine.WithConfig(engine.Config{Tenant: "a.b"}))
+	_, err := engine.NewFactory(engine.Deps{}, engine.WithConfig(engine.Config{Tenant: "a.b"}))
 	require.ErrorIs(t, err, trigger.ErrInvalidTriggers)
+}
+
+// A factory without a tenant builds the delivery side only: its engine
+// refuses to load or run, and the other stages say which dependency they
+// lack.
+func TestFactoryWithoutTenant(t *testing.T) {
+	t.Parallel()
+	f, err := engine.NewFactory(engine.Deps{Logger: quietLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Close()) })
+	e := f.Engine()
+	require.ErrorIs(t, e.LoadTriggers(nil), engine.ErrNoTenant)
+	require.ErrorIs(t, e.Run(context.Background()), engine.ErrNoTenant)
+	require.ErrorIs(t, e.Ready(context.Background()), engine.ErrNoTenant)
+	require.Nil(t, e.Active())
+
+	_, err = f.Ingester()
+	require.ErrorIs(t, err, engine.ErrNoDeps)
+	require.ErrorIs(t, f.RegisterWorker(nil), engine.ErrNoDeps)
 }

@@ -48,7 +48,7 @@ func TestPipelinePostgres(t *testing.T) {
 	}))
 	runCtx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- f.Engine().Start(runCtx) }()
+	go func() { errc <- f.Engine().Run(runCtx) }()
 	defer func() {
 		cancel()
 		require.NoError(t, <-errc)

@@ -57,7 +57,7 @@ func (p *pipeline) start(t *testing.T, wcfg watcher.Config) (stop func()) {
 	require.NoError(t, f.Engine().LoadTriggers(pipelineTriggers))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- f.Engine().Start(ctx) }()
+	go func() { errc <- f.Engine().Run(ctx) }()
 	waitReady(t, f.Engine(), errc)
 	return func() {
 		cancel()
@@ -202,7 +202,7 @@ func TestPipelineRefusesDriftedStreamInVerifyMode(t *testing.T) {
 	)
 	require.NoError(t, err)
 	require.NoError(t, f.Engine().LoadTriggers(pipelineTriggers))
-	err = f.Engine().Start(ctx)
+	err = f.Engine().Run(ctx)
 	require.ErrorContains(t, err, "stream configuration drift")
 	require.ErrorContains(t, err, "max age is 1h0m0s, want 168h0m0s")
 }

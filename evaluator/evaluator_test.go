@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/evaluator"
+	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -112,11 +112,11 @@ func TestMatchCollectionsEventsAndConditions(t *testing.T) {
 			require.Equal(t, tc.want, ids(got))
 		})
 	}
-	require.Equal(t, 1.0, e.value(t, "triggerflow_evaluation_matches_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "vip"}))
-	require.Equal(t, 2.0, e.value(t, "triggerflow_evaluation_events_total", prometheus.Labels{"tenant": "acme", "collection": "_unwatched"}))
-	require.Equal(t, 1.0, e.value(t, "triggerflow_evaluation_events_total", prometheus.Labels{"tenant": "acme", "collection": "chats/*/members"}),
+	require.Equal(t, 1.0, testenv.Metric(t, e.reg, "triggerflow_evaluation_matches_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "vip"}))
+	require.Equal(t, 2.0, testenv.Metric(t, e.reg, "triggerflow_evaluation_events_total", prometheus.Labels{"tenant": "acme", "collection": "_unwatched"}))
+	require.Equal(t, 1.0, testenv.Metric(t, e.reg, "triggerflow_evaluation_events_total", prometheus.Labels{"tenant": "acme", "collection": "chats/*/members"}),
 		"a collection counts under the first pattern that watches it")
-	require.Equal(t, 1.0, e.value(t, "triggerflow_evaluation_events_total", prometheus.Labels{"tenant": "acme", "collection": "*/*/members"}))
+	require.Equal(t, 1.0, testenv.Metric(t, e.reg, "triggerflow_evaluation_events_total", prometheus.Labels{"tenant": "acme", "collection": "*/*/members"}))
 }
 
 func TestMatchOtherTenantNeverFires(t *testing.T) {
@@ -168,7 +168,7 @@ func TestRuntimeErrorIsNoMatchCountedAndLoggedOnce(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []string{"robust"}, ids(got))
 	}
-	require.Equal(t, float64(n), e.value(t, "triggerflow_evaluation_errors_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "fragile"}))
+	require.Equal(t, float64(n), testenv.Metric(t, e.reg, "triggerflow_evaluation_errors_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "fragile"}))
 	warns := e.logs.messages(slog.LevelWarn)
 	require.Len(t, warns, 1, "one warning per trigger per interval, not one per event")
 	require.Contains(t, warns[0], "triggerId=fragile")
@@ -179,7 +179,7 @@ func TestRuntimeErrorIsNoMatchCountedAndLoggedOnce(t *testing.T) {
 	_, err := ix2.Match(context.Background(), change("users", trigger.EventCreate, "", `{}`))
 	require.NoError(t, err)
 	require.Len(t, e.logs.messages(slog.LevelWarn), 1)
-	require.Equal(t, float64(n+1), e.value(t, "triggerflow_evaluation_errors_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "fragile"}))
+	require.Equal(t, float64(n+1), testenv.Metric(t, e.reg, "triggerflow_evaluation_errors_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "fragile"}))
 }
 
 func TestNonObjectDocumentIsEmptyAndCounted(t *testing.T) {
@@ -195,7 +195,7 @@ func TestNonObjectDocumentIsEmptyAndCounted(t *testing.T) {
 		require.NoError(t, err, doc)
 		require.Equal(t, []string{"no-cond", "type-only"}, ids(got), doc)
 	}
-	require.Equal(t, 5.0, e.value(t, "triggerflow_evaluation_invalid_documents_total", prometheus.Labels{"tenant": "acme", "collection": "users"}))
+	require.Equal(t, 5.0, testenv.Metric(t, e.reg, "triggerflow_evaluation_invalid_documents_total", prometheus.Labels{"tenant": "acme", "collection": "users"}))
 	require.Len(t, e.logs.messages(slog.LevelWarn), 1)
 }
 
@@ -217,7 +217,7 @@ func TestMatchReturnsContextErrorWhenInterrupted(t *testing.T) {
 	cancel()
 	_, err = ix.Match(ctx, c)
 	require.ErrorIs(t, err, context.Canceled, "an interrupted condition must not read as no match")
-	require.Equal(t, 0.0, e.value(t, "triggerflow_evaluation_errors_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "scan"}))
+	require.Equal(t, 0.0, testenv.Metric(t, e.reg, "triggerflow_evaluation_errors_total", prometheus.Labels{"tenant": "acme", "collection": "users", "trigger": "scan"}))
 }
 
 func TestTaskIsDeterministic(t *testing.T) {
@@ -306,29 +306,6 @@ func TestMatchIsSafeForConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
-}
-
-// value returns the counter name{labels}, or 0 when it was never
-// incremented.
-func (e *env) value(t testing.TB, name string, labels prometheus.Labels) float64 {
-	t.Helper()
-	mfs, err := e.reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			got := prometheus.Labels{}
-			for _, lp := range m.Label {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			if maps.Equal(got, labels) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // logRecorder is an slog.Handler that keeps every record.

@@ -22,36 +22,20 @@ type metrics struct {
 // concrete collection path, so its values are bounded by the trigger set
 // even when paths embed document ids ("chats/42/members").
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	r := promreg.New(reg)
 	m := &metrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "triggerflow_evaluation_events_total",
-			Help: "Changes evaluated, by the collection pattern of the first trigger watching the collection (_unwatched when none does).",
-		}, []string{"tenant", "collection"}),
-		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "triggerflow_evaluation_matches_total",
-			Help: "Changes a trigger matched: collection, event type and condition all held.",
-		}, []string{"tenant", "collection", "trigger"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "triggerflow_evaluation_errors_total",
-			Help: "Condition evaluations that failed at run time (missing field, type mismatch, cost limit); each counts as no match.",
-		}, []string{"tenant", "collection", "trigger"}),
-		invalidDocs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "triggerflow_evaluation_invalid_documents_total",
-			Help: "Document images that are not a JSON object; conditions see them as an empty document.",
-		}, []string{"tenant", "collection"}),
+		events: r.CounterVec("triggerflow_evaluation_events_total",
+			"Changes evaluated, by the collection pattern of the first trigger watching the collection (_unwatched when none does).",
+			"tenant", "collection"),
+		matches: r.CounterVec("triggerflow_evaluation_matches_total",
+			"Changes a trigger matched: collection, event type and condition all held.",
+			"tenant", "collection", "trigger"),
+		errors: r.CounterVec("triggerflow_evaluation_errors_total",
+			"Condition evaluations that failed at run time (missing field, type mismatch, cost limit); each counts as no match.",
+			"tenant", "collection", "trigger"),
+		invalidDocs: r.CounterVec("triggerflow_evaluation_invalid_documents_total",
+			"Document images that are not a JSON object; conditions see them as an empty document.",
+			"tenant", "collection"),
 	}
-	var err error
-	if m.events, err = promreg.Register(reg, m.events); err != nil {
-		return nil, err
-	}
-	if m.matches, err = promreg.Register(reg, m.matches); err != nil {
-		return nil, err
-	}
-	if m.errors, err = promreg.Register(reg, m.errors); err != nil {
-		return nil, err
-	}
-	if m.invalidDocs, err = promreg.Register(reg, m.invalidDocs); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return m, r.Err()
 }

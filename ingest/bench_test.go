@@ -34,14 +34,14 @@ const benchKeys = 100
 //	go test ./ingest -run '^$' -bench Handoff -benchtime 2000x
 func BenchmarkHandoff(b *testing.B) {
 	ts := testenv.Temporal(b)
-	lanes := ingest.Config{}.WithDefaults().Ingest.Lanes
+	lanes := ingest.Config{}.WithDefaults().Lanes
 	b.Run("Ingest", func(b *testing.B) {
 		h := newHarness(b, ts)
 		tasks := benchTasks(h, b.N)
 		h.publish(tasks...)
 		b.ResetTimer()
 		start := time.Now()
-		inst := h.start(startOpts{log: &syncBuffer{}})
+		inst := h.start(startOpts{log: &testenv.LogBuffer{}})
 		inst.steps.waitCount(b, "acked", b.N)
 		elapsed := time.Since(start)
 		b.StopTimer()
@@ -67,7 +67,7 @@ func BenchmarkHandoff(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for _, t := range q {
-					if err := rawSignalWithStart(ctx, h.tc, h.cfg.Temporal.TaskQueue, t); err != nil {
+					if err := rawSignalWithStart(ctx, h.tc, h.cfg.TaskQueue, t); err != nil {
 						errs <- err
 						return
 					}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/triggerflow/triggerflow/config"
+	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/trigger"
+	"github.com/triggerflow/triggerflow/workflows"
 )
 
 // Sharing says how several ingest processes share the durable consumer.
@@ -25,6 +27,9 @@ const (
 	SharingShared Sharing = "shared"
 )
 
+// DefaultConsumer is the durable consumer's default name.
+const DefaultConsumer = "triggerflow-ingest"
+
 // pinnedGroup is the priority group name of the pinned consumer; it is
 // part of the consumer's configuration, so changing it is drift.
 const pinnedGroup = "ingest"
@@ -36,7 +41,7 @@ const minPinnedTTL = 3 * time.Second
 // crashKeepsOrder reports whether PinnedTTL leaves the crashed replica's
 // tasks time to come due before another replica is pinned (see PinnedTTL).
 func (c Config) crashKeepsOrder() bool {
-	return c.Sharing != SharingPinned || c.PinnedTTL >= 2*c.Ingest.AckWait.D()
+	return c.Sharing != SharingPinned || c.PinnedTTL >= 2*c.AckWait
 }
 
 // pullExpiry is how long one pull request waits on the server. A pinned
@@ -49,17 +54,62 @@ func (c Config) pullExpiry() time.Duration {
 	return 30 * time.Second
 }
 
-// Config configures an Ingester. The file-backed parts come from the
-// ingest configuration file; the rest are knobs the file does not expose
-// yet and whose defaults suit production.
+// CollisionPolicy is what ingest does when one hashed subject token is seen
+// with two different docKeys.
+type CollisionPolicy string
+
+// Collision policies.
+const (
+	// CollisionSerialize processes both keys in one lane, in stream order.
+	CollisionSerialize CollisionPolicy = "serialize"
+	// CollisionAlert does the same and also logs a warning per collision.
+	CollisionAlert CollisionPolicy = "alert"
+	// CollisionFail dead-letters the colliding task with its reason.
+	CollisionFail CollisionPolicy = "fail"
+)
+
+// Config configures an Ingester. The binaries fill it from the ingest
+// file; every field has a default that suits production.
 type Config struct {
-	// NATS names the stream (tasks are read from "<Stream>.>"), the
-	// durable consumer and the provisioning mode.
-	NATS config.NATS
-	// Temporal gives the task queue workflows are started on.
-	Temporal config.Temporal
-	// Ingest holds lanes, ack and shutdown timing and the collision policy.
-	Ingest config.Ingest
+	// Stream is the task stream; tasks are read from "<Stream>.>".
+	// Defaults to streams.DefaultStream.
+	Stream string
+	// Consumer is the durable consumer. Defaults to "triggerflow-ingest".
+	Consumer string
+	// Provisioning says whether ingest creates or only verifies its
+	// consumer. Defaults to streams.ProvisionCreate.
+	Provisioning streams.Provisioning
+	// TaskQueue is the Temporal task queue workflows are started on.
+	// Defaults to "triggerflow".
+	TaskQueue string
+	// Lanes is how many hand-offs run in parallel; a key's tasks always
+	// share a lane. Defaults to 16.
+	Lanes int
+	// AckWait is how long JetStream waits for an ack before it redelivers;
+	// ingest resets the timer of the tasks it holds. Defaults to 15s.
+	AckWait time.Duration
+	// MaxAckPending caps tasks delivered but not acked. Defaults to 1024.
+	MaxAckPending int
+	// MaxDeliver caps deliveries of one task before it is dead-lettered;
+	// -1 means unlimited. Defaults to -1.
+	MaxDeliver int
+	// DrainTimeout is how long hand-offs may finish at shutdown before the
+	// rest is handed back. Defaults to 5s.
+	DrainTimeout time.Duration
+	// ShutdownTimeout bounds the whole shutdown; at least DrainTimeout.
+	// Defaults to 10s.
+	ShutdownTimeout time.Duration
+	// CollisionPolicy applies to hashed subjects seen with two docKeys.
+	// Defaults to CollisionSerialize.
+	CollisionPolicy CollisionPolicy
+	// FetchBatch is how many tasks one pull requests; at most
+	// MaxAckPending. Defaults to 64.
+	FetchBatch int
+	// TakeoverMaxReplay bounds a takeover from a dead pinned replica: past
+	// this many stream messages between the ack floor and the last
+	// delivered one the replica waits for PinnedTTL instead (see
+	// Ingester.checkPin). -1 turns takeovers off. Defaults to 10000.
+	TakeoverMaxReplay int
 
 	// Sharing is "pinned" or "shared"; see the Sharing constants.
 	// Defaults to "pinned".
@@ -68,9 +118,9 @@ type Config struct {
 	// pulling before it pins another: the failover time after a crash (a
 	// graceful shutdown unpins at once). The pinned replica renews its pull
 	// requests every PinnedTTL/3 (at most 30s). It must be at least 3s and
-	// exceed Ingest.ShutdownTimeout.
+	// exceed ShutdownTimeout.
 	//
-	// At least twice Ingest.AckWait keeps a key's order across a crash:
+	// At least twice AckWait keeps a key's order across a crash:
 	// the crashed replica's last pull is at most PinnedTTL/3 old, so its
 	// unacked tasks (their ack timers last reset at the crash) are due for
 	// redelivery before the pin passes on, and JetStream serves
@@ -78,9 +128,8 @@ type Config struct {
 	// may hand a key's held tasks to Temporal after newer ones. A task
 	// already redelivered before has a longer ack deadline (the consumer's
 	// backoff: 2× and 4× AckWait), so after a second fault in its lifetime
-	// it may still arrive late. Defaults to Ingest.PinnedTTL, whose default
-	// is the largest of 30s, twice Ingest.ShutdownTimeout and twice
-	// Ingest.AckWait.
+	// it may still arrive late. Defaults to the largest of 30s, twice
+	// ShutdownTimeout and twice AckWait.
 	PinnedTTL time.Duration
 	// CollisionCacheSize bounds how many hashed subjects are remembered to
 	// detect two docKeys sharing one hashed subject token. Detection is
@@ -88,7 +137,7 @@ type Config struct {
 	CollisionCacheSize int
 	// MaxSignalBatch is the most tasks of one key handed off in one signal:
 	// the tasks of a key queued behind each other in a lane go together.
-	// 1 turns batching off. Defaults to Ingest.MaxSignalBatch (100).
+	// 1 turns batching off. Defaults to 100.
 	MaxSignalBatch int
 	// MaxSignalBytes bounds a batch's payload, well under Temporal's 2 MiB
 	// payload limit (it warns from 512 KiB); a task larger than this goes
@@ -110,34 +159,70 @@ type Config struct {
 	// TakeoverInterval is how often a pinned replica that does not hold
 	// the pin checks whether the holder is dead while tasks wait, and if
 	// so takes over at once instead of after PinnedTTL (see
-	// Ingester.checkPin; Ingest.TakeoverMaxReplay -1 turns it off).
+	// Ingester.checkPin; TakeoverMaxReplay -1 turns it off).
 	// Negative also turns it off. Defaults to 1s.
 	TakeoverInterval time.Duration
 }
 
 // takeover reports whether a replica watches the pin holder.
 func (c Config) takeover() bool {
-	return c.Sharing == SharingPinned && c.TakeoverInterval > 0 && c.Ingest.TakeoverMaxReplay >= 0
+	return c.Sharing == SharingPinned && c.TakeoverInterval > 0 && c.TakeoverMaxReplay >= 0
 }
 
-// WithDefaults returns c with zero fields set to their defaults, including
-// those of the embedded configuration sections.
+// WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	c.NATS = c.NATS.WithDefaults()
-	c.Temporal = c.Temporal.WithDefaults()
-	c.Ingest = c.Ingest.WithDefaults()
+	if c.Stream == "" {
+		c.Stream = streams.DefaultStream
+	}
+	if c.Consumer == "" {
+		c.Consumer = DefaultConsumer
+	}
+	if c.Provisioning == "" {
+		c.Provisioning = streams.ProvisionCreate
+	}
+	if c.TaskQueue == "" {
+		c.TaskQueue = workflows.DefaultTaskQueue
+	}
+	if c.Lanes == 0 {
+		c.Lanes = 16
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 15 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1024
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = -1
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 5 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.CollisionPolicy == "" {
+		c.CollisionPolicy = CollisionSerialize
+	}
+	if c.FetchBatch == 0 {
+		c.FetchBatch = 64
+	}
+	if c.TakeoverMaxReplay == 0 {
+		c.TakeoverMaxReplay = 10000
+	}
 	if c.Sharing == "" {
 		c.Sharing = SharingPinned
 	}
 	if c.PinnedTTL == 0 {
-		// The file's ingest.pinnedTTL, itself defaulted like this.
-		c.PinnedTTL = c.Ingest.PinnedTTL.D()
+		// Long enough for a crashed replica's tasks to come due, and for a
+		// graceful shutdown to finish, before the pin can move.
+		c.PinnedTTL = max(30*time.Second, 2*c.ShutdownTimeout, 2*c.AckWait)
 	}
 	if c.CollisionCacheSize == 0 {
 		c.CollisionCacheSize = 65536
 	}
 	if c.MaxSignalBatch == 0 {
-		c.MaxSignalBatch = c.Ingest.MaxSignalBatch
+		c.MaxSignalBatch = 100
 	}
 	if c.MaxSignalBytes == 0 {
 		c.MaxSignalBytes = 256 << 10
@@ -167,35 +252,58 @@ var ErrInvalidConfig = errors.New("ingest: invalid config")
 // WithDefaults.
 func (c Config) Validate() error {
 	var errs []error
-	for _, err := range []error{c.NATS.Validate(), c.Temporal.Validate(), c.Ingest.Validate()} {
-		if err != nil {
-			errs = append(errs, err)
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !trigger.IsToken(c.Stream) {
+		bad("stream %q is not a valid stream name", c.Stream)
+	}
+	if !trigger.IsToken(c.Consumer) {
+		bad("consumer %q is not a valid consumer name", c.Consumer)
+	}
+	if c.Provisioning != streams.ProvisionCreate && c.Provisioning != streams.ProvisionVerify {
+		bad("provisioning %q is not one of %s, %s", c.Provisioning, streams.ProvisionCreate, streams.ProvisionVerify)
+	}
+	if c.TaskQueue == "" {
+		bad("taskQueue is required")
+	}
+	for _, n := range []struct {
+		name   string
+		v, min int
+	}{{"lanes", c.Lanes, 1}, {"maxAckPending", c.MaxAckPending, 1}, {"fetchBatch", c.FetchBatch, 1},
+		{"collisionCacheSize", c.CollisionCacheSize, 1}, {"maxSignalBatch", c.MaxSignalBatch, 1},
+		{"maxSignalBytes", c.MaxSignalBytes, 1}, {"takeoverMaxReplay", c.TakeoverMaxReplay, -1}} {
+		if n.v < n.min {
+			bad("%s %d must be at least %d", n.name, n.v, n.min)
 		}
 	}
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.MaxDeliver != -1 && c.MaxDeliver < 1 {
+		bad("maxDeliver %d must be -1 (unlimited) or at least 1", c.MaxDeliver)
+	}
+	if c.FetchBatch > c.MaxAckPending {
+		bad("fetchBatch %d must not exceed maxAckPending (%d)", c.FetchBatch, c.MaxAckPending)
+	}
+	if c.ShutdownTimeout < c.DrainTimeout {
+		bad("shutdownTimeout %s must be at least drainTimeout (%s)", c.ShutdownTimeout, c.DrainTimeout)
+	}
+	switch c.CollisionPolicy {
+	case CollisionSerialize, CollisionAlert, CollisionFail:
+	default:
+		bad("collisionPolicy %q is not one of %s, %s, %s", c.CollisionPolicy, CollisionSerialize, CollisionAlert, CollisionFail)
+	}
 	switch c.Sharing {
 	case SharingPinned:
-		if c.PinnedTTL < minPinnedTTL || c.PinnedTTL <= c.Ingest.ShutdownTimeout.D() {
-			bad("pinnedTTL %s must be at least %s and exceed ingest.shutdownTimeout (%s)",
-				c.PinnedTTL, minPinnedTTL, c.Ingest.ShutdownTimeout)
+		if c.PinnedTTL < minPinnedTTL || c.PinnedTTL <= c.ShutdownTimeout {
+			bad("pinnedTTL %s must be at least %s and exceed shutdownTimeout (%s)",
+				c.PinnedTTL, minPinnedTTL, c.ShutdownTimeout)
 		}
 	case SharingShared:
 	default:
 		bad("sharing %q is not one of %s, %s", c.Sharing, SharingPinned, SharingShared)
 	}
-	if c.CollisionCacheSize < 1 {
-		bad("collisionCacheSize %d must be at least 1", c.CollisionCacheSize)
-	}
-	if c.MaxSignalBatch < 1 {
-		bad("maxSignalBatch %d must be at least 1", c.MaxSignalBatch)
-	}
-	if c.MaxSignalBytes < 1 {
-		bad("maxSignalBytes %d must be at least 1", c.MaxSignalBytes)
-	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"handoffTimeout", c.HandoffTimeout}, {"retryInitial", c.RetryInitial}, {"retryMax", c.RetryMax}} {
+	}{{"ackWait", c.AckWait}, {"drainTimeout", c.DrainTimeout}, {"shutdownTimeout", c.ShutdownTimeout},
+		{"handoffTimeout", c.HandoffTimeout}, {"retryInitial", c.RetryInitial}, {"retryMax", c.RetryMax}} {
 		if d.v <= 0 {
 			bad("%s %s must be positive", d.name, d.v)
 		}

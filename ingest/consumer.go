@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/streams"
 )
 
@@ -31,15 +30,15 @@ var redeliveryBackoff = []int{1, 2, 4}
 // acks, one filter over the whole stream, AckWait growing on redelivery,
 // and, in pinned mode, a priority group with the pinned_client policy.
 //
-// The server's MaxDeliver is Ingest.MaxDeliver+1: JetStream stops
+// The server's MaxDeliver is Config.MaxDeliver+1: JetStream stops
 // delivering a task silently after MaxDeliver, so ingest keeps one delivery
 // for itself, on which it dead-letters the task (reason "max-deliver")
 // instead of handing it off.
 func ConsumerConfig(cfg Config) jetstream.ConsumerConfig {
-	ack := cfg.Ingest.AckWait.D()
+	ack := cfg.AckWait
 	maxDeliver := -1
-	if cfg.Ingest.MaxDeliver > 0 {
-		maxDeliver = cfg.Ingest.MaxDeliver + 1
+	if cfg.MaxDeliver > 0 {
+		maxDeliver = cfg.MaxDeliver + 1
 	}
 	var backoff []time.Duration
 	for _, f := range redeliveryBackoff {
@@ -49,15 +48,15 @@ func ConsumerConfig(cfg Config) jetstream.ConsumerConfig {
 		backoff = append(backoff, time.Duration(f)*ack)
 	}
 	cc := jetstream.ConsumerConfig{
-		Durable:       cfg.NATS.Consumer,
+		Durable:       cfg.Consumer,
 		Description:   "Triggerflow ingest: delivery tasks to Temporal workflows",
-		FilterSubject: cfg.NATS.Stream + ".>",
+		FilterSubject: cfg.Stream + ".>",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ack,
 		BackOff:       backoff,
 		MaxDeliver:    maxDeliver,
-		MaxAckPending: cfg.Ingest.MaxAckPending,
+		MaxAckPending: cfg.MaxAckPending,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
 	}
 	if cfg.Sharing == SharingPinned {
@@ -72,8 +71,8 @@ func ConsumerConfig(cfg Config) jetstream.ConsumerConfig {
 // checks that it exists as configured ("verify").
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
 	want := ConsumerConfig(cfg)
-	stream := cfg.NATS.Stream
-	if cfg.NATS.Provisioning != config.ProvisionVerify {
+	stream := cfg.Stream
+	if cfg.Provisioning != streams.ProvisionVerify {
 		c, err := js.CreateOrUpdateConsumer(ctx, stream, want)
 		if err != nil {
 			return nil, fmt.Errorf("create or update consumer %q on stream %q: %w", want.Durable, stream, err)

@@ -31,7 +31,7 @@
 //
 // # Order
 //
-// Messages go to Ingest.Lanes lanes by a hash of (tenant, trigger,
+// Messages go to Config.Lanes lanes by a hash of (tenant, trigger,
 // collection, docKey), and each lane hands off one batch at a time in the
 // order JetStream delivered them: the head of the lane with the queued
 // messages of the same key behind it, which overtake only other keys.
@@ -90,11 +90,11 @@
 // leave the pin to PinnedTTL; reclaiming the pin without the reset would
 // let newer tasks overtake the dead replica's, which are not yet due.
 //
-// Its limits: the reset forgets delivery counts, so Ingest.MaxDeliver does
+// Its limits: the reset forgets delivery counts, so Config.MaxDeliver does
 // not count deliveries across a takeover; a replica that crashes on a task
 // (rather than failing to hand it off) would crash again, visibly, in
 // triggerflow_ingest_takeovers_total. If the ack floor trails the last
-// delivered task by more than Ingest.TakeoverMaxReplay stream messages (a
+// delivered task by more than Config.TakeoverMaxReplay stream messages (a
 // key blocked for long while others moved on), the replica does not reset
 // and JetStream's own failover applies, as below. A holder partitioned
 // from NATS but still running loses the pin the same way once the server
@@ -148,11 +148,11 @@
 // whose subject does not parse ("invalid-subject") or does not match its
 // payload ("subject-mismatch"), that Temporal refuses as invalid
 // ("temporal-rejected", such as a payload over Temporal's blob size limit),
-// or that JetStream delivered more than Ingest.MaxDeliver times
+// or that JetStream delivered more than Config.MaxDeliver times
 // ("max-deliver") is copied with its reason to the dead-letter stream and
 // then terminated. Dead-letters go through their own lane, so poison never
 // blocks a key. Until the record is stored the message is not terminated.
-// The consumer's MaxDeliver is Ingest.MaxDeliver+1: JetStream would
+// The consumer's MaxDeliver is Config.MaxDeliver+1: JetStream would
 // otherwise stop delivering such a message silently, so ingest keeps the
 // last delivery to dead-letter it.
 //
@@ -161,7 +161,7 @@
 // remembers which docKey it last saw on each hashed subject (up to
 // Config.CollisionCacheSize subjects, least recently seen evicted, so
 // detection is best effort) and on a second docKey counts
-// triggerflow_ingest_collisions_total and applies Ingest.CollisionPolicy:
+// triggerflow_ingest_collisions_total and applies Config.CollisionPolicy:
 // "serialize" and "alert" hand both off (lanes of hashed subjects are
 // chosen by the subject's token, so colliding keys share a lane and stay
 // in stream order; "alert" also logs a warning), "fail" dead-letters the
@@ -170,9 +170,9 @@
 // # Shutdown
 //
 // Close (or the end of Run's context) stops fetching, lets the lanes hand
-// off what they hold for up to Ingest.DrainTimeout, then cancels the
+// off what they hold for up to Config.DrainTimeout, then cancels the
 // remaining hand-offs and NAKs every message not handed off so another
-// replica takes it. It gives up after Ingest.ShutdownTimeout with a
+// replica takes it. It gives up after Config.ShutdownTimeout with a
 // warning; messages still held then are redelivered after AckWait.
 //
 // # Metrics

@@ -43,7 +43,7 @@ func Example() {
 	}
 	defer tc.Close()
 
-	in, err := ingest.New(ingest.Config{NATS: file.NATS, Temporal: file.Temporal, Ingest: file.Ingest},
+	in, err := ingest.New(file.Ingester(),
 		js, tc, deadletter.NewPublisher(js, file.NATS.DeadLetterSubject),
 		ingest.WithLogger(slog.Default()), ingest.WithRegisterer(prometheus.DefaultRegisterer))
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/workflows"
 )
@@ -64,7 +64,7 @@ func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
 	// The raw payloads are signalled rather than the decoded tasks so
 	// fields this version does not know survive to a newer worker.
 	signal := signalPayload(batch)
-	pause := in.cfg.RetryInitial
+	retry := in.retry()
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
 		_, err := in.tc.SignalWithStartWorkflow(actx, id, workflows.TaskSignal, signal, opts, workflows.DeliveryWorkflow, params)
@@ -106,10 +106,9 @@ func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
 			level = slog.LevelWarn
 		}
 		in.log.Log(ctx, level, "ingest: hand-off failed; retrying in place", attrs...)
-		if !sleep(ctx, jitter(pause)) {
+		if !retry.Sleep(ctx) {
 			return false
 		}
-		pause = min(2*pause, in.cfg.RetryMax)
 	}
 	for _, it := range batch {
 		in.ack(it)
@@ -182,7 +181,7 @@ func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
 	} else {
 		rec.Payload = it.msg.Data()
 	}
-	pause := in.cfg.RetryInitial
+	retry := in.retry()
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
 		err := in.dl.Publish(actx, rec)
@@ -195,7 +194,7 @@ func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
 			// the diagnosis and point at the original, which the task stream
 			// keeps until its MaxAge.
 			rec.Detail += fmt.Sprintf(" (the %d-byte message is not copied: too large for a dead-letter record; it is %s sequence %d)",
-				len(it.msg.Data()), in.cfg.NATS.Stream, it.streamSeq)
+				len(it.msg.Data()), in.cfg.Stream, it.streamSeq)
 			rec.Task, rec.Payload = nil, nil
 			continue
 		}
@@ -205,10 +204,9 @@ func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
 		if attempt == 1 || attempt%20 == 0 {
 			in.log.Warn("ingest: dead-lettering failed; retrying", "reason", it.reason, "streamSeq", it.streamSeq, "attempt", attempt, "err", err)
 		}
-		if !sleep(ctx, jitter(pause)) {
+		if !retry.Sleep(ctx) {
 			return false
 		}
-		pause = min(2*pause, in.cfg.RetryMax)
 	}
 	if err := it.msg.TermWithReason(it.reason); err != nil {
 		// Redelivered later, dead-lettered again under the same record ID,
@@ -227,10 +225,10 @@ func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
 // dead-lettered twice (a crash between record and Term) is stored once.
 func (in *Ingester) deadLetterID(it *item) string {
 	if it.streamSeq > 0 {
-		return in.cfg.NATS.Stream + "-" + strconv.FormatUint(it.streamSeq, 10)
+		return in.cfg.Stream + "-" + strconv.FormatUint(it.streamSeq, 10)
 	}
 	sum := sha256.Sum256(append([]byte(it.msg.Subject()+"\x00"), it.msg.Data()...))
-	return in.cfg.NATS.Stream + "-" + hex.EncodeToString(sum[:16])
+	return in.cfg.Stream + "-" + hex.EncodeToString(sum[:16])
 }
 
 // nak hands a message back for redelivery and waits until the server has
@@ -258,7 +256,7 @@ func (in *Ingester) note(step string, it *item) {
 // redelivered past their predecessors.
 func (in *Ingester) keep() {
 	defer close(in.keeperDone)
-	every := in.cfg.Ingest.AckWait.D() / 4
+	every := in.cfg.AckWait / 4
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -299,19 +297,10 @@ func errorCode(err error) string {
 	return "Unknown"
 }
 
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+// retry spaces the attempts of one hand-off or dead-letter write, jittered
+// so that the lanes one Temporal outage failed do not retry in lockstep.
+func (in *Ingester) retry() backoff.Exponential {
+	return backoff.Exponential{Initial: in.cfg.RetryInitial, Max: in.cfg.RetryMax, Jitter: true}
 }
 
 func waitUntil(ch <-chan struct{}, deadline time.Time) bool {

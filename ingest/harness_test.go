@@ -1,7 +1,6 @@
 package ingest_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +24,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/goleak"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
@@ -53,6 +50,8 @@ type harness struct {
 	cfg    ingest.Config
 	tenant string
 	seq    int // position counter for task events
+	// natsURL lets a test connect a replica of its own.
+	natsURL string
 }
 
 func newHarness(t testing.TB, ts *testenv.TemporalServer) *harness {
@@ -63,21 +62,19 @@ func newHarness(t testing.TB, ts *testenv.TemporalServer) *harness {
 	require.NoError(t, err)
 	sum := sha256.Sum256([]byte(t.Name()))
 	tenant := "t-" + hex.EncodeToString(sum[:6])
-	h := &harness{t: t, ts: ts, nc: nc, js: js, tenant: tenant}
+	h := &harness{t: t, ts: ts, nc: nc, js: js, tenant: tenant, natsURL: ns.URL()}
 	h.cfg = ingest.Config{
-		NATS:     config.NATS{URL: ns.URL()},
-		Temporal: config.Temporal{TaskQueue: "ingest-" + tenant},
-		Ingest:   config.Ingest{AckWait: trigger.Duration(5 * time.Second)},
+		TaskQueue: "ingest-" + tenant,
+		AckWait:   5 * time.Second,
 		// Tests restart quickly after Temporal comes back.
 		RetryMax: 500 * time.Millisecond,
 	}
 	if ts != nil {
-		h.cfg.Temporal.HostPort = ts.HostPort()
 		h.tc = ts.Client(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, streams.Ensure(ctx, js, h.cfg.WithDefaults().NATS.Streams()))
+	require.NoError(t, streams.Ensure(ctx, js, streams.Config{Stream: h.cfg.WithDefaults().Stream}.WithDefaults()))
 	return h
 }
 
@@ -94,7 +91,7 @@ func (h *harness) task(triggerID, docKey string) *trigger.DeliveryTask {
 }
 
 func (h *harness) subject(t *trigger.DeliveryTask) string {
-	s, err := streams.BuildSubject(h.cfg.WithDefaults().NATS.Stream, t.Tenant, t.Collection, t.DocKey)
+	s, err := streams.BuildSubject(h.cfg.WithDefaults().Stream, t.Tenant, t.Collection, t.DocKey)
 	require.NoError(h.t, err)
 	t.SubjectHashed = s.Hashed
 	return s.Name
@@ -151,11 +148,11 @@ func (h *harness) startWith(tc ingest.TemporalClient, so startOpts) *instance {
 	reg := prometheus.NewRegistry()
 	dl := so.dl
 	if dl == nil {
-		dl = deadletter.NewPublisher(h.js, h.cfg.WithDefaults().NATS.DeadLetterSubject)
+		dl = deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ")
 	}
 	w := so.log
 	if w == nil {
-		w = &tWriter{t: h.t}
+		w = testenv.LogWriter(h.t)
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := append([]ingest.Option{ingest.WithRegisterer(reg), ingest.WithLogger(log), ingest.WithSteps(steps.add)}, so.opts...)
@@ -175,7 +172,7 @@ func (h *harness) startWith(tc ingest.TemporalClient, so startOpts) *instance {
 // worker runs the stand-in delivery workflow on the harness's task queue.
 func (h *harness) worker() {
 	h.t.Helper()
-	w := worker.New(h.tc, h.cfg.Temporal.TaskQueue, worker.Options{})
+	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(standInDelivery, workflow.RegisterOptions{Name: workflows.DeliveryWorkflow})
 	require.NoError(h.t, w.Start())
 	h.t.Cleanup(w.Stop)
@@ -223,7 +220,7 @@ func eventIDs(raw json.RawMessage) ([]string, error) {
 func (h *harness) queryEvents(id string, want int) []string {
 	h.t.Helper()
 	var got []string
-	eventually(h.t, fmt.Sprintf("workflow %s to have processed %d events", id, want), func() error {
+	testenv.Eventually(h.t, waitTimeout, fmt.Sprintf("workflow %s to have processed %d events", id, want), func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		v, err := h.tc.QueryWorkflow(ctx, id, "", "events")
@@ -276,7 +273,7 @@ func (h *harness) consumerInfo() *jetstream.ConsumerInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := h.cfg.WithDefaults()
-	c, err := h.js.Consumer(ctx, cfg.NATS.Stream, cfg.NATS.Consumer)
+	c, err := h.js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	require.NoError(h.t, err)
 	info, err := c.Info(ctx)
 	require.NoError(h.t, err)
@@ -288,7 +285,7 @@ func (h *harness) deadLetters(want int) []deadletter.Record {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream := h.cfg.WithDefaults().NATS.DeadLetterSubject
+	stream := streams.DefaultStream + "_DLQ"
 	c, err := h.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	require.NoError(h.t, err)
 	var recs []deadletter.Record
@@ -382,58 +379,6 @@ func (s *stepLog) waitCount(t testing.TB, kind string, n int) {
 	})
 }
 
-// eventually polls an external process (Temporal) until cond returns nil;
-// the last error says how far it got.
-func eventually(t testing.TB, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// metric sums the samples of a counter or gauge family whose labels
-// include match.
-func metric(t *testing.T, reg *prometheus.Registry, name string, match map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range match {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
 // firstOccurrences drops repeated ids: the workflow dedupes by event id,
 // so order is judged on each id's first arrival.
 func firstOccurrences(ids []string) []string {
@@ -446,35 +391,4 @@ func firstOccurrences(ids []string) []string {
 		}
 	}
 	return out
-}
-
-// tWriter sends log output to t.Log until the test ends.
-type tWriter struct {
-	t  testing.TB
-	mu sync.Mutex
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// syncBuffer is a log sink tests can inspect.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -33,11 +33,11 @@ const (
 	ReasonSubjectMismatch  = "subject-mismatch"  // subject is not the one the payload's key builds
 	ReasonHashCollision    = "hash-collision"    // collision policy "fail"
 	ReasonTemporalRejected = "temporal-rejected" // Temporal refused the task as invalid
-	ReasonMaxDeliver       = "max-deliver"       // delivered more than Ingest.MaxDeliver times
+	ReasonMaxDeliver       = "max-deliver"       // delivered more than Config.MaxDeliver times
 )
 
 // ErrShutdownTimeout is returned by Close when hand-offs did not stop within
-// Ingest.ShutdownTimeout; what they held is redelivered after AckWait.
+// Config.ShutdownTimeout; what they held is redelivered after AckWait.
 var ErrShutdownTimeout = errors.New("ingest: shutdown timed out")
 
 // Option customises an Ingester.
@@ -148,7 +148,7 @@ func New(cfg Config, js jetstream.JetStream, tc TemporalClient, dl deadletter.Si
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
 	in.m = m
-	for i := range cfg.Ingest.Lanes {
+	for i := range cfg.Lanes {
 		in.lanes = append(in.lanes, newLane(m.laneDepth.WithLabelValues(laneLabel(i))))
 	}
 	in.poison = newLane(m.laneDepth.WithLabelValues("dead-letter"))
@@ -195,7 +195,7 @@ func (in *Ingester) Start(ctx context.Context) error {
 	go in.keep()
 
 	opts := []jetstream.PullConsumeOpt{
-		jetstream.PullMaxMessages(in.cfg.Ingest.FetchBatch),
+		jetstream.PullMaxMessages(in.cfg.FetchBatch),
 		jetstream.PullExpiry(in.cfg.pullExpiry()),
 		jetstream.ConsumeErrHandler(in.onConsumeError),
 	}
@@ -207,7 +207,7 @@ func (in *Ingester) Start(ctx context.Context) error {
 		in.stopWorkers()
 		in.state = stateClosed
 		close(in.closed)
-		return fmt.Errorf("ingest: consume %q: %w", in.cfg.NATS.Consumer, err)
+		return fmt.Errorf("ingest: consume %q: %w", in.cfg.Consumer, err)
 	}
 	in.consumer, in.cc, in.state = consumer, cc, stateRunning
 	if in.cfg.takeover() {
@@ -216,18 +216,18 @@ func (in *Ingester) Start(ctx context.Context) error {
 	}
 	if !in.cfg.crashKeepsOrder() {
 		in.log.Warn("ingest: pinnedTTL is less than twice ackWait; after a replica crashes, a key's tasks it held may reach Temporal after newer ones",
-			"pinnedTTL", in.cfg.PinnedTTL, "ackWait", in.cfg.Ingest.AckWait)
+			"pinnedTTL", in.cfg.PinnedTTL, "ackWait", in.cfg.AckWait)
 	}
-	in.log.Info("ingest started", "stream", in.cfg.NATS.Stream, "consumer", in.cfg.NATS.Consumer,
-		"lanes", len(in.lanes), "sharing", in.cfg.Sharing, "taskQueue", in.cfg.Temporal.TaskQueue)
+	in.log.Info("ingest started", "stream", in.cfg.Stream, "consumer", in.cfg.Consumer,
+		"lanes", len(in.lanes), "sharing", in.cfg.Sharing, "taskQueue", in.cfg.TaskQueue)
 	return nil
 }
 
 // Close shuts down gracefully: it stops fetching, lets the lanes hand off
-// what they hold for up to Ingest.DrainTimeout, then cancels the hand-offs
+// what they hold for up to Config.DrainTimeout, then cancels the hand-offs
 // still running and NAKs every message not handed off, lane by lane in
 // stream order, so another replica receives them in order. It gives up
-// after Ingest.ShutdownTimeout with ErrShutdownTimeout. Close is
+// after Config.ShutdownTimeout with ErrShutdownTimeout. Close is
 // idempotent and safe to call concurrently.
 func (in *Ingester) Close() error {
 	in.mu.Lock()
@@ -251,8 +251,8 @@ func (in *Ingester) Close() error {
 		close(in.watchStop)
 		<-in.watchDone
 	}
-	drainBy := start.Add(in.cfg.Ingest.DrainTimeout.D())
-	giveUpBy := start.Add(in.cfg.Ingest.ShutdownTimeout.D())
+	drainBy := start.Add(in.cfg.DrainTimeout)
+	giveUpBy := start.Add(in.cfg.ShutdownTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), giveUpBy)
 	defer cancel()
 
@@ -265,7 +265,7 @@ func (in *Ingester) Close() error {
 	pinned := in.cfg.Sharing == SharingPinned && in.holdsPin(ctx)
 	paused := false
 	if pinned {
-		if _, err := in.js.PauseConsumer(ctx, in.cfg.NATS.Stream, in.cfg.NATS.Consumer, giveUpBy.Add(time.Second)); err != nil {
+		if _, err := in.js.PauseConsumer(ctx, in.cfg.Stream, in.cfg.Consumer, giveUpBy.Add(time.Second)); err != nil {
 			in.log.Warn("ingest: pausing the consumer for the hand-over failed; the standby may see tasks out of order", "err", err)
 		} else {
 			paused = true
@@ -289,11 +289,11 @@ func (in *Ingester) Close() error {
 	go func() { in.lanesWG.Wait(); close(lanesDone) }()
 	var err error
 	if !waitUntil(lanesDone, drainBy) {
-		in.log.Info("ingest: drain timeout; handing back tasks not yet in Temporal", "drainTimeout", in.cfg.Ingest.DrainTimeout)
+		in.log.Info("ingest: drain timeout; handing back tasks not yet in Temporal", "drainTimeout", in.cfg.DrainTimeout)
 		in.cancelWork()
 		if !waitUntil(lanesDone, giveUpBy) {
 			in.log.Warn("ingest: shutdown timeout; unsettled tasks are redelivered after ackWait",
-				"shutdownTimeout", in.cfg.Ingest.ShutdownTimeout)
+				"shutdownTimeout", in.cfg.ShutdownTimeout)
 			err = ErrShutdownTimeout
 		}
 	}
@@ -308,7 +308,7 @@ func (in *Ingester) Close() error {
 	// from taking over (and replaying) while this replica hands back.
 	in.stopLiveness()
 	if paused {
-		if _, rerr := in.js.ResumeConsumer(ctx, in.cfg.NATS.Stream, in.cfg.NATS.Consumer); rerr != nil {
+		if _, rerr := in.js.ResumeConsumer(ctx, in.cfg.Stream, in.cfg.Consumer); rerr != nil {
 			in.log.Warn("ingest: resuming the consumer failed; it resumes by itself", "err", rerr, "at", giveUpBy.Add(time.Second))
 		}
 	}
@@ -361,9 +361,9 @@ func (in *Ingester) holdsPin(ctx context.Context) bool {
 // unpin releases the pinned group at once, so a standby takes over now
 // rather than after PinnedTTL.
 func (in *Ingester) unpin(ctx context.Context) {
-	s, err := in.js.Stream(ctx, in.cfg.NATS.Stream)
+	s, err := in.js.Stream(ctx, in.cfg.Stream)
 	if err == nil {
-		err = s.UnpinConsumer(ctx, in.cfg.NATS.Consumer, pinnedGroup)
+		err = s.UnpinConsumer(ctx, in.cfg.Consumer, pinnedGroup)
 	}
 	if err != nil {
 		in.log.Warn("ingest: unpinning; a standby takes over after pinnedTTL", "err", err, "pinnedTTL", in.cfg.PinnedTTL)
@@ -397,8 +397,8 @@ func (in *Ingester) allLanes() []*lane { return append(append([]*lane(nil), in.l
 func (in *Ingester) onConsumeError(_ jetstream.ConsumeContext, err error) {
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
-		in.log.Error("ingest: consumer is gone", "consumer", in.cfg.NATS.Consumer, "err", err)
-		ferr := fmt.Errorf("ingest: consumer %q: %w", in.cfg.NATS.Consumer, err)
+		in.log.Error("ingest: consumer is gone", "consumer", in.cfg.Consumer, "err", err)
+		ferr := fmt.Errorf("ingest: consumer %q: %w", in.cfg.Consumer, err)
 		in.failed.CompareAndSwap(nil, &ferr)
 		select {
 		case in.fatal <- ferr:

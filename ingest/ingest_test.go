@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/triggerflow/triggerflow/activities"
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/ingest"
@@ -41,7 +40,7 @@ func TestWithTemporal(t *testing.T) {
 	t.Run("RedeliveryIsDuplicateSignal", func(t *testing.T) { t.Parallel(); testRedeliveryIsDuplicate(t, ts) })
 	t.Run("GracefulShutdownHandsOver", func(t *testing.T) { t.Parallel(); testGracefulShutdown(t, ts) })
 	t.Run("PoisonIsDeadLettered", func(t *testing.T) { t.Parallel(); testPoison(t, ts) })
-	for _, p := range []config.CollisionPolicy{config.CollisionSerialize, config.CollisionAlert, config.CollisionFail} {
+	for _, p := range []ingest.CollisionPolicy{ingest.CollisionSerialize, ingest.CollisionAlert, ingest.CollisionFail} {
 		t.Run("Collision/"+string(p), func(t *testing.T) { t.Parallel(); testCollision(t, ts, p) })
 	}
 	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, ts) })
@@ -81,7 +80,7 @@ func testManyKeysInOrder(t *testing.T, ts *testenv.TemporalServer) {
 		require.Equal(t, events, h.queryEvents(id, perKey), "events seen by %s", id)
 	}
 	query := fmt.Sprintf("%s = %q", workflows.TenantID.GetName(), h.tenant)
-	eventually(t, "visibility to count 100 workflows", func() error {
+	testenv.Eventually(t, waitTimeout, "visibility to count 100 workflows", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		resp, err := h.tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
@@ -116,9 +115,9 @@ func testManyKeysInOrder(t *testing.T, ts *testenv.TemporalServer) {
 	require.NoError(t, err)
 	require.Equal(t, h.tenant+" · orders/o-0 · order-paid", summary)
 
-	require.Equal(t, float64(keys*perKey), metric(t, inst.reg, "triggerflow_ingest_acked_total",
+	require.Equal(t, float64(keys*perKey), testenv.Metric(t, inst.reg, "triggerflow_ingest_acked_total",
 		map[string]string{"tenant": h.tenant, "collection": "orders", "subject_hashed": "false"}))
-	require.Zero(t, metric(t, inst.reg, "triggerflow_ingest_lane_depth", nil))
+	require.Zero(t, testenv.Metric(t, inst.reg, "triggerflow_ingest_lane_depth", nil))
 
 	require.NoError(t, inst.in.Close())
 	require.Error(t, inst.in.Ready(ctx), "not ready once closed")
@@ -131,7 +130,7 @@ func testManyKeysInOrder(t *testing.T, ts *testenv.TemporalServer) {
 // after AckWait and reaches the workflow again with the same event id.
 func testRedeliveryIsDuplicate(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
-	h.cfg.Ingest.AckWait = trigger.Duration(time.Second)
+	h.cfg.AckWait = time.Second
 	tasks := []*trigger.DeliveryTask{h.task("t", "doc"), h.task("t", "doc"), h.task("t", "doc")}
 	crashed := tasks[0].EventID
 	var once sync.Once
@@ -150,7 +149,7 @@ func testRedeliveryIsDuplicate(t *testing.T, ts *testenv.TemporalServer) {
 	redelivered := inst.steps.of("received")[len(tasks)]
 	require.Equal(t, crashed, redelivered.EventID)
 	require.Equal(t, uint64(2), redelivered.Delivered)
-	require.Equal(t, 1.0, metric(t, inst.reg, "triggerflow_ingest_redelivered_total", nil))
+	require.Equal(t, 1.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_redelivered_total", nil))
 }
 
 // With Temporal stopped, lanes retry in place, nothing is acked, and ack
@@ -161,9 +160,9 @@ func testRedeliveryIsDuplicate(t *testing.T, ts *testenv.TemporalServer) {
 func testTemporalOutage(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	ackWait := time.Second
-	h.cfg.Ingest.AckWait = trigger.Duration(ackWait)
+	h.cfg.AckWait = ackWait
 	h.cfg.HandoffTimeout = time.Second
-	inst := h.start(startOpts{log: &syncBuffer{}}) // expected hand-off warnings stay out of the output
+	inst := h.start(startOpts{log: &testenv.LogBuffer{}}) // expected hand-off warnings stay out of the output
 
 	var before, during []*trigger.DeliveryTask
 	for i := range 20 {
@@ -215,8 +214,8 @@ func testTemporalOutage(t *testing.T, ts *testenv.TemporalServer) {
 		require.Equal(t, events, h.signalled(id), "history of %s", id)
 	}
 	require.Zero(t, inst.steps.count("naked"))
-	require.Zero(t, metric(t, inst.reg, "triggerflow_ingest_redelivered_total", nil))
-	require.Positive(t, metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", nil))
+	require.Zero(t, testenv.Metric(t, inst.reg, "triggerflow_ingest_redelivered_total", nil))
+	require.Positive(t, testenv.Metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", nil))
 }
 
 // Closing an instance under load acks only what Temporal has and hands the
@@ -224,8 +223,8 @@ func testTemporalOutage(t *testing.T, ts *testenv.TemporalServer) {
 // in order per key.
 func testGracefulShutdown(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
-	h.cfg.Ingest.DrainTimeout = trigger.Duration(time.Millisecond)
-	h.cfg.Ingest.ShutdownTimeout = trigger.Duration(5 * time.Second)
+	h.cfg.DrainTimeout = time.Millisecond
+	h.cfg.ShutdownTimeout = 5 * time.Second
 	h.cfg.PinnedTTL = 30 * time.Second
 	var tasks []*trigger.DeliveryTask
 	for i := range 600 {
@@ -305,7 +304,7 @@ func testPoison(t *testing.T, ts *testenv.TemporalServer) {
 	dl := &gatedDeadLetterer{gate: make(chan struct{})}
 	inst := h.start(startOpts{dl: dl})
 
-	stream := h.cfg.WithDefaults().NATS.Stream
+	stream := h.cfg.WithDefaults().Stream
 	good := []*trigger.DeliveryTask{h.task("t", "doc"), h.task("t", "doc"), h.task("t", "doc")}
 	other := h.task("t", "other")
 	otherData, err := other.Encode()
@@ -347,8 +346,8 @@ func testPoison(t *testing.T, ts *testenv.TemporalServer) {
 	require.Equal(t, map[string]int{
 		ingest.ReasonInvalidTask: 3, ingest.ReasonSubjectMismatch: 1, ingest.ReasonInvalidSubject: 1,
 	}, reasons)
-	require.Equal(t, 3.0, metric(t, inst.reg, "triggerflow_ingest_terminated_total", map[string]string{"reason": ingest.ReasonInvalidTask}))
-	require.Equal(t, 5.0, metric(t, inst.reg, "triggerflow_ingest_consumed_total", map[string]string{"tenant": "_invalid"}))
+	require.Equal(t, 3.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_terminated_total", map[string]string{"reason": ingest.ReasonInvalidTask}))
+	require.Equal(t, 5.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_consumed_total", map[string]string{"tenant": "_invalid"}))
 	require.Positive(t, dl.failures(), "dead-lettering was retried")
 
 	require.NoError(t, inst.in.Close())
@@ -393,16 +392,16 @@ func (g *gatedDeadLetterer) failures() int {
 // Two long docKeys whose hashed subject tokens collide (forced with a
 // short test hash) are detected and counted; serialize and alert hand both
 // off in order, alert logs a warning, fail dead-letters the second key.
-func testCollision(t *testing.T, ts *testenv.TemporalServer, policy config.CollisionPolicy) {
+func testCollision(t *testing.T, ts *testenv.TemporalServer, policy ingest.CollisionPolicy) {
 	h := newHarness(t, ts)
-	h.cfg.Ingest.CollisionPolicy = policy
-	logs := &syncBuffer{}
+	h.cfg.CollisionPolicy = policy
+	logs := &testenv.LogBuffer{}
 	inst := h.start(startOpts{log: logs, opts: []ingest.Option{
 		ingest.WithHashToken(func(string) string { return "collide" }),
 	}})
 
 	k1, k2 := strings.Repeat("a", 800)+"-1", strings.Repeat("a", 800)+"-2"
-	stream := h.cfg.WithDefaults().NATS.Stream
+	stream := h.cfg.WithDefaults().Stream
 	subject := stream + "." + h.tenant + ".orders.collide"
 	var tasks []*trigger.DeliveryTask
 	for _, k := range []string{k1, k2, k1, k2} {
@@ -416,7 +415,7 @@ func testCollision(t *testing.T, ts *testenv.TemporalServer, policy config.Colli
 	}
 
 	switch policy {
-	case config.CollisionFail:
+	case ingest.CollisionFail:
 		inst.steps.waitCount(t, "acked", 2)
 		inst.steps.waitCount(t, "terminated", 2)
 		recs := h.deadLetters(2)
@@ -431,9 +430,9 @@ func testCollision(t *testing.T, ts *testenv.TemporalServer, policy config.Colli
 		require.Equal(t, []string{tasks[1].EventID, tasks[3].EventID}, h.signalled(h.wfID(tasks[1])))
 	}
 	require.Equal(t, 2, inst.steps.count("collision"))
-	require.Equal(t, 2.0, metric(t, inst.reg, "triggerflow_ingest_collisions_total", map[string]string{"policy": string(policy)}))
-	require.Equal(t, 4.0, metric(t, inst.reg, "triggerflow_ingest_consumed_total", map[string]string{"subject_hashed": "true"}))
-	require.Equal(t, policy == config.CollisionAlert, strings.Contains(logs.String(), "level=WARN msg=\"ingest: hashed subject collision; both keys share a lane"),
+	require.Equal(t, 2.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_collisions_total", map[string]string{"policy": string(policy)}))
+	require.Equal(t, 4.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_consumed_total", map[string]string{"subject_hashed": "true"}))
+	require.Equal(t, policy == ingest.CollisionAlert, strings.Contains(logs.String(), "level=WARN msg=\"ingest: hashed subject collision; both keys share a lane"),
 		"a warning per shared-lane collision only under alert")
 
 	// Long keys are searchable through their hashed keyword, and the full
@@ -457,12 +456,12 @@ func TestProvisioningVerify(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	fake := fakeTemporal{}
-	dl := deadletter.NewPublisher(h.js, h.cfg.WithDefaults().NATS.DeadLetterSubject)
+	dl := deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	verify := h.cfg
-	verify.NATS.Provisioning = config.ProvisionVerify
+	verify.Provisioning = streams.ProvisionVerify
 	in, err := ingest.New(verify, h.js, fake, dl)
 	require.NoError(t, err)
 	err = in.Start(ctx)
@@ -476,8 +475,8 @@ func TestProvisioningVerify(t *testing.T) {
 	require.NoError(t, create.Close())
 
 	drifted := verify
-	drifted.Ingest.AckWait = trigger.Duration(7 * time.Second)
-	drifted.Ingest.MaxAckPending = 100
+	drifted.AckWait = 7 * time.Second
+	drifted.MaxAckPending = 100
 	in, err = ingest.New(drifted, h.js, fake, dl)
 	require.NoError(t, err)
 	err = in.Start(ctx)
@@ -508,13 +507,13 @@ func (fakeTemporal) CheckHealth(context.Context, *client.CheckHealthRequest) (*c
 // drops the duplicate event id.
 func testEndToEnd(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
-	h.cfg.Ingest.AckWait = trigger.Duration(time.Second)
+	h.cfg.AckWait = time.Second
 	rec := testenv.Recorder(t)
 	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}}, activities.Deps{
-		DeadLetters: deadletter.NewPublisher(h.js, h.cfg.WithDefaults().NATS.DeadLetterSubject),
+		DeadLetters: deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ"),
 	})
 	require.NoError(t, err)
-	w := worker.New(h.tc, h.cfg.Temporal.TaskQueue, worker.Options{})
+	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
 	workflows.Register(w, acts, workflows.Options{QuietPeriod: 2 * time.Second})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
@@ -556,13 +555,13 @@ func testEndToEnd(t *testing.T, ts *testenv.TemporalServer) {
 	require.Equal(t, want, got)
 }
 
-// A message delivered more than Ingest.MaxDeliver times is dead-lettered
+// A message delivered more than Config.MaxDeliver times is dead-lettered
 // on the extra delivery JetStream keeps for it, instead of vanishing when
 // JetStream gives up.
 func testMaxDeliver(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
-	h.cfg.Ingest.AckWait = trigger.Duration(time.Second)
-	h.cfg.Ingest.MaxDeliver = 1
+	h.cfg.AckWait = time.Second
+	h.cfg.MaxDeliver = 1
 	task := h.task("t", "doc")
 	inst := h.start(startOpts{opts: []ingest.Option{ingest.WithBeforeAck(func(*trigger.DeliveryTask) bool {
 		return false // every hand-off "crashes" before its ack
@@ -585,7 +584,7 @@ func testTemporalRejects(t *testing.T, ts *testenv.TemporalServer) {
 	big := h.task("t", "doc")
 	big.After = []byte(`{"blob":"` + strings.Repeat("x", 2*testBlobLimit) + `"}`)
 	next := h.task("t", "doc")
-	inst := h.start(startOpts{log: &syncBuffer{}})
+	inst := h.start(startOpts{log: &testenv.LogBuffer{}})
 	h.publish(big, next)
 
 	inst.steps.waitCount(t, "acked", 1)
@@ -595,7 +594,7 @@ func testTemporalRejects(t *testing.T, ts *testenv.TemporalServer) {
 	require.Equal(t, big.EventID, recs[0].EventID)
 	require.Contains(t, recs[0].Detail, "size")
 	require.Equal(t, []string{next.EventID}, h.signalled(h.wfID(next)))
-	require.Equal(t, 1.0, metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}))
+	require.Equal(t, 1.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}))
 }
 
 // gatedTemporal holds the first hand-off until open is closed and records
@@ -659,7 +658,7 @@ func testBatching(t *testing.T, ts *testenv.TemporalServer) {
 	inst.steps.waitCount(t, "acked", 5)
 	require.Equal(t, [][]string{want[:1], want[1:]}, gate.recorded(), "one call for the four queued tasks")
 	require.Equal(t, want, h.signalled(h.wfID(first)))
-	require.Equal(t, 5.0, metric(t, inst.reg, "triggerflow_ingest_signalled_total", nil))
+	require.Equal(t, 5.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_signalled_total", nil))
 }
 
 // A batch Temporal refuses is handed off again task by task, so only the
@@ -668,7 +667,7 @@ func testRejectedBatch(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	h.cfg.MaxSignalBytes = 4 * testBlobLimit // let the big task into a batch
 	gate := newGatedTemporal(h.tc)
-	inst := h.startWith(gate, startOpts{log: &syncBuffer{}})
+	inst := h.startWith(gate, startOpts{log: &testenv.LogBuffer{}})
 	first := h.task("t", "doc")
 	h.publish(first)
 	<-gate.entered
@@ -690,6 +689,6 @@ func testRejectedBatch(t *testing.T, ts *testenv.TemporalServer) {
 	recs := h.deadLetters(1)
 	require.Equal(t, ingest.ReasonTemporalRejected, recs[0].Reason)
 	require.Equal(t, big.EventID, recs[0].EventID)
-	require.Equal(t, 2.0, metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}),
+	require.Equal(t, 2.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}),
 		"the batch and the big task alone")
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -159,7 +158,7 @@ func testTask(docKey string) *trigger.DeliveryTask {
 
 func TestCheckSubject(t *testing.T) {
 	t.Parallel()
-	in := &Ingester{cfg: Config{NATS: config.NATS{Stream: "TRIGGERS"}}}
+	in := &Ingester{cfg: Config{Stream: "TRIGGERS"}}
 	task := testTask("o-17")
 	s, err := streams.BuildSubject("TRIGGERS", "acme", "orders/eu", "o-17")
 	require.NoError(t, err)
@@ -239,7 +238,7 @@ func TestConsumerConfig(t *testing.T) {
 	require.Equal(t, 10*time.Second, cfg.pullExpiry())
 	require.True(t, cfg.crashKeepsOrder())
 
-	cfg.Ingest.MaxDeliver = 1
+	cfg.MaxDeliver = 1
 	cfg.Sharing = SharingShared
 	cc = ConsumerConfig(cfg)
 	require.Equal(t, 2, cc.MaxDeliver, "one extra delivery to dead-letter on")
@@ -266,9 +265,9 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "retryMax")
 
 	cfg = Config{Sharing: SharingPinned, PinnedTTL: 10 * time.Second}.WithDefaults()
-	require.ErrorContains(t, cfg.Validate(), "pinnedTTL 10s must be at least 3s and exceed ingest.shutdownTimeout (10s)")
-	cfg.Ingest.Lanes = -1
-	require.ErrorContains(t, cfg.Validate(), "ingest.lanes")
+	require.ErrorContains(t, cfg.Validate(), "pinnedTTL 10s must be at least 3s and exceed shutdownTimeout (10s)")
+	cfg.Lanes = -1
+	require.ErrorContains(t, cfg.Validate(), "lanes -1 must be at least 1")
 }
 
 func TestSummary(t *testing.T) {

@@ -1,10 +1,11 @@
 package ingest
 
 import (
-	"errors"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
 // Label values used when a message has no trustworthy tenant or
@@ -33,52 +34,41 @@ type metrics struct {
 	takeovers     *prometheus.CounterVec // outcome
 }
 
-var taskLabels = []string{"tenant", "collection", "subject_hashed"}
-
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "triggerflow", Subsystem: "ingest", Name: name, Help: help,
-		}, append(append([]string(nil), taskLabels...), extra...))
+	task := func(extra ...string) []string {
+		return append([]string{"tenant", "collection", "subject_hashed"}, extra...)
 	}
+	r := promreg.New(reg)
 	m := &metrics{
-		consumed:    counter("consumed_total", "Messages received from the task stream, redeliveries included."),
-		redelivered: counter("redelivered_total", "Messages received that JetStream had delivered before."),
-		signalled:   counter("signalled_total", "Tasks Temporal accepted with SignalWithStartWorkflow."),
-		acked:       counter("acked_total", "Messages acked after their task reached Temporal."),
-		naked:       counter("naked_total", "Messages handed back to JetStream (shutdown) for redelivery."),
-		terminated: counter("terminated_total",
-			"Messages dead-lettered and terminated, by reason.", "reason"),
-		handoffErrors: counter("handoff_errors_total",
-			"Failed SignalWithStartWorkflow attempts, by gRPC code; transient ones are retried in place.", "code"),
-		collisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "triggerflow", Subsystem: "ingest", Name: "collisions_total",
-			Help: "Hashed subjects seen with a docKey other than the one last seen on them.",
-		}, []string{"tenant", "collection", "policy"}),
-		handoff: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "triggerflow", Subsystem: "ingest", Name: "handoff_seconds",
-			Help:    "Time from receiving a message to acking it, queueing and retries included.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14), // 1ms .. ~2.5min
-		}, taskLabels),
-		laneDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "triggerflow", Subsystem: "ingest", Name: "lane_depth",
-			Help: "Messages held by a lane, the one being handed off included; lane \"dead-letter\" holds poison.",
-		}, []string{"lane"}),
-		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "triggerflow", Subsystem: "ingest", Name: "takeovers_total",
-			Help: "Checks of the pinned replica by a replica not holding the pin while tasks wait, by outcome: taken, holder-alive, holder-unproven, replay-too-long, failed.",
-		}, []string{"outcome"}),
+		consumed: r.CounterVec("triggerflow_ingest_consumed_total",
+			"Messages received from the task stream, redeliveries included.", task()...),
+		redelivered: r.CounterVec("triggerflow_ingest_redelivered_total",
+			"Messages received that JetStream had delivered before.", task()...),
+		signalled: r.CounterVec("triggerflow_ingest_signalled_total",
+			"Tasks Temporal accepted with SignalWithStartWorkflow.", task()...),
+		acked: r.CounterVec("triggerflow_ingest_acked_total",
+			"Messages acked after their task reached Temporal.", task()...),
+		naked: r.CounterVec("triggerflow_ingest_naked_total",
+			"Messages handed back to JetStream (shutdown) for redelivery.", task()...),
+		terminated: r.CounterVec("triggerflow_ingest_terminated_total",
+			"Messages dead-lettered and terminated, by reason.", task("reason")...),
+		handoffErrors: r.CounterVec("triggerflow_ingest_handoff_errors_total",
+			"Failed SignalWithStartWorkflow attempts, by gRPC code; transient ones are retried in place.", task("code")...),
+		collisions: r.CounterVec("triggerflow_ingest_collisions_total",
+			"Hashed subjects seen with a docKey other than the one last seen on them.",
+			"tenant", "collection", "policy"),
+		handoff: r.HistogramVec("triggerflow_ingest_handoff_seconds",
+			"Time from receiving a message to acking it, queueing and retries included.",
+			prometheus.ExponentialBuckets(0.001, 2.5, 14), // 1ms .. ~2.5min
+			task()...),
+		laneDepth: r.GaugeVec("triggerflow_ingest_lane_depth",
+			"Messages held by a lane, the one being handed off included; lane \"dead-letter\" holds poison.",
+			"lane"),
+		takeovers: r.CounterVec("triggerflow_ingest_takeovers_total",
+			"Checks of the pinned replica by a replica not holding the pin while tasks wait, by outcome: taken, holder-alive, holder-unproven, replay-too-long, failed.",
+			"outcome"),
 	}
-	var errs []error
-	for _, c := range []prometheus.Collector{
-		m.consumed, m.redelivered, m.signalled, m.acked, m.naked, m.terminated,
-		m.handoffErrors, m.collisions, m.handoff, m.laneDepth, m.takeovers,
-	} {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return m, errors.Join(errs...)
+	return m, r.Err()
 }
 
 // labels are an item's task label values.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -59,9 +58,9 @@ func (in *Ingester) onMessage(msg jetstream.Msg) {
 	if it.delivered > 1 {
 		in.m.redelivered.WithLabelValues(it.labels.values()...).Inc()
 	}
-	if it.reason == "" && in.cfg.Ingest.MaxDeliver > 0 && it.delivered > uint64(in.cfg.Ingest.MaxDeliver) {
+	if it.reason == "" && in.cfg.MaxDeliver > 0 && it.delivered > uint64(in.cfg.MaxDeliver) {
 		it.reason = ReasonMaxDeliver
-		it.detail = fmt.Sprintf("delivered %d times, more than ingest.maxDeliver (%d)", it.delivered, in.cfg.Ingest.MaxDeliver)
+		it.detail = fmt.Sprintf("delivered %d times, more than ingest.maxDeliver (%d)", it.delivered, in.cfg.MaxDeliver)
 	}
 	in.routeMu.Lock()
 	defer in.routeMu.Unlock()
@@ -155,7 +154,7 @@ func (in *Ingester) classify(it *item) {
 // payload is the key's only source of truth; this check keeps a message
 // filed under one key from carrying another's task.
 func (in *Ingester) checkSubject(subject string, t *trigger.DeliveryTask) error {
-	want, err := streams.BuildSubject(in.cfg.NATS.Stream, t.Tenant, t.Collection, t.DocKey)
+	want, err := streams.BuildSubject(in.cfg.Stream, t.Tenant, t.Collection, t.DocKey)
 	if err != nil {
 		return fmt.Errorf("the task's key builds no subject: %w", err)
 	}
@@ -177,18 +176,18 @@ func (in *Ingester) checkSubject(subject string, t *trigger.DeliveryTask) error 
 // reports whether the policy dead-letters the message.
 func (in *Ingester) collided(it *item) bool {
 	t := it.task
-	policy := in.cfg.Ingest.CollisionPolicy
+	policy := in.cfg.CollisionPolicy
 	in.m.collisions.WithLabelValues(t.Tenant, t.MetricCollection(), string(policy)).Inc()
 	in.note("collision", it)
 	attrs := []any{"subject", it.msg.Subject(), "tenant", t.Tenant, "collection", t.Collection,
 		"docKey", truncate(t.DocKey), "eventId", t.EventID, "policy", policy}
 	switch policy {
-	case config.CollisionFail:
+	case CollisionFail:
 		it.reason = ReasonHashCollision
 		it.detail = "hashed subject " + truncate(it.msg.Subject()) + " already carries another docKey"
 		in.log.Warn("ingest: hashed subject collision; dead-lettering the task", attrs...)
 		return true
-	case config.CollisionAlert:
+	case CollisionAlert:
 		in.log.Warn("ingest: hashed subject collision; both keys share a lane", attrs...)
 	default:
 		in.log.Info("ingest: hashed subject collision; both keys share a lane", attrs...)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/triggerflow/triggerflow/internal/backoff"
 )
 
 // Takeover outcomes, the values of triggerflow_ingest_takeovers_total's
@@ -26,7 +28,7 @@ const (
 // subscriptions the moment the connection closes, so a request there
 // fails at once with "no responders" when the holder is gone.
 func (c Config) livenessSubject(pin string) string {
-	return fmt.Sprintf("_TRIGGERFLOW.ingest.%s.%s.%s", c.NATS.Stream, c.NATS.Consumer, pin)
+	return fmt.Sprintf("_TRIGGERFLOW.ingest.%s.%s.%s", c.Stream, c.Consumer, pin)
 }
 
 // takeoverGrace is how long a pin must have been held before its holder's
@@ -123,7 +125,7 @@ func (in *Ingester) checkPin(ctx context.Context) {
 	}
 	// Second probe: a holder pinned between our info read and its first
 	// message has subscribed by now.
-	if !sleep(ctx, confirmDelay) {
+	if !backoff.Sleep(ctx, confirmDelay) {
 		return
 	}
 	if again, ok := in.deadHolder(ctx); !ok || again != pin {
@@ -135,22 +137,22 @@ func (in *Ingester) checkPin(ctx context.Context) {
 		return
 	}
 	replay := info.Delivered.Stream - info.AckFloor.Stream
-	if replay > uint64(in.cfg.Ingest.TakeoverMaxReplay) {
+	if replay > uint64(in.cfg.TakeoverMaxReplay) {
 		in.takeoverOutcome(takeoverTooLong, "", nil,
-			"replay", replay, "takeoverMaxReplay", in.cfg.Ingest.TakeoverMaxReplay, "pinnedTTL", in.cfg.PinnedTTL)
+			"replay", replay, "takeoverMaxReplay", in.cfg.TakeoverMaxReplay, "pinnedTTL", in.cfg.PinnedTTL)
 		return
 	}
-	s, err := in.js.Stream(ctx, in.cfg.NATS.Stream)
+	s, err := in.js.Stream(ctx, in.cfg.Stream)
 	if err != nil {
 		in.takeoverOutcome(takeoverFailed, "look up stream", err)
 		return
 	}
-	reset, err := s.ResetConsumer(ctx, in.cfg.NATS.Consumer)
+	reset, err := s.ResetConsumer(ctx, in.cfg.Consumer)
 	if err != nil {
 		in.takeoverOutcome(takeoverFailed, "reset consumer", err)
 		return
 	}
-	if err := s.UnpinConsumer(ctx, in.cfg.NATS.Consumer, pinnedGroup); err != nil {
+	if err := s.UnpinConsumer(ctx, in.cfg.Consumer, pinnedGroup); err != nil {
 		// The reset stands: the tasks are due now, and the pin moves
 		// after PinnedTTL at the latest.
 		in.takeoverOutcome(takeoverFailed, "unpin consumer", err)

@@ -30,10 +30,10 @@ func (stuckTemporal) SignalWithStartWorkflow(ctx context.Context, _, _ string, _
 // takeoverConfig makes JetStream's own failover (pinnedTTL, then ackWait)
 // far slower than the test's wait, so only a takeover can finish it.
 func takeoverConfig(h *harness) {
-	h.cfg.Ingest.AckWait = trigger.Duration(10 * time.Minute)
+	h.cfg.AckWait = 10 * time.Minute
 	h.cfg.PinnedTTL = 10 * time.Minute
-	h.cfg.Ingest.DrainTimeout = trigger.Duration(time.Millisecond)
-	h.cfg.Ingest.ShutdownTimeout = trigger.Duration(2 * time.Second)
+	h.cfg.DrainTimeout = time.Millisecond
+	h.cfg.ShutdownTimeout = 2 * time.Second
 	h.cfg.TakeoverInterval = 200 * time.Millisecond
 }
 
@@ -51,7 +51,7 @@ func testTakeover(t *testing.T, ts *testenv.TemporalServer) {
 	}
 	h.publish(tasks...)
 
-	nc, err := nats.Connect(h.cfg.NATS.URL)
+	nc, err := nats.Connect(h.natsURL)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -78,8 +78,8 @@ func testTakeover(t *testing.T, ts *testenv.TemporalServer) {
 		}
 		return len(acked) == len(tasks)
 	})
-	require.Equal(t, 1.0, metric(t, b.reg, "triggerflow_ingest_takeovers_total", map[string]string{"outcome": "taken"}))
-	require.Zero(t, metric(t, b.reg, "triggerflow_ingest_redelivered_total", nil),
+	require.Equal(t, 1.0, testenv.Metric(t, b.reg, "triggerflow_ingest_takeovers_total", map[string]string{"outcome": "taken"}))
+	require.Zero(t, testenv.Metric(t, b.reg, "triggerflow_ingest_redelivered_total", nil),
 		"after the reset the held tasks come as first deliveries, in stream order")
 
 	want := map[string][]string{}
@@ -110,9 +110,9 @@ func testNoTakeoverFromLive(t *testing.T, ts *testenv.TemporalServer) {
 
 	b := h.start(startOpts{})
 	alive := func() float64 {
-		return metric(t, b.reg, "triggerflow_ingest_takeovers_total", map[string]string{"outcome": "holder-alive"})
+		return testenv.Metric(t, b.reg, "triggerflow_ingest_takeovers_total", map[string]string{"outcome": "holder-alive"})
 	}
-	eventually(t, "the standby to probe the live holder three times", func() error {
+	testenv.Eventually(t, waitTimeout, "the standby to probe the live holder three times", func() error {
 		if n := alive(); n < 3 {
 			return fmt.Errorf("%v probes", n)
 		}
@@ -120,6 +120,6 @@ func testNoTakeoverFromLive(t *testing.T, ts *testenv.TemporalServer) {
 	})
 	close(gate.open)
 	a.steps.waitCount(t, "acked", len(tasks))
-	require.Zero(t, metric(t, b.reg, "triggerflow_ingest_takeovers_total", map[string]string{"outcome": "taken"}))
+	require.Zero(t, testenv.Metric(t, b.reg, "triggerflow_ingest_takeovers_total", map[string]string{"outcome": "taken"}))
 	require.Zero(t, b.steps.count("received"), "the standby received nothing")
 }

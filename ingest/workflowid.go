@@ -153,7 +153,7 @@ func truncateUTF8(s string, n int) string {
 func (in *Ingester) startOptions(id string, t *trigger.DeliveryTask) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: in.cfg.Temporal.TaskQueue,
+		TaskQueue: in.cfg.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.TenantID.ValueSet(SearchKeyword(t.Tenant)),
 			workflows.TriggerID.ValueSet(SearchKeyword(t.TriggerID)),

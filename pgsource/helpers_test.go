@@ -103,61 +103,28 @@ func (d *db) confirmedFlush(t testing.TB, slot string) pglogrepl.LSN {
 // awaitFlush polls the slot until its confirmed_flush_lsn is want.
 func (d *db) awaitFlush(t testing.TB, slot string, want pglogrepl.LSN) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		got := d.confirmedFlush(t, slot)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot %s: confirmed_flush_lsn is %s, want %s", slot, got, want)
-		}
-		time.Sleep(20 * time.Millisecond) // polling an external process
-	}
+	d.awaitFlushed(t, slot, want.String(), func(got pglogrepl.LSN) bool { return got == want })
 }
 
 // awaitFlushPast polls the slot until its confirmed_flush_lsn passes lsn.
 func (d *db) awaitFlushPast(t testing.TB, slot string, lsn pglogrepl.LSN) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		got := d.confirmedFlush(t, slot)
-		if got > lsn {
-			return
+	d.awaitFlushed(t, slot, "past "+lsn.String(), func(got pglogrepl.LSN) bool { return got > lsn })
+}
+
+func (d *db) awaitFlushed(t testing.TB, slot, want string, ok func(pglogrepl.LSN) bool) {
+	t.Helper()
+	testenv.Eventually(t, waitFor, fmt.Sprintf("slot %s: confirmed_flush_lsn %s", slot, want), func() error {
+		if got := d.confirmedFlush(t, slot); !ok(got) {
+			return fmt.Errorf("confirmed_flush_lsn is %s", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot %s: confirmed_flush_lsn is %s, want past %s", slot, got, lsn)
-		}
-		time.Sleep(20 * time.Millisecond) // polling an external process
-	}
+		return nil
+	})
 }
 
 // testLogger logs through t until the test ends.
 func testLogger(t testing.TB) *slog.Logger {
-	w := &tbWriter{t: t}
-	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tbWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tbWriter) close() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
+	return slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // open creates a Source on d, closed when t ends.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/watcher"
 )
 
@@ -65,7 +66,7 @@ func (s *Source) Watch(ctx context.Context, after string, emit func(watcher.Chan
 
 func (s *Source) watch(ctx context.Context, from position, hasFrom bool, emit func(watcher.Change) error) error {
 	dec := newDecoder(s, s.prog, from, hasFrom, emit)
-	backoff := s.cfg.ReconnectInitial
+	retry := backoff.Exponential{Initial: s.cfg.ReconnectInitial, Max: s.cfg.ReconnectMax}
 	checked := false
 	for {
 		var progressed bool
@@ -87,18 +88,14 @@ func (s *Source) watch(ctx context.Context, from position, hasFrom bool, emit fu
 			return fmt.Errorf("pgsource: watch slot %s: %w", s.cfg.Slot, err)
 		}
 		if progressed {
-			backoff = s.cfg.ReconnectInitial
+			retry.Reset()
 		}
 		s.metrics.reconnects.WithLabelValues(s.cfg.Tenant).Inc()
-		s.log.Warn("replication stream lost; reconnecting", "error", err, "backoff", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Next()
+		s.log.Warn("replication stream lost; reconnecting", "error", err, "backoff", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-t.C:
 		}
-		backoff = min(backoff*2, s.cfg.ReconnectMax)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/internal/lograte"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
@@ -355,6 +355,7 @@ func (p *Publisher) run(subject string, it *item) {
 // the task is stored or dead-lettered, ErrClosed when the publisher closed
 // first, or an ErrConnection error.
 func (p *Publisher) publish(it *item, timer *time.Timer) error {
+	retry := p.retry()
 	for attempt := 1; ; attempt++ {
 		ack, err := p.attempt(it, timer)
 		if err == nil {
@@ -390,7 +391,7 @@ func (p *Publisher) publish(it *item, timer *time.Timer) error {
 				"tenant", it.task.Tenant, "collection", it.task.Collection, "eventId", it.task.EventID,
 				"attempt", attempt, "reason", reason, "error", err, "suppressedSinceLastLog", suppressed)
 		}
-		if !p.sleep(backoff(p.cfg.RetryInitial, p.cfg.RetryMax, attempt), timer) {
+		if !p.sleep(retry.Next(), timer) {
 			return ErrClosed
 		}
 	}
@@ -481,6 +482,7 @@ func (p *Publisher) runDeadLetter(it *item) {
 // the record is stored.
 func (p *Publisher) deadLetter(it *item, timer *time.Timer) error {
 	rec := *it.dl
+	retry := p.retry()
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
 		err := p.cfg.DeadLetter.Publish(ctx, rec)
@@ -515,7 +517,7 @@ func (p *Publisher) deadLetter(it *item, timer *time.Timer) error {
 				"tenant", rec.Tenant, "eventId", rec.EventID, "reason", rec.Reason, "attempt", attempt,
 				"error", err, "suppressedSinceLastLog", suppressed)
 		}
-		if !p.sleep(backoff(p.cfg.RetryInitial, p.cfg.RetryMax, attempt), timer) {
+		if !p.sleep(retry.Next(), timer) {
 			return ErrClosed
 		}
 	}
@@ -559,14 +561,8 @@ func failureReason(err error) string {
 	return "error"
 }
 
-// backoff is the wait before retry n (1-based): initial doubling up to max,
-// with the upper half jittered so that tasks failed by one outage do not
-// retry in lockstep.
-func backoff(initial, maxWait time.Duration, n int) time.Duration {
-	d := initial
-	for i := 1; i < n && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	return d/2 + rand.N(d/2+1)
+// retry spaces the retries of one task, jittered so that the tasks one
+// outage failed do not retry in lockstep.
+func (p *Publisher) retry() backoff.Exponential {
+	return backoff.Exponential{Initial: p.cfg.RetryInitial, Max: p.cfg.RetryMax, Jitter: true}
 }

@@ -154,30 +154,6 @@ func (h *harness) messages(t *testing.T, stream string) []*jetstream.RawStreamMs
 	return out
 }
 
-func (h *harness) metric(t *testing.T, name string, labels prometheus.Labels) float64 {
-	t.Helper()
-	mfs, err := h.reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.Metric {
-			got := prometheus.Labels{}
-			for _, lp := range m.Label {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			if maps.Equal(got, labels) {
-				if c := m.GetCounter(); c != nil {
-					return c.GetValue()
-				}
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return 0
-}
-
 func TestGoldenSubjectsRoundTrip(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
@@ -226,9 +202,9 @@ func TestGoldenSubjectsRoundTrip(t *testing.T) {
 		}
 	}
 	require.True(t, tasks[len(tasks)-1].SubjectHashed, "Publish flags the task it was given")
-	require.Equal(t, 1.0, h.metric(t, "triggerflow_publisher_hashed_subjects_total", prometheus.Labels{"tenant": "acme", "collection": "users"}))
-	require.Equal(t, 7.0, h.metric(t, "triggerflow_publisher_published_total", prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "false"}))
-	require.Equal(t, 1.0, h.metric(t, "triggerflow_publisher_published_total", prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "true"}))
+	require.Equal(t, 1.0, testenv.Metric(t, h.reg, "triggerflow_publisher_hashed_subjects_total", prometheus.Labels{"tenant": "acme", "collection": "users"}))
+	require.Equal(t, 7.0, testenv.Metric(t, h.reg, "triggerflow_publisher_published_total", prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "false"}))
+	require.Equal(t, 1.0, testenv.Metric(t, h.reg, "triggerflow_publisher_published_total", prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "true"}))
 }
 
 func TestNestedCollectionSubject(t *testing.T) {
@@ -287,8 +263,8 @@ func TestDuplicateEventIDIsStoredOnce(t *testing.T) {
 	h.publishAndWait(t, task("k1", "7"))
 	require.Len(t, h.messages(t, h.nats.Stream), 1)
 	labels := prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "false"}
-	require.Equal(t, 2.0, h.metric(t, "triggerflow_publisher_published_total", labels))
-	require.Equal(t, 1.0, h.metric(t, "triggerflow_publisher_duplicates_total", labels))
+	require.Equal(t, 2.0, testenv.Metric(t, h.reg, "triggerflow_publisher_published_total", labels))
+	require.Equal(t, 1.0, testenv.Metric(t, h.reg, "triggerflow_publisher_duplicates_total", labels))
 }
 
 func TestUnpublishableTasksAreDeadLettered(t *testing.T) {
@@ -337,9 +313,9 @@ func TestUnpublishableTasksAreDeadLettered(t *testing.T) {
 	require.Equal(t, publisher.ReasonInvalidSubject, records[badCollection.EventID].Reason)
 	require.Equal(t, publisher.ReasonInvalidTask, records[invalid.EventID].Reason)
 
-	require.Equal(t, 1.0, h.metric(t, "triggerflow_publisher_dead_lettered_total", prometheus.Labels{"tenant": "acme", "collection": "users", "reason": "oversize"}))
-	require.Equal(t, 1.0, h.metric(t, "triggerflow_publisher_dead_lettered_total", prometheus.Labels{"tenant": "_invalid", "collection": "users", "reason": "invalid-subject"}))
-	require.Equal(t, 1.0, h.metric(t, "triggerflow_publisher_dead_lettered_total", prometheus.Labels{"tenant": "acme", "collection": "_invalid", "reason": "invalid-subject"}))
+	require.Equal(t, 1.0, testenv.Metric(t, h.reg, "triggerflow_publisher_dead_lettered_total", prometheus.Labels{"tenant": "acme", "collection": "users", "reason": "oversize"}))
+	require.Equal(t, 1.0, testenv.Metric(t, h.reg, "triggerflow_publisher_dead_lettered_total", prometheus.Labels{"tenant": "_invalid", "collection": "users", "reason": "invalid-subject"}))
+	require.Equal(t, 1.0, testenv.Metric(t, h.reg, "triggerflow_publisher_dead_lettered_total", prometheus.Labels{"tenant": "acme", "collection": "_invalid", "reason": "invalid-subject"}))
 }
 
 // TestNATSRestartLosesNothingAndKeepsSubjectOrder shuts the server down
@@ -419,11 +395,11 @@ func TestNATSRestartLosesNothingAndKeepsSubjectOrder(t *testing.T) {
 		require.Greater(t, got.Position, last[m.Subject], "subject %s out of order", m.Subject)
 		last[m.Subject] = got.Position
 	}
-	require.Positive(t, h.metric(t, "triggerflow_publisher_publish_failures_total",
+	require.Positive(t, testenv.Metric(t, h.reg, "triggerflow_publisher_publish_failures_total",
 		prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "false", "reason": "disconnected"})+
-		h.metric(t, "triggerflow_publisher_publish_failures_total",
+		testenv.Metric(t, h.reg, "triggerflow_publisher_publish_failures_total",
 			prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "false", "reason": "timeout"})+
-		h.metric(t, "triggerflow_publisher_publish_failures_total",
+		testenv.Metric(t, h.reg, "triggerflow_publisher_publish_failures_total",
 			prometheus.Labels{"tenant": "acme", "collection": "users", "subject_hashed": "false", "reason": "no-stream"}),
 		"the outage was seen and retried")
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
 // Check reports whether one dependency is usable; nil means ready.
@@ -61,14 +63,16 @@ func (s *OpsServer) EnablePprof() {
 // the server's own, so that several servers can share reg (the dev stack's
 // services could) without registering it twice; reg must not hold it.
 func NewOpsServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*OpsServer, error) {
+	own := prometheus.NewRegistry()
+	if _, err := promreg.Register(own, BuildInfoCollector()); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	s := &OpsServer{log: log, ln: ln, checks: map[string]Check{}, timeout: 2 * time.Second, serveErr: make(chan error, 1)}
 	mux := http.NewServeMux()
-	own := prometheus.NewRegistry()
-	own.MustRegister(BuildInfoCollector())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, own}, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/internal/backoff"
 )
 
 // ErrDrift is matched by errors.Is when a stream exists with a configuration
@@ -158,7 +160,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 // mode, a JetStream API error) is returned at once. It returns ctx.Err()
 // if ctx ends first.
 func EnsureWhenReachable(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
-	backoff := 200 * time.Millisecond
+	retry := backoff.Exponential{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := Ensure(ctx, js, cfg)
 		var api *jetstream.APIError
@@ -168,13 +170,11 @@ func EnsureWhenReachable(ctx context.Context, js jetstream.JetStream, cfg Config
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
-		log.Warn("streams not reachable; retrying", "error", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		log.Warn("streams not reachable; retrying", "error", err, "backoff", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/triggerflow/triggerflow/audit"
+	"github.com/triggerflow/triggerflow/internal/backoff"
 )
 
 // CheckpointPrefix is the key prefix of every watcher checkpoint.
@@ -243,7 +244,7 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 // errors, until ctx is done or the handler fails.
 func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker, start string, perKey map[string]string) error {
 	pos := start
-	backoff := w.cfg.RetryInitial
+	retry := backoff.Exponential{Initial: w.cfg.RetryInitial, Max: w.cfg.RetryMax}
 	for {
 		var handlerErr error
 		err := w.src.Watch(ctx, pos, func(c Change) error {
@@ -252,7 +253,7 @@ func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker,
 			}
 			seq := tr.add(c.Position)
 			pos = c.Position
-			backoff = w.cfg.RetryInitial
+			retry.Reset()
 			if !w.wanted(c, perKey) {
 				tr.done(seq)
 				w.metrics.skipped.WithLabelValues(w.cfg.Tenant).Inc()
@@ -276,13 +277,11 @@ func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker,
 			return nil
 		}
 		w.metrics.sourceErrors.WithLabelValues(w.cfg.Tenant).Inc()
-		w.log.Warn("source failed; reconnecting", "error", err, "resumeFrom", pos, "backoff", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		w.log.Warn("source failed; reconnecting", "error", err, "resumeFrom", pos, "backoff", wait)
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, w.cfg.RetryMax)
 	}
 }
 

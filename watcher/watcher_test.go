@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/triggerflow/triggerflow/audit"
+	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/watcher"
 )
 
@@ -130,22 +130,7 @@ func TestStartFromNowIsAuditedAndCounted(t *testing.T) {
 	require.Equal(t, "ops", recs[0].Actor)
 	require.Equal(t, "new tenant", recs[0].Reason)
 	require.Equal(t, head, recs[0].After)
-	require.Equal(t, 1.0, testutil.ToFloat64(prometheusCounter(t, reg, "triggerflow_checkpoint_start_from_now_total")))
-}
-
-func prometheusCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "copy"})
-			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
-			return c
-		}
-	}
-	t.Fatalf("metric %s not found", name)
-	return nil
+	require.Equal(t, 1.0, testenv.Metric(t, reg, "triggerflow_checkpoint_start_from_now_total", prometheus.Labels{"tenant": "acme"}))
 }
 
 func TestResumeTokenReplays(t *testing.T) {
@@ -407,7 +392,7 @@ func TestSourceErrorReconnectsWithoutLossOrDuplicates(t *testing.T) {
 	}
 	require.NoError(t, stop())
 	require.Empty(t, ch)
-	require.Equal(t, 1.0, testutil.ToFloat64(prometheusCounter(t, reg, "triggerflow_watcher_source_errors_total")))
+	require.Equal(t, 1.0, testenv.Metric(t, reg, "triggerflow_watcher_source_errors_total", prometheus.Labels{"tenant": "acme"}))
 }
 
 func TestFiltersAndPerCollectionCheckpoints(t *testing.T) {

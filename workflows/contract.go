@@ -79,3 +79,7 @@ func SplitTaskSignal(raw json.RawMessage) ([]json.RawMessage, error) {
 	}
 	return batch, nil
 }
+
+// DefaultTaskQueue is the task queue ingest starts delivery workflows on
+// and the worker polls, unless configured otherwise.
+const DefaultTaskQueue = "triggerflow"

@@ -134,22 +134,8 @@ triggers:
 	require.Len(t, ve.Problems, 3, "one load reports every problem: %v", err)
 
 	require.ErrorIs(t, reloadTriggers(quiet(), f.Engine(), "acme", bad), trigger.ErrInvalidTriggers)
-	require.Equal(t, 1.0, gaugeValue(t, reg, "triggerflow_triggers_load_failed"))
-	require.Equal(t, 1.0, gaugeValue(t, reg, "triggerflow_triggers_active"), "the previous set stays active")
+	require.Equal(t, 1.0, testenv.Metric(t, reg, "triggerflow_triggers_load_failed", prometheus.Labels{"tenant": "acme"}))
+	require.Equal(t, 1.0, testenv.Metric(t, reg, "triggerflow_triggers_active", prometheus.Labels{"tenant": "acme"}), "the previous set stays active")
 	require.NoError(t, reloadTriggers(quiet(), f.Engine(), "acme", good))
-	require.Equal(t, 0.0, gaugeValue(t, reg, "triggerflow_triggers_load_failed"))
-}
-
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			require.Len(t, mf.GetMetric(), 1)
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	require.FailNow(t, "metric not gathered", name)
-	return 0
+	require.Equal(t, 0.0, testenv.Metric(t, reg, "triggerflow_triggers_load_failed", prometheus.Labels{"tenant": "acme"}))
 }

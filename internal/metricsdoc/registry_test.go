@@ -280,7 +280,7 @@ watcher:
 	}))
 	runCtx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- f.Engine().Start(runCtx) }()
+	go func() { errc <- f.Engine().Run(runCtx) }()
 	select {
 	case <-ws.watching:
 	case err := <-errc:
@@ -334,7 +334,7 @@ func ingestMetrics(t *testing.T) []metric {
 	require.NoError(t, err)
 	rec := newRecorder()
 	_, err = ingest.New(
-		ingest.Config{NATS: cfg.NATS, Temporal: cfg.Temporal, Ingest: cfg.Ingest, Sharing: ingest.Sharing(cfg.Ingest.Sharing)},
+		cfg.Ingester(),
 		js, fakeTemporal{}, deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
 		ingest.WithLogger(quiet()), ingest.WithRegisterer(rec),
 	)

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +17,12 @@ type tbWriter struct {
 	done bool
 }
 
-// newTBWriter must be called before the resources that log through it are
-// created: its cleanup is then registered first and so runs last.
+// LogWriter returns a writer that logs each write through t.Log until the
+// test has completed, for the loggers of the code under test. Call it
+// before creating what logs through it: its cleanup is then registered
+// first and so runs last.
+func LogWriter(t testing.TB) io.Writer { return newTBWriter(t) }
+
 func newTBWriter(t testing.TB) *tbWriter {
 	w := &tbWriter{t: t}
 	t.Cleanup(func() {
@@ -37,27 +42,30 @@ func (w *tbWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// tailBuffer keeps the last max bytes written to it: enough of a child
-// process's output to explain a failure without holding an unbounded log.
-type tailBuffer struct {
+// LogBuffer is a log sink a test reads while the code under test may still
+// be writing to it from its own goroutines. The zero value is ready to use.
+type LogBuffer struct {
 	mu  sync.Mutex
-	max int
+	max int // when positive, only the last max bytes are kept
 	buf bytes.Buffer
 }
 
-func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+// newTailBuffer keeps the last max bytes written to it: enough of a child
+// process's output to explain a failure without holding an unbounded log.
+func newTailBuffer(max int) *LogBuffer { return &LogBuffer{max: max} }
 
-func (b *tailBuffer) Write(p []byte) (int, error) {
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Write(p)
-	if over := b.buf.Len() - b.max; over > 0 {
+	if over := b.buf.Len() - b.max; b.max > 0 && over > 0 {
 		b.buf.Next(over)
 	}
 	return len(p), nil
 }
 
-func (b *tailBuffer) String() string {
+// String is everything written so far (its tail, for a tail buffer).
+func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -65,7 +73,7 @@ func (b *tailBuffer) String() string {
 
 // logOnFailure dumps a process's output tail into the test log, but only if
 // the test failed: passing tests stay quiet.
-func logOnFailure(t testing.TB, what string, out *tailBuffer) {
+func logOnFailure(t testing.TB, what string, out *LogBuffer) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			if s := out.String(); s != "" {

@@ -5,6 +5,11 @@
 // StartPostgres is the one for programs (the benchmark), which close what
 // they start.
 //
+// It also holds the helpers tests share rather than copy: Eventually, for
+// polling state that no event announces; Metric (with ParseMetrics for a
+// scraped /metrics body), for reading a counter or gauge by name and
+// labels; LogBuffer and LogWriter, log sinks for the code under test.
+//
 // Missing external tools (MissingTool, RequireTool) and missing machine
 // capabilities (Unavailable) skip the test locally but fail it when
 // CI=true, so a misconfigured CI machine can never go green by skipping
