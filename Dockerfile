@@ -13,7 +13,7 @@ COPY . .
 ARG VERSION=""
 ARG REVISION=""
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags="-s -w -X github.com/triggerflow/triggerflow/service.version=${VERSION} -X github.com/triggerflow/triggerflow/service.revision=${REVISION}" \
+      -ldflags="-s -w -X github.com/triggerflow/triggerflow/internal/service.version=${VERSION} -X github.com/triggerflow/triggerflow/internal/service.revision=${REVISION}" \
       -o /out/ ./cmd/watcher ./cmd/ingest ./cmd/worker ./cmd/triggerflow
 
 FROM gcr.io/distroless/static-debian12:nonroot

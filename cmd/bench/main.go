@@ -10,8 +10,8 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/triggerflow/triggerflow/bench"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/bench"
+	"github.com/triggerflow/triggerflow/internal/service"
 )
 
 func main() {

@@ -11,7 +11,7 @@ package main
 import (
 	"os"
 
-	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon"
 )
 
 func main() { os.Exit(daemon.IngestBinary.Main(os.Args[1:], os.Stdout, os.Stderr)) }

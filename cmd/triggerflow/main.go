@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/triggerflow/triggerflow/cli"
+	"github.com/triggerflow/triggerflow/internal/cli"
 )
 
 func main() {

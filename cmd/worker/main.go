@@ -10,7 +10,7 @@ package main
 import (
 	"os"
 
-	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon"
 )
 
 func main() { os.Exit(daemon.WorkerBinary.Main(os.Args[1:], os.Stdout, os.Stderr)) }

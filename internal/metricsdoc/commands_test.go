@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/cli"
+	"github.com/triggerflow/triggerflow/internal/cli"
 )
 
 // inlineCommand is a `triggerflow …` span in running text.

@@ -22,12 +22,12 @@ import (
 
 	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/daemon"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/ingest"
+	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )

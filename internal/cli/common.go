@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/daemon"
 	"github.com/triggerflow/triggerflow/docstore"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/watcher"
 )
 

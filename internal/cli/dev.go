@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon"
 	"github.com/triggerflow/triggerflow/internal/toolpath"
 )
 

@@ -18,8 +18,8 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/engine"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/pgsource"
-	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )

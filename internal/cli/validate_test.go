@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/cli"
+	"github.com/triggerflow/triggerflow/internal/cli"
 	"github.com/triggerflow/triggerflow/signature"
 )
 
@@ -19,7 +19,7 @@ func run(args ...string) (code int, out, errOut string) {
 
 func TestValidateExamples(t *testing.T) {
 	t.Parallel()
-	code, out, errOut := run("validate", "--tenant", "demo", "../examples/triggers")
+	code, out, errOut := run("validate", "--tenant", "demo", "../../examples/triggers")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "order-paid")
 	require.Contains(t, out, "chats/*/members")
@@ -28,7 +28,7 @@ func TestValidateExamples(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	code, _, errOut := run("validate", "--tenant", "acme", "../trigger/testdata/invalid")
+	code, _, errOut := run("validate", "--tenant", "acme", "../../trigger/testdata/invalid")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "ftp-url.yaml:")
 	require.Contains(t, errOut, `trigger "t1": url:`)
@@ -37,7 +37,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 func TestValidateTenantScope(t *testing.T) {
 	t.Parallel()
-	code, _, errOut := run("validate", "--tenant", "other", "../examples/triggers")
+	code, _, errOut := run("validate", "--tenant", "other", "../../examples/triggers")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, `does not match the engine's tenant scope "other"`)
 }

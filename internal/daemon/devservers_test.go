@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon"
 )
 
 func TestTemporalDevServerNeedsTheCLI(t *testing.T) {

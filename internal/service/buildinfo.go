@@ -11,7 +11,7 @@ import (
 // version and revision are set at link time where the build has no VCS
 // stamp to read (a container build from a source tree without .git):
 //
-//	go build -ldflags "-X github.com/triggerflow/triggerflow/service.version=v1.2.0 -X github.com/triggerflow/triggerflow/service.revision=$(git rev-parse HEAD)"
+//	go build -ldflags "-X github.com/triggerflow/triggerflow/internal/service.version=v1.2.0 -X github.com/triggerflow/triggerflow/internal/service.revision=$(git rev-parse HEAD)"
 //
 // An empty value falls back to what debug.ReadBuildInfo reports.
 var version, revision string

@@ -16,9 +16,9 @@ import (
 
 	"github.com/triggerflow/triggerflow/authn"
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/receiver"
+	"github.com/triggerflow/triggerflow/internal/receiver"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/secrets"
-	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/service"
 )
 
 // Exit statuses of a daemon binary, besides 0. A usage error shares 2 with

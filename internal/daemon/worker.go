@@ -11,8 +11,8 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/backoff"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/secrets"
-	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/streams"
 )
 

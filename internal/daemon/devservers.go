@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/workflows"
 )
 

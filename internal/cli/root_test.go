@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/cli"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/cli"
+	"github.com/triggerflow/triggerflow/internal/service"
 )
 
 func TestUnknownSubcommandFails(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon"
 )
 
 // Servers are the NATS and Temporal servers every row shares.

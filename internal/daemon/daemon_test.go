@@ -21,11 +21,11 @@ import (
 
 	"github.com/triggerflow/triggerflow/authn"
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/daemon"
 	"github.com/triggerflow/triggerflow/docstore"
+	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/secrets"
-	"github.com/triggerflow/triggerflow/service"
 	"github.com/triggerflow/triggerflow/signature"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"

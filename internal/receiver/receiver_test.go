@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/triggerflow/triggerflow/authn"
-	"github.com/triggerflow/triggerflow/receiver"
+	"github.com/triggerflow/triggerflow/internal/receiver"
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/signature"
 )

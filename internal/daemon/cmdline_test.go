@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/daemon"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/service"
 )
 
 func parse(args ...string) (cl *daemon.CommandLine, triggers *string, status int, done bool, out, errOut string) {

@@ -19,11 +19,11 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/daemon"
 	"github.com/triggerflow/triggerflow/docstore"
+	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/receiver"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/receiver"
-	"github.com/triggerflow/triggerflow/service"
 )
 
 func freeAddr(t *testing.T) string {

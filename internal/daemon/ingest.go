@@ -6,7 +6,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/streams"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon"
 )
 
 // mainFunc is a Binary's Main, whatever its file type.

@@ -16,7 +16,7 @@ func recordedLog(t *testing.T, only string, files ...string) []eventLog {
 	t.Helper()
 	b := newLogBuilder("wf", only)
 	for _, name := range files {
-		f, err := os.Open(filepath.Join("..", "workflows", "testdata", name))
+		f, err := os.Open(filepath.Join("..", "..", "workflows", "testdata", name))
 		require.NoError(t, err)
 		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 		require.NoError(t, f.Close())

@@ -26,7 +26,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/ingest"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/workflows"
 )
 

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/triggerflow/triggerflow/config"
-	"github.com/triggerflow/triggerflow/service"
+	"github.com/triggerflow/triggerflow/internal/service"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
