@@ -90,6 +90,18 @@ type Config struct {
 	// batch's failed first attempt is retried; the activities use this
 	// only to count it as a retry or as a task finished. Defaults to 5.
 	DefaultMaxAttempts int
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped. The delivery collaborators
+	// (secrets, tokens, the HTTP client) are Deps.
+
+	// DeadLetters records deliveries that failed for good. Required: such
+	// a delivery must be recorded, not dropped.
+	DeadLetters deadletter.Sink
+	// Logger receives attempt and dead-letter notes; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the delivery metrics; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -159,19 +171,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Deps are the activities' collaborators.
+// Deps are the activities' delivery collaborators; the logger, registerer
+// and dead-letter sink are fields of Config, as in every component.
 type Deps struct {
 	// Secrets resolves task.SecretsRef. Required for triggers that name a
 	// secret; a task without a secretsRef is sent unsigned.
 	Secrets SecretResolver
 	// Tokens supplies the Authorization bearer token; nil sends none.
 	Tokens TokenSource
-	// DeadLetters records deliveries that failed for good. Required.
-	DeadLetters deadletter.Sink
-	// Logger defaults to discarding.
-	Logger *slog.Logger
-	// Registerer receives the delivery metrics; nil registers nowhere.
-	Registerer prometheus.Registerer
 	// Now defaults to time.Now; tests pin it to check timestamps.
 	Now func() time.Time
 	// HTTP customises the webhook client (TLS to receivers, dialing,
@@ -202,16 +209,17 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.DeadLetters == nil {
-		return nil, errors.New("activities: a dead-letter publisher is required")
+	if cfg.DeadLetters == nil {
+		return nil, errors.New("activities: a dead-letter publisher (Config.DeadLetters) is required")
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	m, err := newMetrics(deps.Registerer)
+	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +237,8 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 		client:    client,
 		secrets:   deps.Secrets,
 		tokens:    deps.Tokens,
-		dlq:       deps.DeadLetters,
-		log:       deps.Logger,
+		dlq:       cfg.DeadLetters,
+		log:       log,
 		metrics:   m,
 		now:       deps.Now,
 	}, nil

@@ -107,9 +107,9 @@ func newFixture(t *testing.T, cfg activities.Config, deps activities.Deps) *fixt
 	if deps.Tokens == nil {
 		deps.Tokens = tokens{}
 	}
-	deps.DeadLetters = f.dlq
-	deps.Logger = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	deps.Registerer = f.reg
+	cfg.DeadLetters = f.dlq
+	cfg.Logger = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Registerer = f.reg
 	acts, err := activities.New(cfg, deps)
 	require.NoError(t, err)
 	f.acts = acts
@@ -432,7 +432,7 @@ func TestNetworkErrorIsRetryable(t *testing.T) {
 func TestLoopbackForbiddenUnlessAllowed(t *testing.T) {
 	t.Parallel()
 	rec := testenv.Recorder(t)
-	acts, err := activities.New(activities.Config{}, activities.Deps{DeadLetters: &dlq{}})
+	acts, err := activities.New(activities.Config{DeadLetters: &dlq{}}, activities.Deps{})
 	require.NoError(t, err)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
@@ -640,8 +640,7 @@ func TestInjectedHTTPClientIsUsed(t *testing.T) {
 	srv, got := tlsReceiver(t)
 	tk := trigger.DeliveryTask{V: 1, EventID: "evt_tls", Tenant: "acme", Type: trigger.EventCreate, URL: srv.URL + "/hook"}
 	run := func(deps activities.Deps) error {
-		deps.DeadLetters = &dlq{}
-		acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, ConnectRetries: -1}, deps)
+		acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, ConnectRetries: -1, DeadLetters: &dlq{}}, deps)
 		require.NoError(t, err)
 		var s testsuite.WorkflowTestSuite
 		env := s.NewTestActivityEnvironment()
@@ -691,7 +690,7 @@ func TestInjectedTransportKeepsEgressGuard(t *testing.T) {
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
 	var wrapped atomic.Int32
-	acts, err := activities.New(activities.Config{}, activities.Deps{DeadLetters: &dlq{}, HTTP: activities.HTTPOptions{
+	acts, err := activities.New(activities.Config{DeadLetters: &dlq{}}, activities.Deps{HTTP: activities.HTTPOptions{
 		Transport: base,
 		Wrap: func(next http.RoundTripper) http.RoundTripper {
 			return roundTripper(func(r *http.Request) (*http.Response, error) {
@@ -713,7 +712,7 @@ func TestInjectedTransportKeepsEgressGuard(t *testing.T) {
 	require.Zero(t, got.Load())
 	require.NotNil(t, base.Proxy, "the caller's transport is not modified")
 
-	_, err = activities.New(activities.Config{}, activities.Deps{DeadLetters: &dlq{}, HTTP: activities.HTTPOptions{
+	_, err = activities.New(activities.Config{DeadLetters: &dlq{}}, activities.Deps{HTTP: activities.HTTPOptions{
 		Wrap: func(http.RoundTripper) http.RoundTripper { return nil },
 	}})
 	require.ErrorContains(t, err, "nil RoundTripper")
@@ -725,7 +724,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	_, err := activities.New(activities.Config{RetryableStatuses: []int{503}, MaxConnsPerHost: -1}, activities.Deps{DeadLetters: &dlq{}})
+	_, err := activities.New(activities.Config{RetryableStatuses: []int{503}, MaxConnsPerHost: -1, DeadLetters: &dlq{}}, activities.Deps{})
 	require.ErrorContains(t, err, "503 is not a 4xx")
 	require.ErrorContains(t, err, "maxConnsPerHost")
 	_, err = activities.New(activities.Config{}, activities.Deps{})

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/streams"
@@ -74,13 +73,8 @@ func (w *Writer) Write(ctx context.Context, rec Record) error {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now().UTC()
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("audit: encode: %w", err)
-	}
-	msg := nats.NewMsg(w.stream + "." + subjectToken(rec.Tenant) + "." + string(rec.Action))
-	msg.Data = b
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+	subject := w.stream + "." + subjectToken(rec.Tenant) + "." + string(rec.Action)
+	if err := streams.PublishJSON(ctx, w.js, subject, rec, nil); err != nil {
 		return fmt.Errorf("audit: write %s for tenant %s: %w", rec.Action, rec.Tenant, err)
 	}
 	return nil

@@ -4,14 +4,12 @@ import (
 	"context"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/triggerflow/triggerflow/audit"
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/streams"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -19,10 +17,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestWriteAndList(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	js, err := jetstream.New(testenv.NATS(t).Conn(t))
-	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js := testenv.NATS(t).JetStream(t, cfg.Streams())
 
 	w := audit.NewWriter(js, cfg.AuditStream)
 	require.NoError(t, w.Write(ctx, audit.Record{Action: audit.ActionStartFromNow, Tenant: "acme", Actor: "ops", Reason: "new tenant", After: "00000000000000000042"}))

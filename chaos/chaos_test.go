@@ -161,6 +161,31 @@ type write struct {
 	at  time.Time
 }
 
+// ks identifies one change: its document key and sequence number.
+type ks struct {
+	key string
+	seq int
+}
+
+// reconcile compares the changes written with those delivered: lost were
+// written and never delivered, unexpected delivered and never written.
+func reconcile[V any](writes []write, delivered map[ks]V) (lost, unexpected []string) {
+	written := map[ks]bool{}
+	for _, w := range writes {
+		k := ks{w.key, w.seq}
+		written[k] = true
+		if _, ok := delivered[k]; !ok {
+			lost = append(lost, fmt.Sprintf("%s/%d", w.key, w.seq))
+		}
+	}
+	for k := range delivered {
+		if !written[k] {
+			unexpected = append(unexpected, fmt.Sprintf("%s/%d", k.key, k.seq))
+		}
+	}
+	return lost, unexpected
+}
+
 func runChaos(t *testing.T, sz size) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
@@ -333,10 +358,6 @@ func runChaos(t *testing.T, sz size) {
 
 	// Analysis.
 	acc, failed, timedOut, bad := rcv.snapshot()
-	type ks struct {
-		key string
-		seq int
-	}
 	first := map[ks]delivery{}
 	idOf := map[ks]string{}
 	keyOfID := map[string]ks{}
@@ -359,21 +380,7 @@ func runChaos(t *testing.T, sz size) {
 		keyOfID[d.webhookID] = k
 		order[d.key] = append(order[d.key], d)
 	}
-	matched := map[ks]bool{}
-	var lost []string
-	for _, w := range writes {
-		k := ks{w.key, w.seq}
-		matched[k] = true
-		if _, ok := first[k]; !ok {
-			lost = append(lost, fmt.Sprintf("%s/%d", w.key, w.seq))
-		}
-	}
-	var unexpected []string
-	for k := range first {
-		if !matched[k] {
-			unexpected = append(unexpected, fmt.Sprintf("%s/%d", k.key, k.seq))
-		}
-	}
+	lost, unexpected := reconcile(writes, first)
 	// A late first delivery is one that arrives after a higher seq of its
 	// key. The design allows it only for a task the killed ingest held:
 	// committed before a kill of ingest and first delivered after it.

@@ -132,10 +132,6 @@ func runIngestCrash(t *testing.T, ingestCfg string, takeover bool) {
 // overtook it were written in.
 func logLateDeliveries(t *testing.T, rcv *receiver, writes []write, phases map[string][2]int) {
 	t.Helper()
-	type ks struct {
-		key string
-		seq int
-	}
 	phaseOf, index := map[ks]string{}, map[ks]int{}
 	for i, w := range writes {
 		index[ks{w.key, w.seq}] = i

@@ -123,10 +123,6 @@ func TestScaleOut(t *testing.T) {
 func requireDeliveredInOrder(t *testing.T, rcv *receiver, writes []write) {
 	t.Helper()
 	acc, _, _, bad := rcv.snapshot()
-	type ks struct {
-		key string
-		seq int
-	}
 	idOf := map[ks]string{}
 	maxSeq := map[string]int{}
 	var late, wrongID []string
@@ -146,21 +142,7 @@ func requireDeliveredInOrder(t *testing.T, rcv *receiver, writes []write) {
 		}
 		maxSeq[d.key] = max(maxSeq[d.key], d.seq)
 	}
-	written := map[ks]bool{}
-	var lost []string
-	for _, w := range writes {
-		k := ks{w.key, w.seq}
-		written[k] = true
-		if _, ok := idOf[k]; !ok {
-			lost = append(lost, fmt.Sprintf("%s/%d", w.key, w.seq))
-		}
-	}
-	var unexpected []string
-	for k := range idOf {
-		if !written[k] {
-			unexpected = append(unexpected, fmt.Sprintf("%s/%d", k.key, k.seq))
-		}
-	}
+	lost, unexpected := reconcile(writes, idOf)
 	t.Logf("scale-out: %d changes, %d deliveries, %d duplicates", len(writes), len(acc), dups)
 	require.Empty(t, lost, "changes never delivered")
 	require.Empty(t, unexpected, "deliveries of changes never written")

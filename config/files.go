@@ -23,14 +23,21 @@ func (f WatcherFile) WithDefaults() WatcherFile {
 	return f
 }
 
+// section is one section of a binary's file.
+type section interface{ check(p *problems) }
+
+// checkSections checks each section of a file into a fresh problems.
+func checkSections(sections ...section) *problems {
+	p := &problems{}
+	for _, s := range sections {
+		s.check(p)
+	}
+	return p
+}
+
 // Validate reports every invalid field of f.
 func (f WatcherFile) Validate() error {
-	p := &problems{}
-	f.Log.check(p)
-	f.HTTP.check(p)
-	f.NATS.check(p)
-	f.Watcher.check(p)
-	f.Publisher.check(p)
+	p := checkSections(f.Log, f.HTTP, f.NATS, f.Watcher, f.Publisher)
 	checkLimits(p, f.Validation)
 	checkTenantLimit(p, f.Watcher, f.Validation)
 	return p.err()
@@ -65,13 +72,7 @@ func (f IngestFile) WithDefaults() IngestFile {
 
 // Validate reports every invalid field of f.
 func (f IngestFile) Validate() error {
-	p := &problems{}
-	f.Log.check(p)
-	f.HTTP.check(p)
-	f.NATS.check(p)
-	f.Temporal.check(p)
-	f.Ingest.check(p)
-	return p.err()
+	return checkSections(f.Log, f.HTTP, f.NATS, f.Temporal, f.Ingest).err()
 }
 
 // WorkerFile is the configuration file of the worker binary.
@@ -95,11 +96,5 @@ func (f WorkerFile) WithDefaults() WorkerFile {
 
 // Validate reports every invalid field of f.
 func (f WorkerFile) Validate() error {
-	p := &problems{}
-	f.Log.check(p)
-	f.HTTP.check(p)
-	f.NATS.check(p)
-	f.Temporal.check(p)
-	f.Worker.check(p)
-	return p.err()
+	return checkSections(f.Log, f.HTTP, f.NATS, f.Temporal, f.Worker).err()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -106,16 +107,11 @@ func (p *Publisher) Publish(ctx context.Context, rec Record) error {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now().UTC()
 	}
-	body, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("deadletter: encode: %w", err)
-	}
-	msg := nats.NewMsg(Subject(p.stream, rec.Tenant, rec.Stage))
-	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, string(rec.Stage)+":"+rec.ID)
-	msg.Header.Set(HeaderReason, rec.Reason)
-	msg.Header.Set(HeaderStage, string(rec.Stage))
-	if _, err := p.js.PublishMsg(ctx, msg); err != nil {
+	header := nats.Header{}
+	header.Set(jetstream.MsgIDHeader, string(rec.Stage)+":"+rec.ID)
+	header.Set(HeaderReason, rec.Reason)
+	header.Set(HeaderStage, string(rec.Stage))
+	if err := streams.PublishJSON(ctx, p.js, Subject(p.stream, rec.Tenant, rec.Stage), rec, header); err != nil {
 		return fmt.Errorf("deadletter: publish %s record %s: %w", rec.Stage, rec.ID, err)
 	}
 	return nil

@@ -7,14 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/streams"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -22,10 +20,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestPublishIsIdempotentAndReadable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	js, err := jetstream.New(testenv.NATS(t).Conn(t))
-	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js := testenv.NATS(t).JetStream(t, cfg.Streams())
 
 	p := deadletter.NewPublisher(js, cfg.DeadLetterSubject)
 	rec := deadletter.Record{
@@ -91,10 +87,8 @@ func TestFilter(t *testing.T) {
 func TestFindRemovePurge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	js, err := jetstream.New(testenv.NATS(t).Conn(t))
-	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js := testenv.NATS(t).JetStream(t, cfg.Streams())
 	stream := cfg.DeadLetterSubject
 	p := deadletter.NewPublisher(js, stream)
 	for i, r := range []struct{ tenant, reason string }{

@@ -79,7 +79,12 @@ type Config struct {
 	BusyTimeout time.Duration
 	// MaxOpenConns caps the store's connections. Defaults to 8.
 	MaxOpenConns int
-	// Logger receives migration and pruning notes. Defaults to discarding.
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped.
+
+	// Logger receives migration and pruning notes; nil discards. The store
+	// has no metrics, so no Registerer.
 	Logger *slog.Logger
 }
 

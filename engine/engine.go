@@ -102,16 +102,21 @@ type Config struct {
 	// Streams names the streams and says whether to create or verify them.
 	// Zero fields take streams.Config's defaults.
 	Streams streams.Config
-	// Watcher configures checkpointing and filters; its Tenant, Logger,
-	// Registerer and Auditor are filled from the factory.
+	// Watcher configures checkpointing and filters; its Tenant and its
+	// dependencies (Logger, Registerer, Auditor) are filled from the
+	// factory.
 	Watcher watcher.Config
-	// Publisher configures JetStream publishing; its Stream, DeadLetter,
-	// Logger and Registerer are filled from the factory.
+	// Publisher configures JetStream publishing; its Stream and its
+	// dependencies (DeadLetters, Logger, Registerer) are filled from the
+	// factory.
 	Publisher publisher.Config
 	// Ingest configures the Ingester; an empty Stream is Streams.Stream.
+	// Its dependencies (DeadLetters, Logger, Registerer) are filled from
+	// the factory.
 	Ingest ingest.Config
 	// Activities configures the webhook activities RegisterWorker
-	// installs.
+	// installs; its dependencies (DeadLetters, Logger, Registerer) are
+	// filled from the factory.
 	Activities activities.Config
 	// Workflows configures the delivery workflow RegisterWorker installs.
 	Workflows workflows.Options
@@ -119,9 +124,12 @@ type Config struct {
 
 // Deps are the dependencies a factory is built with. The engine never
 // creates its own connections, so callers (and tests) decide how they are
-// configured and shared.
+// configured and shared. It hands Logger, Registerer and DeadLetters to
+// every stage's Config, where, as here, nil Logger and Registerer mean
+// discard.
 type Deps struct {
-	// Logger receives the engine's logs. Defaults to slog.Default().
+	// Logger receives the logs of the engine and every stage; nil
+	// discards.
 	Logger *slog.Logger
 	// Source is the document change stream. Required by Run.
 	Source watcher.Source
@@ -167,7 +175,7 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 		}
 	}
 	if f.deps.Logger == nil {
-		f.deps.Logger = slog.Default()
+		f.deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	f.cfg.Limits = f.cfg.Limits.WithDefaults()
 	f.cfg.Streams = f.cfg.Streams.WithDefaults()
@@ -219,8 +227,9 @@ func (f *factory) Ingester() (*ingest.Ingester, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: jetstream: %w", err)
 	}
-	return ingest.New(f.cfg.Ingest, js, f.deps.Temporal, f.deadLetters(js),
-		ingest.WithLogger(f.deps.Logger), ingest.WithRegisterer(f.deps.Registerer))
+	cfg := f.cfg.Ingest
+	cfg.DeadLetters, cfg.Logger, cfg.Registerer = f.deadLetters(js), f.deps.Logger, f.deps.Registerer
+	return ingest.New(cfg, js, f.deps.Temporal)
 }
 
 func (f *factory) RegisterWorker(w worker.Registry) error {
@@ -238,9 +247,10 @@ func (f *factory) RegisterWorker(w worker.Registry) error {
 			}
 			dl = f.deadLetters(js)
 		}
-		acts, err := activities.New(f.cfg.Activities, activities.Deps{
-			Secrets: f.deps.Secrets, Tokens: f.deps.Tokens, DeadLetters: dl,
-			Logger: f.deps.Logger, Registerer: f.deps.Registerer, HTTP: f.deps.WebhookHTTP,
+		cfg := f.cfg.Activities
+		cfg.DeadLetters, cfg.Logger, cfg.Registerer = dl, f.deps.Logger, f.deps.Registerer
+		acts, err := activities.New(cfg, activities.Deps{
+			Secrets: f.deps.Secrets, Tokens: f.deps.Tokens, HTTP: f.deps.WebhookHTTP,
 		})
 		if err != nil {
 			return fmt.Errorf("engine: %w", err)
@@ -281,7 +291,7 @@ type triggerEngine struct {
 
 	// Set once the pipeline runs; read by Ready.
 	running atomic.Bool
-	dl      *deadletter.Publisher
+	dl      deadletter.Sink
 	pub     *publisher.Publisher
 
 	mu      sync.Mutex
@@ -371,8 +381,11 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("engine: streams: %w", err)
 	}
-	e.dl = deadletter.NewPublisher(js, e.cfg.Streams.DeadLetterStream)
-	pcfg.DeadLetter = e.dl
+	e.dl = e.deps.DeadLetters
+	if e.dl == nil {
+		e.dl = deadletter.NewPublisher(js, e.cfg.Streams.DeadLetterStream)
+	}
+	pcfg.DeadLetters = e.dl
 	pub, err := publisher.New(js, pcfg)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)

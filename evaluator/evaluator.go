@@ -22,17 +22,20 @@ import (
 
 // Config configures an Evaluator. Zero fields take the documented defaults.
 type Config struct {
-	// Logger receives condition errors and invalid documents. Defaults to
-	// slog.Default().
-	Logger *slog.Logger
-	// Registerer receives the evaluator's metrics. Defaults to a private
-	// registry, so metrics are kept but not exported.
-	Registerer prometheus.Registerer
 	// ErrorLogInterval is the shortest gap between two warnings about one
 	// trigger's condition errors (or one collection's invalid documents):
 	// a condition that fails on every event must not flood the log. Every
 	// error is counted regardless. Defaults to 1m.
 	ErrorLogInterval time.Duration
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped.
+
+	// Logger receives condition errors and invalid documents; nil
+	// discards.
+	Logger *slog.Logger
+	// Registerer receives the evaluator's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // DefaultErrorLogInterval is the default Config.ErrorLogInterval.
@@ -41,10 +44,7 @@ const DefaultErrorLogInterval = time.Minute
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.ErrorLogInterval == 0 {
 		c.ErrorLogInterval = DefaultErrorLogInterval

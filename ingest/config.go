@@ -3,8 +3,12 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
@@ -162,6 +166,19 @@ type Config struct {
 	// Ingester.checkPin; TakeoverMaxReplay -1 turns it off).
 	// Negative also turns it off. Defaults to 1s.
 	TakeoverInterval time.Duration
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped.
+
+	// DeadLetters records the tasks ingest gives up on (the Reason
+	// constants). Required: such a task is terminated only once it is
+	// recorded.
+	DeadLetters deadletter.Sink
+	// Logger receives hand-off warnings and dead-letter notices; nil
+	// discards.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // takeover reports whether a replica watches the pin holder.
@@ -173,6 +190,9 @@ func (c Config) takeover() bool {
 func (c Config) WithDefaults() Config {
 	if c.Stream == "" {
 		c.Stream = streams.DefaultStream
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Consumer == "" {
 		c.Consumer = DefaultConsumer

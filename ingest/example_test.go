@@ -43,9 +43,10 @@ func Example() {
 	}
 	defer tc.Close()
 
-	in, err := ingest.New(file.Ingester(),
-		js, tc, deadletter.NewPublisher(js, file.NATS.DeadLetterSubject),
-		ingest.WithLogger(slog.Default()), ingest.WithRegisterer(prometheus.DefaultRegisterer))
+	cfg := file.Ingester()
+	cfg.DeadLetters = deadletter.NewPublisher(js, file.NATS.DeadLetterSubject)
+	cfg.Logger, cfg.Registerer = slog.Default(), prometheus.DefaultRegisterer
+	in, err := ingest.New(cfg, js, tc)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -155,12 +155,14 @@ func (h *harness) startWith(tc ingest.TemporalClient, so startOpts) *instance {
 		w = testenv.LogWriter(h.t)
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := append([]ingest.Option{ingest.WithRegisterer(reg), ingest.WithLogger(log), ingest.WithSteps(steps.add)}, so.opts...)
+	opts := append([]ingest.Option{ingest.WithSteps(steps.add)}, so.opts...)
 	js := so.js
 	if js == nil {
 		js = h.js
 	}
-	in, err := ingest.New(h.cfg, js, tc, dl, opts...)
+	cfg := h.cfg
+	cfg.DeadLetters, cfg.Logger, cfg.Registerer = dl, log, reg
+	in, err := ingest.New(cfg, js, tc, opts...)
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/triggerflow/triggerflow/deadletter"
@@ -40,15 +38,10 @@ const (
 // Config.ShutdownTimeout; what they held is redelivered after AckWait.
 var ErrShutdownTimeout = errors.New("ingest: shutdown timed out")
 
-// Option customises an Ingester.
+// Option customises an Ingester. The package exports none: its
+// dependencies are fields of Config, and the options its tests use are
+// test hooks.
 type Option func(*Ingester)
-
-// WithLogger sets the logger; the default discards.
-func WithLogger(l *slog.Logger) Option { return func(in *Ingester) { in.log = l } }
-
-// WithRegisterer registers the metrics on r; the default is a private
-// registry nobody scrapes.
-func WithRegisterer(r prometheus.Registerer) Option { return func(in *Ingester) { in.reg = r } }
 
 type state int
 
@@ -73,7 +66,6 @@ type Ingester struct {
 	tc  TemporalClient
 	dl  deadletter.Sink
 	log *slog.Logger
-	reg prometheus.Registerer
 	m   *metrics
 
 	// Test hooks. hashToken replaces streams.HashToken when checking
@@ -120,20 +112,19 @@ type Ingester struct {
 }
 
 // New returns an Ingester for cfg (filled with WithDefaults and validated)
-// that reads with js, hands off with tc and dead-letters with dl. It
-// registers its metrics; nothing is consumed before Start.
-func New(cfg Config, js jetstream.JetStream, tc TemporalClient, dl deadletter.Sink, opts ...Option) (*Ingester, error) {
+// that reads with js, hands off with tc and dead-letters to
+// cfg.DeadLetters. It registers its metrics on cfg.Registerer; nothing is
+// consumed before Start.
+func New(cfg Config, js jetstream.JetStream, tc TemporalClient, opts ...Option) (*Ingester, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if js == nil || tc == nil || dl == nil {
-		return nil, errors.New("ingest: New needs a JetStream, a Temporal client and a dead-letterer")
+	if js == nil || tc == nil || cfg.DeadLetters == nil {
+		return nil, errors.New("ingest: New needs a JetStream, a Temporal client and Config.DeadLetters")
 	}
 	in := &Ingester{
-		cfg: cfg, js: js, tc: tc, dl: dl,
-		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		reg:        prometheus.NewRegistry(),
+		cfg: cfg, js: js, tc: tc, dl: cfg.DeadLetters, log: cfg.Logger,
 		collisions: newCollisionCache(cfg.CollisionCacheSize),
 		keeperStop: make(chan struct{}),
 		keeperDone: make(chan struct{}),
@@ -143,7 +134,7 @@ func New(cfg Config, js jetstream.JetStream, tc TemporalClient, dl deadletter.Si
 	for _, o := range opts {
 		o(in)
 	}
-	m, err := newMetrics(in.reg)
+	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}

@@ -460,16 +460,17 @@ func TestProvisioningVerify(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
+	h.cfg.DeadLetters = dl
 	verify := h.cfg
 	verify.Provisioning = streams.ProvisionVerify
-	in, err := ingest.New(verify, h.js, fake, dl)
+	in, err := ingest.New(verify, h.js, fake)
 	require.NoError(t, err)
 	err = in.Start(ctx)
 	require.ErrorIs(t, err, ingest.ErrConsumerMissing)
 	require.ErrorIs(t, err, streams.ErrMissing)
 	require.NoError(t, in.Close())
 
-	create, err := ingest.New(h.cfg, h.js, fake, dl)
+	create, err := ingest.New(h.cfg, h.js, fake)
 	require.NoError(t, err)
 	require.NoError(t, create.Start(ctx))
 	require.NoError(t, create.Close())
@@ -477,7 +478,7 @@ func TestProvisioningVerify(t *testing.T) {
 	drifted := verify
 	drifted.AckWait = 7 * time.Second
 	drifted.MaxAckPending = 100
-	in, err = ingest.New(drifted, h.js, fake, dl)
+	in, err = ingest.New(drifted, h.js, fake)
 	require.NoError(t, err)
 	err = in.Start(ctx)
 	require.ErrorIs(t, err, ingest.ErrConsumerDrift)
@@ -485,7 +486,7 @@ func TestProvisioningVerify(t *testing.T) {
 	require.ErrorContains(t, err, "ack wait is 5s, want 7s")
 	require.ErrorContains(t, err, "max ack pending is 1024, want 100")
 
-	in, err = ingest.New(verify, h.js, fake, dl)
+	in, err = ingest.New(verify, h.js, fake)
 	require.NoError(t, err)
 	require.NoError(t, in.Start(ctx))
 	require.NoError(t, in.Close())
@@ -509,9 +510,10 @@ func testEndToEnd(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	h.cfg.AckWait = time.Second
 	rec := testenv.Recorder(t)
-	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}}, activities.Deps{
+	acts, err := activities.New(activities.Config{
+		Egress:      egress.Policy{AllowLoopback: true},
 		DeadLetters: deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ"),
-	})
+	}, activities.Deps{})
 	require.NoError(t, err)
 	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
 	workflows.Register(w, acts, workflows.Options{QuietPeriod: 2 * time.Second})

@@ -49,7 +49,11 @@ type Config struct {
 	// after losing the connection, doubling from the first to the second.
 	// Default to 100ms and 10s.
 	ReconnectInitial, ReconnectMax time.Duration
-	// Logger defaults to slog.Default().
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped.
+
+	// Logger receives reconnects and decoding problems; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the source's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -84,7 +88,7 @@ func (c Config) WithDefaults() Config {
 		c.ReconnectMax = DefaultReconnectMax
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }

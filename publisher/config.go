@@ -41,14 +41,17 @@ type Config struct {
 	RetryInitial time.Duration
 	// RetryMax caps the wait between retries. Defaults to 5s.
 	RetryMax time.Duration
-	// DeadLetter receives oversize tasks and tasks without a valid
-	// subject. Required.
-	DeadLetter deadletter.Sink
-	// Logger receives retry warnings and dead-letter notices. Defaults to
-	// slog.Default().
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped.
+
+	// DeadLetters receives oversize tasks and tasks without a valid
+	// subject. Required: such a task must be recorded, not dropped.
+	DeadLetters deadletter.Sink
+	// Logger receives retry warnings and dead-letter notices; nil
+	// discards.
 	Logger *slog.Logger
-	// Registerer receives the publisher's metrics. Defaults to a private
-	// registry, so metrics are kept but not exported.
+	// Registerer receives the publisher's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
 
@@ -86,10 +89,7 @@ func (c Config) WithDefaults() Config {
 		c.RetryMax = DefaultRetryMax
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -119,8 +119,8 @@ func (c Config) Validate() error {
 	if c.RetryMax < c.RetryInitial {
 		bad("RetryMax (%s) is below RetryInitial (%s)", c.RetryMax, c.RetryInitial)
 	}
-	if c.DeadLetter == nil {
-		bad("DeadLetter is required: oversize and unroutable tasks must be recorded, not dropped")
+	if c.DeadLetters == nil {
+		bad("DeadLetters is required: oversize and unroutable tasks must be recorded, not dropped")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -485,7 +485,7 @@ func (p *Publisher) deadLetter(it *item, timer *time.Timer) error {
 	retry := p.retry()
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
-		err := p.cfg.DeadLetter.Publish(ctx, rec)
+		err := p.cfg.DeadLetters.Publish(ctx, rec)
 		cancel()
 		if err == nil {
 			p.m.deadLetters.WithLabelValues(it.tenant, it.collection, rec.Reason).Inc()

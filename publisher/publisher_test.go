@@ -57,7 +57,7 @@ func newHarness(t testing.TB, adjust func(*publisher.Config)) *harness {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, streams.Ensure(ctx, h.js, h.nats.Streams()))
-	cfg.DeadLetter = deadletter.NewPublisher(h.js, h.nats.DeadLetterSubject)
+	cfg.DeadLetters = deadletter.NewPublisher(h.js, h.nats.DeadLetterSubject)
 	h.pub, err = publisher.New(h.js, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, h.pub.Close()) })
@@ -514,14 +514,14 @@ func TestConfigValidation(t *testing.T) {
 	dl := deadletter.NewPublisher(js, "DLQ")
 	for name, cfg := range map[string]publisher.Config{
 		"no dead letter":  {},
-		"bad stream":      {Stream: "A.B", DeadLetter: dl},
-		"negative window": {MaxPending: -1, DeadLetter: dl},
-		"backoff order":   {RetryInitial: time.Second, RetryMax: time.Millisecond, DeadLetter: dl},
+		"bad stream":      {Stream: "A.B", DeadLetters: dl},
+		"negative window": {MaxPending: -1, DeadLetters: dl},
+		"backoff order":   {RetryInitial: time.Second, RetryMax: time.Millisecond, DeadLetters: dl},
 	} {
 		_, err := publisher.New(js, cfg)
 		require.Error(t, err, name)
 	}
-	_, err = publisher.New(nil, publisher.Config{DeadLetter: dl})
+	_, err = publisher.New(nil, publisher.Config{DeadLetters: dl})
 	require.Error(t, err)
 
 }

@@ -118,8 +118,8 @@ func (discardDLQ) Publish(context.Context, deadletter.Record) error { return nil
 func deliver(t *testing.T, secrets []signature.Secret, tokens activities.TokenSource, tasks ...trigger.DeliveryTask) []testenv.Request {
 	t.Helper()
 	rec := testenv.Recorder(t)
-	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}},
-		activities.Deps{Secrets: secretList(secrets), Tokens: tokens, DeadLetters: discardDLQ{}})
+	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, DeadLetters: discardDLQ{}},
+		activities.Deps{Secrets: secretList(secrets), Tokens: tokens})
 	require.NoError(t, err)
 	for i := range tasks {
 		tasks[i].URL = rec.URL() + "/hooks/" + tasks[i].TriggerID

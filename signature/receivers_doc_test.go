@@ -101,8 +101,8 @@ func TestReceiversDocExample(t *testing.T) {
 	rec := testenv.Recorder(t)
 	issuer, err := authn.NewIssuer(authn.Config{Now: func() time.Time { return at }})
 	require.NoError(t, err)
-	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}}, activities.Deps{
-		Secrets: secretList{secret}, Tokens: issuer, DeadLetters: discardDLQ{}, Now: func() time.Time { return at },
+	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, DeadLetters: discardDLQ{}}, activities.Deps{
+		Secrets: secretList{secret}, Tokens: issuer, Now: func() time.Time { return at },
 	})
 	require.NoError(t, err)
 	_, err = acts.Deliver(context.Background(), trigger.DeliveryTask{

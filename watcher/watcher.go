@@ -80,16 +80,21 @@ type Config struct {
 	// RetryInitial and RetryMax space reconnects after source errors.
 	// Default to 100ms and 10s.
 	RetryInitial, RetryMax time.Duration
-	// Logger defaults to slog.Default().
-	Logger *slog.Logger
-	// Registerer receives the watcher's metrics; nil registers nothing.
-	Registerer prometheus.Registerer
-	// Auditor receives audit records; nil logs them only.
-	Auditor Auditor
 	// OnStarted, when set, is called once the start position is resolved
 	// and saved, before the first change is read: from then on every new
 	// commit will be seen, which is what readiness means for a watcher.
 	OnStarted func(from string)
+
+	// Dependencies. As in every component's Config, nil means discard,
+	// except where a record cannot be dropped.
+
+	// Logger receives source errors, checkpoint notes and audit records;
+	// nil discards.
+	Logger *slog.Logger
+	// Registerer receives the watcher's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Auditor receives audit records; nil leaves them to Logger only.
+	Auditor Auditor
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -116,7 +121,7 @@ func (c Config) WithDefaults() Config {
 		c.RetryMax = 10 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }

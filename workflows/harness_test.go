@@ -3,7 +3,6 @@ package workflows_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,6 @@ import (
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
 )
@@ -43,12 +41,8 @@ var taskQueueSeq atomic.Int64
 
 func newHarness(t testing.TB, srv *testenv.TemporalServer, opts workflows.Options) *harness {
 	t.Helper()
-	ctx := context.Background()
-	ns := testenv.NATS(t)
-	js, err := jetstream.New(ns.Conn(t))
-	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js := testenv.NATS(t).JetStream(t, cfg.Streams())
 
 	h := &harness{
 		c:    srv.Client(t),
@@ -57,10 +51,10 @@ func newHarness(t testing.TB, srv *testenv.TemporalServer, opts workflows.Option
 		js:   js,
 		nats: cfg,
 	}
-	acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}}, activities.Deps{
+	acts, err := activities.New(activities.Config{
+		Egress:      egress.Policy{AllowLoopback: true},
 		DeadLetters: deadletter.NewPublisher(js, cfg.DeadLetterSubject),
-		Logger:      slog.New(slog.DiscardHandler),
-	})
+	}, activities.Deps{})
 	require.NoError(t, err)
 	w := worker.New(h.c, h.tq, worker.Options{})
 	workflows.Register(w, acts, opts)

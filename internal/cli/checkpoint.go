@@ -88,57 +88,54 @@ func newCheckpointShowCmd() *cobra.Command {
 	return cmd
 }
 
-func newCheckpointSetCmd() *cobra.Command {
+// moveCheckpointCmd completes cmd as a command that moves the checkpoint
+// (moveCheckpoint with action and target), with the watcher and audit
+// flags.
+func moveCheckpointCmd(cmd *cobra.Command, action audit.Action, target func(head string) (string, string)) *cobra.Command {
 	var wf watcherFlags
 	var af auditFlags
-	var position string
-	cmd := &cobra.Command{
-		Use:   "set --position <token>",
-		Short: "Set the checkpoint to a position (a replay when it is behind)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return moveCheckpoint(cmd, &wf, &af, audit.ActionCheckpointSet, func(string) (string, string) { return position, "--position" })
-		},
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return moveCheckpoint(cmd, &wf, &af, action, target)
 	}
-	cmd.Flags().StringVar(&position, "position", "", "source position to resume after (required)")
-	_ = cmd.MarkFlagRequired("position")
 	wf.register(cmd)
 	af.register(cmd)
 	return cmd
 }
 
+func newCheckpointSetCmd() *cobra.Command {
+	var position string
+	cmd := moveCheckpointCmd(&cobra.Command{
+		Use:   "set --position <token>",
+		Short: "Set the checkpoint to a position (a replay when it is behind)",
+	}, audit.ActionCheckpointSet, func(string) (string, string) { return position, "--position" })
+	cmd.Flags().StringVar(&position, "position", "", "source position to resume after (required)")
+	_ = cmd.MarkFlagRequired("position")
+	return cmd
+}
+
 func newCheckpointResetCmd() *cobra.Command {
-	var wf watcherFlags
-	var af auditFlags
 	var fromNow bool
-	cmd := &cobra.Command{
+	cmd := moveCheckpointCmd(&cobra.Command{
 		Use:   "reset",
 		Short: "Delete the checkpoint, or move it to the source head with --start-from-now",
 		Long: `Without --start-from-now the checkpoint is deleted, and the watcher refuses
 to start until one is set again (fail fast). With --start-from-now it is
 moved to the source's newest change: changes committed before now are never
 delivered.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return moveCheckpoint(cmd, &wf, &af, audit.ActionCheckpointReset, func(head string) (string, string) {
-				if !fromNow {
-					return "", ""
-				}
-				return head, ""
-			})
-		},
-	}
+	}, audit.ActionCheckpointReset, func(head string) (string, string) {
+		if !fromNow {
+			return "", ""
+		}
+		return head, ""
+	})
 	cmd.Flags().BoolVar(&fromNow, "start-from-now", false, "move the checkpoint to the source head instead of deleting it")
-	wf.register(cmd)
-	af.register(cmd)
 	return cmd
 }
 
 func newReplayCmd() *cobra.Command {
-	var wf watcherFlags
-	var af auditFlags
 	var from string
-	cmd := &cobra.Command{
+	cmd := moveCheckpointCmd(&cobra.Command{
 		Use:   "replay --from <token>",
 		Short: "Replay a tenant's changes after a position (a controlled, audited replay)",
 		Long: `Moves the tenant's checkpoint back to --from, so the next watcher start
@@ -147,15 +144,9 @@ deduplicated by event id for as long as the stream's duplicate window and
 the workflows' dedupe sets remember them; older ones are delivered again
 with the same webhook-id. Stop the watcher first. Equivalent to starting
 the watcher once with watcher.resumeToken.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return moveCheckpoint(cmd, &wf, &af, audit.ActionResumeToken, func(string) (string, string) { return from, "--from" })
-		},
-	}
+	}, audit.ActionResumeToken, func(string) (string, string) { return from, "--from" })
 	cmd.Flags().StringVar(&from, "from", "", "source position to replay after (required)")
 	_ = cmd.MarkFlagRequired("from")
-	wf.register(cmd)
-	af.register(cmd)
 	return cmd
 }
 

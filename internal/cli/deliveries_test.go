@@ -20,7 +20,7 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/ingest"
-	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon/daemontest"
 	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/secrets"
@@ -94,41 +94,7 @@ triggers:
 	wkf := config.WorkerFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg, Temporal: temporalCfg,
 		Worker: config.Worker{AllowLoopback: new(true), QuietPeriod: trigger.Duration(time.Second),
 			Secrets: config.Secrets{Dir: secretsDir}, Tokens: config.Tokens{KeyFile: filepath.Join(dir, "keys", "token.pem")}}}.WithDefaults()
-	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
-		require.NoError(t, err)
-	}
-
-	runCtx, cancel := context.WithCancel(ctx)
-	ready := make(chan string, 3)
-	errs := make(chan error, 3)
-	var wg sync.WaitGroup
-	start := func(name string, fn func(context.Context, daemon.Options) error) {
-		wg.Go(func() {
-			if err := fn(runCtx, daemon.Options{Logger: logger.With("svc", name), OnReady: func(string) { ready <- name }}); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
-	start("watcher", func(ctx context.Context, o daemon.Options) error { return daemon.Watcher(ctx, &wf, o) })
-	start("ingest", func(ctx context.Context, o daemon.Options) error { return daemon.Ingest(ctx, &inf, o) })
-	start("worker", func(ctx context.Context, o daemon.Options) error { return daemon.Worker(ctx, &wkf, o) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Errorf("service failed: %v", err)
-		}
-	})
-	for range 3 {
-		select {
-		case <-ready:
-		case err := <-errs:
-			t.Fatal(err)
-		case <-time.After(60 * time.Second):
-			t.Fatal("services not ready")
-		}
-	}
+	daemontest.Start(t, logger, &wf, &inf, &wkf, nil)
 	return p
 }
 

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -103,6 +104,30 @@ func (s *selection) check(args []string, filter deadletter.Filter) error {
 		}
 	}
 	return nil
+}
+
+// parse reads the filter flags and checks the selection (see check); it
+// runs before anything connects.
+func (s *selection) parse(args []string) (deadletter.Filter, error) {
+	filter, err := s.filter(time.Now())
+	if err != nil {
+		return deadletter.Filter{}, err
+	}
+	return filter, s.check(args, filter)
+}
+
+// open connects to f's NATS and resolves the selection there (see
+// resolve); the caller closes nc.
+func (s *selection) open(ctx context.Context, f *dlqFlags, args []string, filter deadletter.Filter) (nc *nats.Conn, js jetstream.JetStream, entries []deadletter.Entry, named bool, err error) {
+	nc, js, err = jetStream(config.NATS{URL: f.natsURL})
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	if entries, named, err = s.resolve(ctx, js, f, args, filter); err != nil {
+		nc.Close()
+		return nil, nil, nil, false, err
+	}
+	return nc, js, entries, named, nil
 }
 
 // resolve returns the records named by args (each must exist; in the
@@ -252,26 +277,19 @@ changes nothing.`,
 		Example: `  triggerflow dlq redrive 17 18 --actor alice --reason "receiver fixed (INC-42)"
   triggerflow dlq redrive --tenant acme --reason-code http-4xx --since 24h --dry-run`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			filter, err := sel.filter(time.Now())
+			filter, err := sel.parse(args)
 			if err != nil {
-				return err
-			}
-			if err := sel.check(args, filter); err != nil {
 				return err
 			}
 			if err := af.checkUnlessDryRun(dryRun); err != nil {
 				return err
 			}
 			ctx, w := cmd.Context(), cmd.OutOrStdout()
-			nc, js, err := jetStream(config.NATS{URL: f.natsURL})
+			nc, js, entries, named, err := sel.open(ctx, f, args, filter)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			entries, named, err := sel.resolve(ctx, js, f, args, filter)
-			if err != nil {
-				return err
-			}
 			if named {
 				// Every named record must be redrivable before any is
 				// redriven: a typo in the list should not leave half of it
@@ -352,11 +370,8 @@ nothing. Every purged record is listed, and an audit record per tenant
 		Example: `  triggerflow dlq purge --tenant acme --reason-code invalid-task --dry-run
   triggerflow dlq purge 17 18 --yes --actor alice --reason "test records"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			filter, err := sel.filter(time.Now())
+			filter, err := sel.parse(args)
 			if err != nil {
-				return err
-			}
-			if err := sel.check(args, filter); err != nil {
 				return err
 			}
 			if !dryRun && !yes {
@@ -366,15 +381,11 @@ nothing. Every purged record is listed, and an audit record per tenant
 				return err
 			}
 			ctx, w := cmd.Context(), cmd.OutOrStdout()
-			nc, js, err := jetStream(config.NATS{URL: f.natsURL})
+			nc, js, entries, named, err := sel.open(ctx, f, args, filter)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			entries, named, err := sel.resolve(ctx, js, f, args, filter)
-			if err != nil {
-				return err
-			}
 			if len(entries) == 0 {
 				fmt.Fprintln(w, "no dead letters selected; nothing to purge")
 				return nil

@@ -15,7 +15,6 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/internal/testenv"
-	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -23,10 +22,8 @@ func TestDLQListShowRedrive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ns := testenv.NATS(t)
-	js, err := jetstream.New(ns.Conn(t))
-	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js := ns.JetStream(t, cfg.Streams())
 
 	task := &trigger.DeliveryTask{V: trigger.TaskVersion, EventID: trigger.NewEventID("acme", "t1", "orders", "o.1", "p1"),
 		Tenant: "acme", TriggerID: "t1", Collection: "orders", DocKey: "o.1", Type: trigger.EventCreate,
@@ -95,10 +92,8 @@ func dlqEnv(t *testing.T) (url string, js jetstream.JetStream, cfg config.NATS) 
 	t.Helper()
 	ctx := context.Background()
 	ns := testenv.NATS(t)
-	js, err := jetstream.New(ns.Conn(t))
-	require.NoError(t, err)
 	cfg = config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js = ns.JetStream(t, cfg.Streams())
 	dl := deadletter.NewPublisher(js, cfg.DeadLetterSubject)
 	now := time.Now().UTC()
 	for i, r := range []struct {
@@ -348,10 +343,8 @@ func TestMissingStreamIsASentence(t *testing.T) {
 	// changes nothing.
 	ctx := context.Background()
 	ns := testenv.NATS(t)
-	js, err := jetstream.New(ns.Conn(t))
-	require.NoError(t, err)
 	cfg := config.NATS{}.WithDefaults()
-	require.NoError(t, streams.Ensure(ctx, js, cfg.Streams()))
+	js := ns.JetStream(t, cfg.Streams())
 	require.NoError(t, js.DeleteStream(ctx, cfg.AuditStream))
 	task := &trigger.DeliveryTask{V: trigger.TaskVersion, EventID: "evt_1", Tenant: "acme", TriggerID: "t1", Collection: "orders", DocKey: "o.1",
 		Type: trigger.EventCreate, Position: "p1", CommitTime: time.Now().UTC(), URL: "https://hooks.example.com/x"}

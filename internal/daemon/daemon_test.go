@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon/daemontest"
 	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/secrets"
@@ -49,7 +49,7 @@ type stack struct {
 	secret  signature.Secret
 	rec     *testenv.WebhookRecorder
 	tc      client.Client
-	opsAddr sync.Map // service name → ops address
+	opsAddr map[string]string // service name → ops address
 	// posted counts the webhook requests the worker's injected transport
 	// wrapper saw (daemon.Options.WebhookHTTP).
 	posted atomic.Int32
@@ -98,53 +98,17 @@ triggers:
 	wkf := config.WorkerFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg, Temporal: temporalCfg,
 		Worker: config.Worker{AllowLoopback: new(true), QuietPeriod: trigger.Duration(time.Second),
 			Secrets: config.Secrets{Dir: secretsDir}, Tokens: config.Tokens{KeyFile: filepath.Join(s.dir, "keys", "token.pem")}}}.WithDefaults()
-	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
-		require.NoError(t, err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 3)
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	run := func(name string, fn func(context.Context, daemon.Options) error) {
-		wg.Go(func() {
-			err := fn(ctx, daemon.Options{Logger: logger.With("svc", name), OnReady: func(addr string) {
-				s.opsAddr.Store(name, addr)
-				ready <- name
-			}})
-			if err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
-	run("watcher", func(ctx context.Context, o daemon.Options) error { return daemon.Watcher(ctx, &wf, o) })
-	run("ingest", func(ctx context.Context, o daemon.Options) error { return daemon.Ingest(ctx, &inf, o) })
-	run("worker", func(ctx context.Context, o daemon.Options) error {
+	s.opsAddr = daemontest.Start(t, logger, &wf, &inf, &wkf, func(name string, o *daemon.Options) {
+		if name != "worker" {
+			return
+		}
 		o.WebhookHTTP.Wrap = func(next http.RoundTripper) http.RoundTripper {
 			return roundTripper(func(r *http.Request) (*http.Response, error) {
 				s.posted.Add(1)
 				return next.RoundTrip(r)
 			})
 		}
-		return daemon.Worker(ctx, &wkf, o)
 	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Errorf("service failed: %v", err)
-		}
-	})
-	for range 3 {
-		select {
-		case <-ready:
-		case err := <-errs:
-			t.Fatal(err)
-		case <-time.After(60 * time.Second):
-			t.Fatal("services not ready")
-		}
-	}
 	return s
 }
 
@@ -154,9 +118,9 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 func (s *stack) ops(t *testing.T, name, path string) (int, []byte) {
 	t.Helper()
-	addr, ok := s.opsAddr.Load(name)
+	addr, ok := s.opsAddr[name]
 	require.True(t, ok)
-	resp, err := http.Get("http://" + addr.(string) + path)
+	resp, err := http.Get("http://" + addr + path)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -333,11 +333,10 @@ func ingestMetrics(t *testing.T) []metric {
 	cfg, err := config.Parse[config.IngestFile]("ingest.yaml", fmt.Appendf(nil, "nats: {url: %q}\n", ns.URL()), noEnv)
 	require.NoError(t, err)
 	rec := newRecorder()
-	_, err = ingest.New(
-		cfg.Ingester(),
-		js, fakeTemporal{}, deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
-		ingest.WithLogger(quiet()), ingest.WithRegisterer(rec),
-	)
+	icfg := cfg.Ingester()
+	icfg.DeadLetters = deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject)
+	icfg.Logger, icfg.Registerer = quiet(), rec
+	_, err = ingest.New(icfg, js, fakeTemporal{})
 	require.NoError(t, err)
 	return rec.metrics(t, binIngest)
 }
@@ -351,10 +350,10 @@ func workerMetrics(t *testing.T) []metric {
 	cfg, err := config.Parse[config.WorkerFile]("worker.yaml", fmt.Appendf(nil, "nats: {url: %q}\n", ns.URL()), noEnv)
 	require.NoError(t, err)
 	rec := newRecorder()
-	_, err = activities.New(cfg.Worker.Activities(), activities.Deps{
-		DeadLetters: deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject),
-		Logger:      quiet(), Registerer: rec,
-	})
+	acfg := cfg.Worker.Activities()
+	acfg.DeadLetters = deadletter.NewPublisher(js, cfg.NATS.DeadLetterSubject)
+	acfg.Logger, acfg.Registerer = quiet(), rec
+	_, err = activities.New(acfg, activities.Deps{})
 	require.NoError(t, err)
 	return rec.metrics(t, binWorker)
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/triggerflow/triggerflow/streams"
 )
 
 // natsReadyTimeout bounds how long an in-process server may take to accept
@@ -94,6 +98,22 @@ func (s *NATSServer) Conn(t testing.TB, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// JetStream connects to the server (see Conn) and provisions the streams
+// cfg names, the way a process does at start.
+func (s *NATSServer) JetStream(t testing.TB, cfg streams.Config) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(s.Conn(t))
+	if err != nil {
+		t.Fatalf("testenv: JetStream context: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), natsReadyTimeout)
+	defer cancel()
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatalf("testenv: provisioning streams: %v", err)
+	}
+	return js
 }
 
 // Shutdown stops the server and waits until it has released its port and
