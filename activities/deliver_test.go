@@ -131,6 +131,17 @@ func (f *fixture) task(id string) trigger.DeliveryTask {
 	}
 }
 
+// failFirst makes the receiver answer the first request with status and
+// every later one with 200.
+func (f *fixture) failFirst(status int) {
+	f.rec.Respond(func(r *testenv.Request) testenv.Response {
+		if r.Seq == 0 {
+			return testenv.Response{Status: status}
+		}
+		return testenv.Response{}
+	})
+}
+
 // deliver runs the Deliver activity the way a worker does.
 func (f *fixture) deliver(t *testing.T, task trigger.DeliveryTask) (activities.Result, error) {
 	t.Helper()
@@ -229,12 +240,7 @@ func TestEventTypesAndMissingImages(t *testing.T) {
 func TestRetriesKeepWebhookIDAndBody(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, activities.Config{}, activities.Deps{})
-	f.rec.Respond(func(r *testenv.Request) testenv.Response {
-		if r.Seq == 0 {
-			return testenv.Response{Status: 503}
-		}
-		return testenv.Response{}
-	})
+	f.failFirst(503)
 	_, err := f.deliver(t, f.task("evt_2"))
 	require.Error(t, err)
 	_, err = f.deliver(t, f.task("evt_2"))
@@ -555,12 +561,7 @@ func series(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, activities.Config{}, activities.Deps{})
-	f.rec.Respond(func(r *testenv.Request) testenv.Response {
-		if r.Seq == 0 {
-			return testenv.Response{Status: 500}
-		}
-		return testenv.Response{}
-	})
+	f.failFirst(500)
 	_, _ = f.deliver(t, f.task("evt_m"))
 	_, err := f.deliver(t, f.task("evt_m"))
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"log/slog"
 	"net"
 	"net/url"
@@ -945,15 +946,9 @@ func (w Worker) WithDefaults() Worker {
 	}
 	// The Temporal SDK's own defaults, written out so the effective value
 	// is visible in the dump and the docs.
-	if w.MaxConcurrentActivities == 0 {
-		w.MaxConcurrentActivities = 1000
-	}
-	if w.MaxConcurrentWorkflowTasks == 0 {
-		w.MaxConcurrentWorkflowTasks = 1000
-	}
-	if w.MaxConcurrentLocalActivities == 0 {
-		w.MaxConcurrentLocalActivities = 1000
-	}
+	w.MaxConcurrentActivities = cmp.Or(w.MaxConcurrentActivities, 1000)
+	w.MaxConcurrentWorkflowTasks = cmp.Or(w.MaxConcurrentWorkflowTasks, 1000)
+	w.MaxConcurrentLocalActivities = cmp.Or(w.MaxConcurrentLocalActivities, 1000)
 	return w
 }
 

@@ -96,6 +96,16 @@ var (
 	}
 )
 
+// requireDefaults parses an empty file of type T and requires it to be
+// want.
+func requireDefaults[T File[T]](t *testing.T, want T) T {
+	t.Helper()
+	f, err := Parse[T]("", nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, want, *f)
+	return *f
+}
+
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 
@@ -111,19 +121,15 @@ func TestDefaults(t *testing.T) {
 	})
 	t.Run("ingest", func(t *testing.T) {
 		t.Parallel()
-		f, err := Parse[IngestFile]("", nil, nil)
-		require.NoError(t, err)
-		require.Equal(t, IngestFile{
+		requireDefaults(t, IngestFile{
 			Log: wantLog, HTTP: HTTP{Addr: ":9465"}, NATS: wantNATS, Temporal: wantTemporal, Ingest: wantIngest,
-		}, *f)
+		})
 	})
 	t.Run("worker", func(t *testing.T) {
 		t.Parallel()
-		f, err := Parse[WorkerFile]("", nil, nil)
-		require.NoError(t, err)
-		require.Equal(t, WorkerFile{
+		f := requireDefaults(t, WorkerFile{
 			Log: wantLog, HTTP: HTTP{Addr: ":9466"}, NATS: wantNATS, Temporal: wantTemporal, Worker: wantWorker,
-		}, *f)
+		})
 		require.False(t, f.Worker.LoopbackAllowed())
 		require.Equal(t, trigger.DefaultRetryPolicy(), f.Worker.Retry)
 		require.False(t, f.Temporal.TLSOn())

@@ -14,13 +14,19 @@ type WatcherFile struct {
 
 // WithDefaults returns f with every zero field set to its default.
 func (f WatcherFile) WithDefaults() WatcherFile {
-	f.Log = f.Log.WithDefaults()
-	f.HTTP = f.HTTP.withDefaults(defaultWatcherAddr)
-	f.NATS = f.NATS.WithDefaults()
+	serviceDefaults(&f.Log, &f.HTTP, &f.NATS, defaultWatcherAddr)
 	f.Watcher = f.Watcher.WithDefaults()
 	f.Publisher = f.Publisher.WithDefaults()
 	f.Validation = f.Validation.WithDefaults()
 	return f
+}
+
+// serviceDefaults sets the defaults of the sections every binary's file
+// has; opsAddr is the binary's default ops address.
+func serviceDefaults(l *Log, h *HTTP, n *NATS, opsAddr string) {
+	*l = l.WithDefaults()
+	*h = h.withDefaults(opsAddr)
+	*n = n.WithDefaults()
 }
 
 // section is one section of a binary's file.
@@ -62,9 +68,7 @@ type IngestFile struct {
 
 // WithDefaults returns f with every zero field set to its default.
 func (f IngestFile) WithDefaults() IngestFile {
-	f.Log = f.Log.WithDefaults()
-	f.HTTP = f.HTTP.withDefaults(defaultIngestAddr)
-	f.NATS = f.NATS.WithDefaults()
+	serviceDefaults(&f.Log, &f.HTTP, &f.NATS, defaultIngestAddr)
 	f.Temporal = f.Temporal.WithDefaults()
 	f.Ingest = f.Ingest.WithDefaults()
 	return f
@@ -86,9 +90,7 @@ type WorkerFile struct {
 
 // WithDefaults returns f with every zero field set to its default.
 func (f WorkerFile) WithDefaults() WorkerFile {
-	f.Log = f.Log.WithDefaults()
-	f.HTTP = f.HTTP.withDefaults(defaultWorkerAddr)
-	f.NATS = f.NATS.WithDefaults()
+	serviceDefaults(&f.Log, &f.HTTP, &f.NATS, defaultWorkerAddr)
 	f.Temporal = f.Temporal.WithDefaults()
 	f.Worker = f.Worker.WithDefaults()
 	return f

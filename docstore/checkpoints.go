@@ -53,26 +53,20 @@ func (c *Checkpoints) Load(ctx context.Context, key string) (string, bool, error
 
 // Save stores pos under key, replacing any earlier value.
 func (c *Checkpoints) Save(ctx context.Context, key, pos string) error {
-	if err := checkCheckpointKey(key); err != nil {
-		return err
-	}
-	if c.store.isClosed() {
-		return ErrClosed
-	}
-	c.store.writeMu.Lock()
-	defer c.store.writeMu.Unlock()
-	_, err := c.store.db.ExecContext(ctx, `
+	return c.exec(ctx, "save", key, `
 INSERT INTO sys (key, value, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 		key, pos, formatTime(time.Now()))
-	if err != nil {
-		return fmt.Errorf("docstore: save checkpoint %q: %w", key, err)
-	}
-	return nil
 }
 
 // Delete removes key; a missing key is not an error.
 func (c *Checkpoints) Delete(ctx context.Context, key string) error {
+	return c.exec(ctx, "delete", key, `DELETE FROM sys WHERE key = ?`, key)
+}
+
+// exec runs a write of key's checkpoint under the store's write lock; op
+// names the write in its error.
+func (c *Checkpoints) exec(ctx context.Context, op, key, query string, args ...any) error {
 	if err := checkCheckpointKey(key); err != nil {
 		return err
 	}
@@ -81,8 +75,8 @@ func (c *Checkpoints) Delete(ctx context.Context, key string) error {
 	}
 	c.store.writeMu.Lock()
 	defer c.store.writeMu.Unlock()
-	if _, err := c.store.db.ExecContext(ctx, `DELETE FROM sys WHERE key = ?`, key); err != nil {
-		return fmt.Errorf("docstore: delete checkpoint %q: %w", key, err)
+	if _, err := c.store.db.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("docstore: %s checkpoint %q: %w", op, key, err)
 	}
 	return nil
 }

@@ -96,37 +96,27 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (je
 // ConsumerDiff lists the settings ingest relies on where have differs from
 // want.
 func ConsumerDiff(want, have jetstream.ConsumerConfig) []string {
+	hf, wf := filters(have), filters(want)
 	var d []string
-	diff := func(name string, h, w any) { d = append(d, fmt.Sprintf("%s is %v, want %v", name, h, w)) }
-	if hf, wf := filters(have), filters(want); !slices.Equal(hf, wf) {
-		diff("filter subjects", hf, wf)
-	}
-	if have.DeliverPolicy != want.DeliverPolicy {
-		diff("deliver policy", have.DeliverPolicy, want.DeliverPolicy)
-	}
-	if have.AckPolicy != want.AckPolicy {
-		diff("ack policy", have.AckPolicy, want.AckPolicy)
-	}
-	if have.AckWait != want.AckWait {
-		diff("ack wait", have.AckWait, want.AckWait)
-	}
-	if !slices.Equal(have.BackOff, want.BackOff) {
-		diff("backoff", have.BackOff, want.BackOff)
-	}
-	if have.MaxDeliver != want.MaxDeliver {
-		diff("max deliver", have.MaxDeliver, want.MaxDeliver)
-	}
-	if have.MaxAckPending != want.MaxAckPending {
-		diff("max ack pending", have.MaxAckPending, want.MaxAckPending)
-	}
-	if have.PriorityPolicy != want.PriorityPolicy {
-		diff("priority policy", have.PriorityPolicy, want.PriorityPolicy)
-	}
-	if !slices.Equal(have.PriorityGroups, want.PriorityGroups) {
-		diff("priority groups", have.PriorityGroups, want.PriorityGroups)
-	}
-	if want.PriorityPolicy == jetstream.PriorityPolicyPinned && have.PinnedTTL != want.PinnedTTL {
-		diff("pinned TTL", have.PinnedTTL, want.PinnedTTL)
+	for _, c := range []struct {
+		name       string
+		same       bool
+		have, want any
+	}{
+		{"filter subjects", slices.Equal(hf, wf), hf, wf},
+		{"deliver policy", have.DeliverPolicy == want.DeliverPolicy, have.DeliverPolicy, want.DeliverPolicy},
+		{"ack policy", have.AckPolicy == want.AckPolicy, have.AckPolicy, want.AckPolicy},
+		{"ack wait", have.AckWait == want.AckWait, have.AckWait, want.AckWait},
+		{"backoff", slices.Equal(have.BackOff, want.BackOff), have.BackOff, want.BackOff},
+		{"max deliver", have.MaxDeliver == want.MaxDeliver, have.MaxDeliver, want.MaxDeliver},
+		{"max ack pending", have.MaxAckPending == want.MaxAckPending, have.MaxAckPending, want.MaxAckPending},
+		{"priority policy", have.PriorityPolicy == want.PriorityPolicy, have.PriorityPolicy, want.PriorityPolicy},
+		{"priority groups", slices.Equal(have.PriorityGroups, want.PriorityGroups), have.PriorityGroups, want.PriorityGroups},
+		{"pinned TTL", want.PriorityPolicy != jetstream.PriorityPolicyPinned || have.PinnedTTL == want.PinnedTTL, have.PinnedTTL, want.PinnedTTL},
+	} {
+		if !c.same {
+			d = append(d, fmt.Sprintf("%s is %v, want %v", c.name, c.have, c.want))
+		}
 	}
 	return d
 }

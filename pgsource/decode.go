@@ -334,14 +334,25 @@ func (d *decoder) scope(rel *relation, t *pglogrepl.TupleData, keyOnly bool, old
 	return ok && v == d.src.cfg.Tenant, ok
 }
 
-func (d *decoder) onInsert(lsn pglogrepl.LSN, m *pglogrepl.InsertMessage) error {
-	rel, err := d.relation(m.RelationID)
+// rowOf looks up a row change's relation and takes the change's position;
+// the relation is nil, with no error, when its table is skipped (the
+// position is taken all the same).
+func (d *decoder) rowOf(lsn pglogrepl.LSN, relID uint32) (*relation, position, error) {
+	rel, err := d.relation(relID)
 	if err != nil {
-		return err
+		return nil, position{}, err
 	}
 	pos := d.next(lsn)
 	if rel.skip {
-		return nil
+		return nil, pos, nil
+	}
+	return rel, pos, nil
+}
+
+func (d *decoder) onInsert(lsn pglogrepl.LSN, m *pglogrepl.InsertMessage) error {
+	rel, pos, err := d.rowOf(lsn, m.RelationID)
+	if err != nil || rel == nil {
+		return err
 	}
 	if in, _ := d.scope(rel, m.Tuple, false, nil); !in {
 		return nil
@@ -350,13 +361,9 @@ func (d *decoder) onInsert(lsn pglogrepl.LSN, m *pglogrepl.InsertMessage) error 
 }
 
 func (d *decoder) onUpdate(lsn pglogrepl.LSN, m *pglogrepl.UpdateMessage) error {
-	rel, err := d.relation(m.RelationID)
-	if err != nil {
+	rel, pos, err := d.rowOf(lsn, m.RelationID)
+	if err != nil || rel == nil {
 		return err
-	}
-	pos := d.next(lsn)
-	if rel.skip {
-		return nil
 	}
 	var full *pglogrepl.TupleData // the old row, when the table sends it whole
 	if m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld {
@@ -397,13 +404,9 @@ func (d *decoder) onUpdate(lsn pglogrepl.LSN, m *pglogrepl.UpdateMessage) error 
 }
 
 func (d *decoder) onDelete(lsn pglogrepl.LSN, m *pglogrepl.DeleteMessage) error {
-	rel, err := d.relation(m.RelationID)
-	if err != nil {
+	rel, pos, err := d.rowOf(lsn, m.RelationID)
+	if err != nil || rel == nil {
 		return err
-	}
-	pos := d.next(lsn)
-	if rel.skip {
-		return nil
 	}
 	var full *pglogrepl.TupleData
 	if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeOld {

@@ -240,12 +240,7 @@ func TestInvalidStoredCheckpointIsMissing(t *testing.T) {
 // changes, and the source is never confirmed past the saved checkpoint.
 func TestCheckpointFollowsContiguousPrefix(t *testing.T) {
 	t.Parallel()
-	src := newMemSource()
-	src.store.m[key] = pos(0)
-	var positions []string
-	for _, k := range []string{"a", "b", "c", "d"} {
-		positions = append(positions, src.add("acme", "orders", k))
-	}
+	src, positions := checkpointedSource("a", "b", "c", "d")
 	held := make(chan func(), 1)
 	seen := make(chan watcher.Change, 10)
 	h := func(_ context.Context, c watcher.Change, done func()) error {
@@ -268,11 +263,7 @@ func TestCheckpointFollowsContiguousPrefix(t *testing.T) {
 	(<-held)()
 	waitSaved(t, src, key+"="+positions[3])
 	require.NoError(t, stop())
-
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	require.Empty(t, src.confirmedPast, "the source was confirmed past the saved checkpoint")
-	require.Equal(t, []string{positions[0], positions[3]}, src.confirms)
+	requireConfirms(t, src, positions[0], positions[3])
 }
 
 // The head of the window finishes last while later changes are still
@@ -281,12 +272,7 @@ func TestCheckpointFollowsContiguousPrefix(t *testing.T) {
 // newest emitted, and no confirmation passes it.
 func TestCheckpointWhenHeadFinishesLast(t *testing.T) {
 	t.Parallel()
-	src := newMemSource()
-	src.store.m[key] = pos(0)
-	var positions []string
-	for _, k := range []string{"a", "b", "c", "d"} {
-		positions = append(positions, src.add("acme", "orders", k))
-	}
+	src, positions := checkpointedSource("a", "b", "c", "d")
 	dones := make(chan func(), 4)
 	h := func(_ context.Context, _ watcher.Change, done func()) error {
 		dones <- done
@@ -317,11 +303,29 @@ func TestCheckpointWhenHeadFinishesLast(t *testing.T) {
 		t.Fatalf("saved %s after the prefix was already saved", s)
 	default:
 	}
+	requireConfirms(t, src, positions[2], positions[3])
+}
 
+// checkpointedSource returns a source whose checkpoint is saved at pos(0)
+// and that holds a change for each of docKeys, and those changes' positions.
+func checkpointedSource(docKeys ...string) (*memSource, []string) {
+	src := newMemSource()
+	src.store.m[key] = pos(0)
+	var positions []string
+	for _, k := range docKeys {
+		positions = append(positions, src.add("acme", "orders", k))
+	}
+	return src, positions
+}
+
+// requireConfirms checks that src was confirmed at exactly want, and never
+// past the saved checkpoint.
+func requireConfirms(t *testing.T, src *memSource, want ...string) {
+	t.Helper()
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	require.Empty(t, src.confirmedPast, "the source was confirmed past the saved checkpoint")
-	require.Equal(t, []string{positions[2], positions[3]}, src.confirms)
+	require.Equal(t, want, src.confirms)
 }
 
 // nextSave returns the next checkpoint save as key=pos.

@@ -49,6 +49,13 @@ func task(id string) trigger.DeliveryTask {
 	}
 }
 
+// foreignTask is task id for another document key, o-2.
+func foreignTask(id string) trigger.DeliveryTask {
+	t := task(id)
+	t.DocKey = "o-2"
+	return t
+}
+
 // outcome scripts one attempt of one event: a status (0 = 200).
 type outcome struct {
 	status     int
@@ -176,6 +183,24 @@ func eachMode(t *testing.T, opts workflows.Options, fn func(t *testing.T, opts w
 	}
 }
 
+// eachEnv runs a test in each mode, each in an environment of its own.
+func eachEnv(t *testing.T, opts workflows.Options, fn func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver)) {
+	eachMode(t, opts, func(t *testing.T, opts workflows.Options) {
+		env, r := newEnv(t, opts)
+		fn(t, env, r)
+	})
+}
+
+// eachBool runs fn as parallel subtests name=false and name=true.
+func eachBool(t *testing.T, name string, fn func(t *testing.T, v bool)) {
+	for _, v := range []bool{false, true} {
+		t.Run(fmt.Sprintf("%s=%v", name, v), func(t *testing.T) {
+			t.Parallel()
+			fn(t, v)
+		})
+	}
+}
+
 func newEnv(t *testing.T, opts workflows.Options) (*testsuite.TestWorkflowEnvironment, *receiver) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
@@ -211,10 +236,55 @@ func execute(t *testing.T, env *testsuite.TestWorkflowEnvironment, p workflows.D
 	require.NoError(t, env.GetWorkflowError())
 }
 
+// signalFailing sends the task id at the start; batched, "next" comes in the
+// same signal, so the two go out in one batch activity.
+func signalFailing(env *testsuite.TestWorkflowEnvironment, id string, batched bool) {
+	if batched {
+		signalAt(env, 0, task(id), task("next"))
+	} else {
+		signalAt(env, 0, task(id))
+	}
+}
+
+// requireGaps checks that id was attempted once more than there are gaps,
+// the attempts spaced by gaps, and returns its calls.
+func requireGaps(t *testing.T, r *receiver, id string, gaps ...time.Duration) []call {
+	t.Helper()
+	calls := r.callsFor(id)
+	require.Len(t, calls, len(gaps)+1)
+	for i, gap := range gaps {
+		require.Equal(t, gap, calls[i+1].at.Sub(calls[i].at), "gap before attempt %d", i+2)
+	}
+	return calls
+}
+
+// requireOneDeadLetter checks that r delivered exactly delivered and
+// dead-lettered one task, for reason, with detail in its Detail, and
+// returns that record.
+func requireOneDeadLetter(t *testing.T, r *receiver, delivered []string, reason, detail string) deadletter.Record {
+	t.Helper()
+	_, got, dls := r.snapshot()
+	require.Equal(t, delivered, got)
+	require.Len(t, dls, 1)
+	require.Equal(t, reason, dls[0].Reason)
+	require.Contains(t, dls[0].Detail, detail)
+	return dls[0]
+}
+
+// continuedAsNew checks that the run continued as new and returns the
+// error and the next run's parameters.
+func continuedAsNew(t *testing.T, env *testsuite.TestWorkflowEnvironment) (*workflow.ContinueAsNewError, workflows.DeliveryParams) {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next workflows.DeliveryParams
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	return can, next
+}
+
 func TestDeliversInArrivalOrder(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		signalAt(env, 0, task("e1"), task("e2"), task("e3"), task("e4"))
 		signalAt(env, 5*time.Second, task("e5"))
 		signalAt(env, 6*time.Second, task("e6"), task("e7"))
@@ -229,8 +299,7 @@ func TestDeliversInArrivalOrder(t *testing.T) {
 
 func TestDuplicateEventDropped(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		signalAt(env, 0, task("e1"), task("e2"), task("e1"))
 		signalAt(env, 10*time.Second, task("e2"), task("e3"))
 		execute(t, env, testKey)
@@ -243,97 +312,71 @@ func TestDuplicateEventDropped(t *testing.T) {
 func TestNotFoundIsDeadLetteredAfterOneAttempt(t *testing.T) {
 	t.Parallel()
 	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		for _, batched := range []bool{false, true} {
-			t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-				t.Parallel()
-				env, r := newEnv(t, opts)
-				r.respond("bad", outcome{status: 404})
-				var failed []int64
-				if batched {
-					signalAt(env, 0, task("bad"), task("next"))
-				} else {
-					signalAt(env, 0, task("bad"))
-					signalAt(env, time.Second, task("next"))
-				}
-				env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
-					v, _ := args.Get(0).(temporal.SearchAttributes).GetInt64(workflows.FailedDeliveries)
-					failed = append(failed, v)
-				}).Return(nil)
-				execute(t, env, testKey)
+		eachBool(t, "batched", func(t *testing.T, batched bool) {
+			env, r := newEnv(t, opts)
+			r.respond("bad", outcome{status: 404})
+			var failed []int64
+			if batched {
+				signalAt(env, 0, task("bad"), task("next"))
+			} else {
+				signalAt(env, 0, task("bad"))
+				signalAt(env, time.Second, task("next"))
+			}
+			env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+				v, _ := args.Get(0).(temporal.SearchAttributes).GetInt64(workflows.FailedDeliveries)
+				failed = append(failed, v)
+			}).Return(nil)
+			execute(t, env, testKey)
 
-				_, delivered, dls := r.snapshot()
-				require.Len(t, r.callsFor("bad"), 1, "a 404 is not retried")
-				require.Equal(t, []string{"next"}, delivered)
-				require.Len(t, dls, 1)
-				rec := dls[0]
-				require.Equal(t, "http-4xx", rec.Reason)
-				require.Equal(t, deadletter.StageDelivery, rec.Stage)
-				require.Equal(t, "bad", rec.ID)
-				require.Equal(t, "bad", rec.EventID)
-				require.Equal(t, testKey.DocKey, rec.DocKey)
-				require.Contains(t, rec.Detail, "404 Not Found")
-				require.Contains(t, rec.Detail, "nope", "the receiver's answer is quoted")
-				got, err := trigger.DecodeTask(rec.Task)
-				require.NoError(t, err, "the record carries the task for redrive")
-				require.Equal(t, "bad", got.EventID)
-				require.Equal(t, []int64{1}, failed)
-			})
-		}
+			require.Len(t, r.callsFor("bad"), 1, "a 404 is not retried")
+			rec := requireOneDeadLetter(t, r, []string{"next"}, "http-4xx", "404 Not Found")
+			require.Equal(t, deadletter.StageDelivery, rec.Stage)
+			require.Equal(t, "bad", rec.ID)
+			require.Equal(t, "bad", rec.EventID)
+			require.Equal(t, testKey.DocKey, rec.DocKey)
+			require.Contains(t, rec.Detail, "nope", "the receiver's answer is quoted")
+			got, err := trigger.DecodeTask(rec.Task)
+			require.NoError(t, err, "the record carries the task for redrive")
+			require.Equal(t, "bad", got.EventID)
+			require.Equal(t, []int64{1}, failed)
+		})
 	})
 }
 
 func TestServerErrorsRetriedWithBackoff(t *testing.T) {
 	t.Parallel()
 	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		for _, batched := range []bool{false, true} {
-			t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-				t.Parallel()
-				env, r := newEnv(t, opts)
-				r.respond("flaky", outcome{status: 500}, outcome{status: 500}, outcome{status: 200})
-				if batched {
-					signalAt(env, 0, task("flaky"), task("next"))
-				} else {
-					signalAt(env, 0, task("flaky"))
-				}
-				execute(t, env, testKey)
+		eachBool(t, "batched", func(t *testing.T, batched bool) {
+			env, r := newEnv(t, opts)
+			r.respond("flaky", outcome{status: 500}, outcome{status: 500}, outcome{status: 200})
+			signalFailing(env, "flaky", batched)
+			execute(t, env, testKey)
 
-				calls := r.callsFor("flaky")
-				require.Len(t, calls, 3)
-				require.Equal(t, time.Second, calls[1].at.Sub(calls[0].at), "initial backoff")
-				require.Equal(t, 2*time.Second, calls[2].at.Sub(calls[1].at), "backoff × multiplier")
-				_, delivered, dls := r.snapshot()
-				require.Empty(t, dls)
-				if batched {
-					require.Equal(t, []string{"flaky", "next"}, delivered)
-					require.True(t, calls[0].batch)
-					require.Equal(t, []int32{1, 2}, []int32{calls[1].attempt, calls[2].attempt},
-						"the retries run as one Deliver activity, attempts numbered in history")
-				}
-			})
-		}
+			// The initial backoff, then backoff × multiplier.
+			calls := requireGaps(t, r, "flaky", time.Second, 2*time.Second)
+			_, delivered, dls := r.snapshot()
+			require.Empty(t, dls)
+			if batched {
+				require.Equal(t, []string{"flaky", "next"}, delivered)
+				require.True(t, calls[0].batch)
+				require.Equal(t, []int32{1, 2}, []int32{calls[1].attempt, calls[2].attempt},
+					"the retries run as one Deliver activity, attempts numbered in history")
+			}
+		})
 	})
 }
 
 func TestRetryAfterSetsNextAttempt(t *testing.T) {
 	t.Parallel()
 	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		for _, batched := range []bool{false, true} {
-			t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-				t.Parallel()
-				env, r := newEnv(t, opts)
-				r.respond("busy", outcome{status: 429, retryAfter: 7 * time.Second}, outcome{status: 200})
-				if batched {
-					signalAt(env, 0, task("busy"), task("next"))
-				} else {
-					signalAt(env, 0, task("busy"))
-				}
-				execute(t, env, testKey)
+		eachBool(t, "batched", func(t *testing.T, batched bool) {
+			env, r := newEnv(t, opts)
+			r.respond("busy", outcome{status: 429, retryAfter: 7 * time.Second}, outcome{status: 200})
+			signalFailing(env, "busy", batched)
+			execute(t, env, testKey)
 
-				calls := r.callsFor("busy")
-				require.Len(t, calls, 2)
-				require.Equal(t, 7*time.Second, calls[1].at.Sub(calls[0].at))
-			})
-		}
+			requireGaps(t, r, "busy", 7*time.Second)
+		})
 	})
 }
 
@@ -341,34 +384,26 @@ func TestAttemptsExhaustedDeadLetters(t *testing.T) {
 	t.Parallel()
 	opts := testOptions
 	opts.Retry.MaxAttempts = 3
-	eachMode(t, opts, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, opts, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		r.respond("down", outcome{status: 503}, outcome{status: 503}, outcome{status: 503})
 		signalAt(env, 0, task("down"), task("next"))
 		execute(t, env, testKey)
 
 		require.Len(t, r.callsFor("down"), 3, "the batch attempt counts towards maxAttempts")
-		_, delivered, dls := r.snapshot()
-		require.Equal(t, []string{"next"}, delivered)
-		require.Len(t, dls, 1)
-		require.Equal(t, "attempts-exhausted", dls[0].Reason)
-		require.Contains(t, dls[0].Detail, "503")
+		requireOneDeadLetter(t, r, []string{"next"}, "attempts-exhausted", "503")
 	})
 }
 
 func TestTaskRetryPolicyOverridesDefaults(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		r.respond("x", outcome{status: 500}, outcome{status: 500}, outcome{status: 500})
 		tk := task("x")
 		tk.RetryPolicy = trigger.RetryPolicy{MaxAttempts: 2, InitialBackoff: trigger.Duration(3 * time.Second)}
 		signalAt(env, 0, tk)
 		execute(t, env, testKey)
 
-		calls := r.callsFor("x")
-		require.Len(t, calls, 2)
-		require.Equal(t, 3*time.Second, calls[1].at.Sub(calls[0].at))
+		requireGaps(t, r, "x", 3*time.Second)
 	})
 }
 
@@ -389,11 +424,8 @@ func TestContinueAsNewCarriesQueueAndDedupeSet(t *testing.T) {
 		env.ExecuteWorkflow(workflows.DeliveryWorkflow, testKey)
 
 		require.True(t, env.IsWorkflowCompleted())
-		var can *workflow.ContinueAsNewError
-		require.ErrorAs(t, env.GetWorkflowError(), &can)
+		can, next := continuedAsNew(t, env)
 		require.Equal(t, workflows.DeliveryWorkflow, can.WorkflowType.Name)
-		var next workflows.DeliveryParams
-		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 
 		_, delivered, _ := r.snapshot()
 		require.Equal(t, []string{"e1"}, delivered)
@@ -440,10 +472,7 @@ func TestDedupeSetIsBounded(t *testing.T) {
 	}, 10*time.Second)
 	env.ExecuteWorkflow(workflows.DeliveryWorkflow, testKey)
 
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, env.GetWorkflowError(), &can)
-	var next workflows.DeliveryParams
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	_, next := continuedAsNew(t, env)
 	require.Equal(t, []string{"e4", "e1"}, next.Seen[1:], "oldest ids fall out first")
 	require.Len(t, next.Seen, 3)
 	require.Len(t, next.Pending, 1)
@@ -453,8 +482,7 @@ func TestDedupeSetIsBounded(t *testing.T) {
 
 func TestSignalDuringFinalTaskIsDelivered(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		signalAt(env, 0, task("e1"))
 		// Lands in the buffer without a workflow task of its own, so the run
 		// sees it only in the task where the quiet timer fires: the one that
@@ -476,8 +504,7 @@ func TestQuietPeriodExit(t *testing.T) {
 	t.Parallel()
 	opts := testOptions
 	opts.QuietPeriod = 10 * time.Second
-	eachMode(t, opts, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, opts, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		signalAt(env, 0, task("e1"))
 		signalAt(env, 5*time.Second, task("e2"))
 		start := env.Now()
@@ -492,52 +519,46 @@ func TestQuietPeriodExit(t *testing.T) {
 func TestBlockedKeyWaitsForOperator(t *testing.T) {
 	t.Parallel()
 	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		for _, skip := range []bool{false, true} {
-			t.Run(fmt.Sprintf("skip=%v", skip), func(t *testing.T) {
-				t.Parallel()
-				env, r := newEnv(t, opts)
-				r.respond("stuck", outcome{status: 400})
-				stuck := task("stuck")
-				stuck.OnFailure = trigger.FailureBlock
-				signalAt(env, 0, stuck)
-				signalAt(env, time.Second, task("after1"))
-				// A key without a blocked task ignores unblock.
-				var statusWhileBlocked workflows.Status
-				env.RegisterDelayedCallback(func() {
-					v, err := env.QueryWorkflow(workflows.StatusQuery)
-					require.NoError(t, err)
-					require.NoError(t, v.Get(&statusWhileBlocked))
-					env.SignalWorkflow(workflows.TaskSignal, task("after2"))
-				}, time.Hour)
-				env.RegisterDelayedCallback(func() {
-					env.SignalWorkflow(workflows.UnblockSignal, workflows.Unblock{Skip: skip})
-				}, 2*time.Hour)
-				execute(t, env, testKey)
+		eachBool(t, "skip", func(t *testing.T, skip bool) {
+			env, r := newEnv(t, opts)
+			r.respond("stuck", outcome{status: 400})
+			stuck := task("stuck")
+			stuck.OnFailure = trigger.FailureBlock
+			signalAt(env, 0, stuck)
+			signalAt(env, time.Second, task("after1"))
+			// A key without a blocked task ignores unblock.
+			var statusWhileBlocked workflows.Status
+			env.RegisterDelayedCallback(func() {
+				v, err := env.QueryWorkflow(workflows.StatusQuery)
+				require.NoError(t, err)
+				require.NoError(t, v.Get(&statusWhileBlocked))
+				env.SignalWorkflow(workflows.TaskSignal, task("after2"))
+			}, time.Hour)
+			env.RegisterDelayedCallback(func() {
+				env.SignalWorkflow(workflows.UnblockSignal, workflows.Unblock{Skip: skip})
+			}, 2*time.Hour)
+			execute(t, env, testKey)
 
-				require.NotNil(t, statusWhileBlocked.Blocked, "still blocked an hour later: no quiet exit")
-				require.Equal(t, "stuck", statusWhileBlocked.Blocked.EventID)
-				require.Equal(t, "http-4xx", statusWhileBlocked.Blocked.Reason)
-				require.Equal(t, []string{"stuck", "after1"}, statusWhileBlocked.PendingEventIDs)
-				require.EqualValues(t, 1, statusWhileBlocked.Failed)
+			require.NotNil(t, statusWhileBlocked.Blocked, "still blocked an hour later: no quiet exit")
+			require.Equal(t, "stuck", statusWhileBlocked.Blocked.EventID)
+			require.Equal(t, "http-4xx", statusWhileBlocked.Blocked.Reason)
+			require.Equal(t, []string{"stuck", "after1"}, statusWhileBlocked.PendingEventIDs)
+			require.EqualValues(t, 1, statusWhileBlocked.Failed)
 
-				calls, delivered, dls := r.snapshot()
-				if skip {
-					require.Equal(t, []string{"after1", "after2"}, delivered)
-					require.Len(t, dls, 1)
-					require.Equal(t, "stuck", dls[0].EventID)
-					require.Equal(t, "http-4xx", dls[0].Reason)
-					require.Contains(t, dls[0].Detail, "skipped by an operator")
-				} else {
-					require.Equal(t, []string{"stuck", "after1", "after2"}, delivered)
-					require.Empty(t, dls)
+			calls, delivered, dls := r.snapshot()
+			if skip {
+				rec := requireOneDeadLetter(t, r, []string{"after1", "after2"}, "http-4xx", "skipped by an operator")
+				require.Equal(t, "stuck", rec.EventID)
+			} else {
+				require.Equal(t, []string{"stuck", "after1", "after2"}, delivered)
+				require.Empty(t, dls)
+			}
+			for _, c := range calls {
+				if c.eventID != "stuck" {
+					require.GreaterOrEqual(t, c.at.Sub(calls[0].at), 2*time.Hour, "nothing passes a blocked key")
 				}
-				for _, c := range calls {
-					if c.eventID != "stuck" {
-						require.GreaterOrEqual(t, c.at.Sub(calls[0].at), 2*time.Hour, "nothing passes a blocked key")
-					}
-				}
-			})
-		}
+			}
+		})
 	})
 }
 
@@ -553,10 +574,7 @@ func TestBlockedKeySurvivesContinueAsNew(t *testing.T) {
 		env.SignalWorkflow(workflows.TaskSignal, task("next"))
 	}, time.Hour)
 	env.ExecuteWorkflow(workflows.DeliveryWorkflow, testKey)
-	var can *workflow.ContinueAsNewError
-	require.ErrorAs(t, env.GetWorkflowError(), &can)
-	var next workflows.DeliveryParams
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	_, next := continuedAsNew(t, env)
 	require.NotNil(t, next.Blocked)
 	require.Equal(t, "stuck", next.Blocked.EventID)
 	require.Len(t, next.Pending, 2)
@@ -591,10 +609,8 @@ func TestUnblockWhenNotBlockedIsIgnored(t *testing.T) {
 
 func TestInvalidSignalIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
-		other := task("foreign")
-		other.DocKey = "o-2"
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+		other := foreignTask("foreign")
 		signalAt(env, 0, task("e1"))
 		env.RegisterDelayedCallback(func() {
 			env.SignalWorkflow(workflows.TaskSignal, map[string]any{"v": 99, "eventId": "weird"})
@@ -619,10 +635,8 @@ func TestInvalidSignalIsDeadLettered(t *testing.T) {
 
 func TestSignalCarryingSeveralTasks(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
-		other := task("foreign")
-		other.DocKey = "o-2"
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+		other := foreignTask("foreign")
 		signalAt(env, 0, task("e1"))
 		env.RegisterDelayedCallback(func() {
 			// As ingest batches a key's queued tasks: in order, one of them a

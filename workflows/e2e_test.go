@@ -92,13 +92,7 @@ func TestEndToEnd(t *testing.T) {
 	// Histories of every scenario are replayed right away and, with
 	// -record, kept as the replay corpus.
 	replay := func(t *testing.T, name, docKey string) {
-		hists := h.runs(t, docKey)
-		dir := t.TempDir()
-		if *record {
-			dir = historyDir
-		}
-		saveHistories(t, dir, name, hists)
-		replayDir(t, dir, fileName(name)+"-run*.json", opts)
+		recordAndReplay(t, name, h.runs(t, docKey), opts)
 	}
 
 	t.Run("500 500 200 shows three attempts in history", func(t *testing.T) {
@@ -245,12 +239,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		require.True(t, retried, "the failed task is retried as a regular activity")
-		dir := t.TempDir()
-		if *record {
-			dir = historyDir
-		}
-		saveHistories(t, dir, "local-first-attempt", hists)
-		replayDir(t, dir, "local-first-attempt-run*.json", replayOptions["local-first-attempt"])
+		recordAndReplay(t, "local-first-attempt", hists, replayOptions["local-first-attempt"])
 	})
 
 	t.Run("the retry marker holds the policy the retries use", func(t *testing.T) {
@@ -310,12 +299,7 @@ func TestEndToEnd(t *testing.T) {
 		require.EqualValues(t, 1, retries["evt_own"].GetMaximumAttempts())
 		// Replayed with a worker default of one attempt, the recorded
 		// policy still decides that evt_default is retried.
-		dir := t.TempDir()
-		if *record {
-			dir = historyDir
-		}
-		saveHistories(t, dir, "retry-policy", hists)
-		replayDir(t, dir, "retry-policy-run*.json", replayOptions["retry-policy"])
+		recordAndReplay(t, "retry-policy", hists, replayOptions["retry-policy"])
 	})
 
 	t.Run("a cold key costs two workflow tasks and 12 events", func(t *testing.T) {
@@ -371,14 +355,9 @@ func TestEndToEnd(t *testing.T) {
 			last := hist.Events[len(hist.Events)-1]
 			require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last.EventType, "run %d", i+1)
 		}
-		dir := t.TempDir()
-		if *record {
-			dir = historyDir
-		}
 		// The first two runs are enough to cover both a run that
 		// continues as new and one that starts from a carried state.
-		saveHistories(t, dir, "continue-as-new", hists[:2])
-		replayDir(t, dir, "continue-as-new-run*.json", replayOptions["continue-as-new"])
+		recordAndReplay(t, "continue-as-new", hists[:2], replayOptions["continue-as-new"])
 	})
 }
 
@@ -395,6 +374,18 @@ var replayOptions = map[string]workflows.Options{
 	"retry-policy":        {QuietPeriod: time.Second},
 	"continue-as-new":     {QuietPeriod: time.Second, MaxHistoryLength: 30},
 	"redeliver":           {QuietPeriod: time.Second},
+}
+
+// recordAndReplay saves hists as name's history files and replays them
+// right away; with -record it keeps them as the replay corpus.
+func recordAndReplay(t *testing.T, name string, hists []*historypb.History, opts workflows.Options) {
+	t.Helper()
+	dir := t.TempDir()
+	if *record {
+		dir = historyDir
+	}
+	saveHistories(t, dir, name, hists)
+	replayDir(t, dir, fileName(name)+"-run*.json", opts)
 }
 
 // replayDir replays every history matching pattern in dir against the

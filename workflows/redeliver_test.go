@@ -26,8 +26,7 @@ func redeliverAt(env *testsuite.TestWorkflowEnvironment, d time.Duration, t trig
 
 func TestRedeliveryBypassesTheDedupeSet(t *testing.T) {
 	t.Parallel()
-	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
-		env, r := newEnv(t, opts)
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
 		signalAt(env, 0, task("e1"), task("e2"))
 		redeliverAt(env, 10*time.Second, task("e1"))
 		// A late copy of the original task is still a duplicate.
@@ -56,17 +55,12 @@ func TestRedeliveryQueuesBehindPendingTasks(t *testing.T) {
 func TestRedeliveryForAnotherKeyIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	env, r := newEnv(t, testOptions)
-	other := task("e9")
-	other.DocKey = "o-2"
+	other := foreignTask("e9")
 	signalAt(env, 0, task("e1"))
 	redeliverAt(env, time.Second, other)
 	execute(t, env, testKey)
 
-	_, delivered, dls := r.snapshot()
-	require.Equal(t, []string{"e1"}, delivered)
-	require.Len(t, dls, 1)
-	require.Equal(t, "invalid-task", dls[0].Reason)
-	require.Contains(t, dls[0].Detail, "redelivery: task for acme/orders-hook/orders/\"o-2\"")
+	requireOneDeadLetter(t, r, []string{"e1"}, "invalid-task", "redelivery: task for acme/orders-hook/orders/\"o-2\"")
 }
 
 // TestRedeliverAfterTheRunClosed sends a redelivery the way `triggerflow
@@ -106,10 +100,6 @@ func TestRedeliverAfterTheRunClosed(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{workflows.RedeliverSignal}, signals)
-	dir := t.TempDir()
-	if *record { // go test ./workflows -run TestRedeliverAfterTheRunClosed -record
-		dir = historyDir
-	}
-	saveHistories(t, dir, "redeliver", hists)
-	replayDir(t, dir, "redeliver-run*.json", opts)
+	// go test ./workflows -run TestRedeliverAfterTheRunClosed -record
+	recordAndReplay(t, "redeliver", hists, opts)
 }

@@ -22,12 +22,8 @@ import (
 // the flag, the value and the expected format.
 func TestCheckpointPositionsAreCanonical(t *testing.T) {
 	t.Parallel()
-	cfg, store, js := opsEnv(t)
+	cfg, store, js, key := checkpointEnv(t)
 	ctx := context.Background()
-	for i := range 3 {
-		require.NoError(t, store.Put(ctx, "acme", "orders", fmt.Sprint(i), []byte(`{}`)))
-	}
-	const key = "sys/checkpoints/trigger_evaluator/acme"
 	load := func() string {
 		t.Helper()
 		pos, found, err := store.Checkpoints().Load(ctx, key)

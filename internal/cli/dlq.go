@@ -116,18 +116,39 @@ func (s *selection) parse(args []string) (deadletter.Filter, error) {
 	return filter, s.check(args, filter)
 }
 
-// open connects to f's NATS and resolves the selection there (see
-// resolve); the caller closes nc.
-func (s *selection) open(ctx context.Context, f *dlqFlags, args []string, filter deadletter.Filter) (nc *nats.Conn, js jetstream.JetStream, entries []deadletter.Entry, named bool, err error) {
-	nc, js, err = jetStream(config.NATS{URL: f.natsURL})
+// opened is a selection resolved over its NATS connection; the caller
+// closes nc.
+type opened struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	entries []deadletter.Entry
+	named   bool
+	filter  deadletter.Filter
+}
+
+// open parses the selection (see parse) and runs checks, all before
+// anything connects, then connects to f's NATS and resolves the selection
+// there (see resolve).
+func (s *selection) open(ctx context.Context, f *dlqFlags, args []string, checks ...func() error) (opened, error) {
+	filter, err := s.parse(args)
 	if err != nil {
-		return nil, nil, nil, false, err
+		return opened{}, err
 	}
-	if entries, named, err = s.resolve(ctx, js, f, args, filter); err != nil {
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return opened{}, err
+		}
+	}
+	nc, js, err := jetStream(config.NATS{URL: f.natsURL})
+	if err != nil {
+		return opened{}, err
+	}
+	entries, named, err := s.resolve(ctx, js, f, args, filter)
+	if err != nil {
 		nc.Close()
-		return nil, nil, nil, false, err
+		return opened{}, err
 	}
-	return nc, js, entries, named, nil
+	return opened{nc: nc, js: js, entries: entries, named: named, filter: filter}, nil
 }
 
 // resolve returns the records named by args (each must exist; in the
@@ -277,19 +298,13 @@ changes nothing.`,
 		Example: `  triggerflow dlq redrive 17 18 --actor alice --reason "receiver fixed (INC-42)"
   triggerflow dlq redrive --tenant acme --reason-code http-4xx --since 24h --dry-run`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			filter, err := sel.parse(args)
-			if err != nil {
-				return err
-			}
-			if err := af.checkUnlessDryRun(dryRun); err != nil {
-				return err
-			}
 			ctx, w := cmd.Context(), cmd.OutOrStdout()
-			nc, js, entries, named, err := sel.open(ctx, f, args, filter)
+			o, err := sel.open(ctx, f, args, func() error { return af.checkUnlessDryRun(dryRun) })
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer o.nc.Close()
+			js, entries, named := o.js, o.entries, o.named
 			if named {
 				// Every named record must be redrivable before any is
 				// redriven: a typo in the list should not leave half of it
@@ -370,22 +385,18 @@ nothing. Every purged record is listed, and an audit record per tenant
 		Example: `  triggerflow dlq purge --tenant acme --reason-code invalid-task --dry-run
   triggerflow dlq purge 17 18 --yes --actor alice --reason "test records"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			filter, err := sel.parse(args)
-			if err != nil {
-				return err
-			}
-			if !dryRun && !yes {
-				return errors.New("purging removes records for good: add --yes to purge, or --dry-run to list what would be purged")
-			}
-			if err := af.checkUnlessDryRun(dryRun); err != nil {
-				return err
-			}
 			ctx, w := cmd.Context(), cmd.OutOrStdout()
-			nc, js, entries, named, err := sel.open(ctx, f, args, filter)
+			o, err := sel.open(ctx, f, args, func() error {
+				if !dryRun && !yes {
+					return errors.New("purging removes records for good: add --yes to purge, or --dry-run to list what would be purged")
+				}
+				return af.checkUnlessDryRun(dryRun)
+			})
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer o.nc.Close()
+			js, entries, named, filter := o.js, o.entries, o.named, o.filter
 			if len(entries) == 0 {
 				fmt.Fprintln(w, "no dead letters selected; nothing to purge")
 				return nil

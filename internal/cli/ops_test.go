@@ -56,14 +56,21 @@ func opsEnv(t *testing.T) (cfgPath string, store *docstore.Store, js jetstream.J
 	return cfgPath, store, js
 }
 
+// checkpointEnv is opsEnv with three documents in acme/orders; key is
+// the watcher's checkpoint key for acme.
+func checkpointEnv(t *testing.T) (cfgPath string, store *docstore.Store, js jetstream.JetStream, key string) {
+	t.Helper()
+	cfgPath, store, js = opsEnv(t)
+	for i := range 3 {
+		require.NoError(t, store.Put(context.Background(), "acme", "orders", fmt.Sprint(i), []byte(`{}`)))
+	}
+	return cfgPath, store, js, "sys/checkpoints/trigger_evaluator/acme"
+}
+
 func TestCheckpointCommandsAreAudited(t *testing.T) {
 	t.Parallel()
-	cfg, store, js := opsEnv(t)
+	cfg, store, js, key := checkpointEnv(t)
 	ctx := context.Background()
-	for i := range 3 {
-		require.NoError(t, store.Put(ctx, "acme", "orders", fmt.Sprint(i), []byte(`{}`)))
-	}
-	const key = "sys/checkpoints/trigger_evaluator/acme"
 
 	code, out, errOut := run("checkpoint", "show", "--config", cfg)
 	require.Equal(t, 0, code, errOut)

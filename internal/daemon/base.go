@@ -6,6 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/internal/service"
@@ -43,4 +45,19 @@ func openBase(name string, httpCfg config.HTTP, natsCfg config.NATS, opts Option
 func (b *base) Close() {
 	b.nc.Close()
 	b.ops.Close()
+}
+
+// dialTemporal connects to Temporal with the SDK's metrics on reg. The
+// returned close closes the client, then its metrics.
+func dialTemporal(cfg config.Temporal, level config.LogLevel, log *slog.Logger, reg *prometheus.Registry) (client.Client, func(), error) {
+	metrics, closeMetrics := service.TemporalMetrics(reg, log)
+	tc, err := service.DialTemporal(cfg, log, level, metrics)
+	if err != nil {
+		closeMetrics.Close()
+		return nil, nil, err
+	}
+	return tc, func() {
+		tc.Close()
+		closeMetrics.Close()
+	}, nil
 }

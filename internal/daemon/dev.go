@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -71,27 +72,16 @@ type DevConfig struct {
 }
 
 func (c DevConfig) withDefaults() DevConfig {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&c.DataDir, DevDataDir)
-	def(&c.Tenant, DevTenant)
-	def(&c.Triggers, DevTriggers)
-	def(&c.ReceiverAddr, DevReceiverAddr)
-	def(&c.WatcherAddr, "127.0.0.1:9464")
-	def(&c.IngestAddr, "127.0.0.1:9465")
-	def(&c.WorkerAddr, "127.0.0.1:9466")
-	if c.NATSPort == 0 {
-		c.NATSPort = 4222
-	}
-	if c.TemporalPort == 0 {
-		c.TemporalPort = 7233
-	}
-	if c.TemporalUIPort == 0 {
-		c.TemporalUIPort = 8233
-	}
+	c.DataDir = cmp.Or(c.DataDir, DevDataDir)
+	c.Tenant = cmp.Or(c.Tenant, DevTenant)
+	c.Triggers = cmp.Or(c.Triggers, DevTriggers)
+	c.ReceiverAddr = cmp.Or(c.ReceiverAddr, DevReceiverAddr)
+	c.WatcherAddr = cmp.Or(c.WatcherAddr, "127.0.0.1:9464")
+	c.IngestAddr = cmp.Or(c.IngestAddr, "127.0.0.1:9465")
+	c.WorkerAddr = cmp.Or(c.WorkerAddr, "127.0.0.1:9466")
+	c.NATSPort = cmp.Or(c.NATSPort, 4222)
+	c.TemporalPort = cmp.Or(c.TemporalPort, 7233)
+	c.TemporalUIPort = cmp.Or(c.TemporalUIPort, 8233)
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
-	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/streams"
 )
 
@@ -28,13 +27,11 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 		return fmt.Errorf("streams: %w", err)
 	}
 
-	metrics, closeMetrics := service.TemporalMetrics(opts.Registry, log)
-	defer closeMetrics.Close()
-	tc, err := service.DialTemporal(cfg.Temporal, log, cfg.Log.TemporalLevel, metrics)
+	tc, closeTemporal, err := dialTemporal(cfg.Temporal, cfg.Log.TemporalLevel, log, opts.Registry)
 	if err != nil {
 		return err
 	}
-	defer tc.Close()
+	defer closeTemporal()
 
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: log, NATS: nc, Temporal: tc, Registerer: opts.Registry},

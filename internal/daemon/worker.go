@@ -11,7 +11,6 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/backoff"
-	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/streams"
 )
@@ -56,13 +55,11 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	defer f.Close()
 
-	metrics, closeMetrics := service.TemporalMetrics(opts.Registry, log)
-	defer closeMetrics.Close()
-	tc, err := service.DialTemporal(cfg.Temporal, log, cfg.Log.TemporalLevel, metrics)
+	tc, closeTemporal, err := dialTemporal(cfg.Temporal, cfg.Log.TemporalLevel, log, opts.Registry)
 	if err != nil {
 		return err
 	}
-	defer tc.Close()
+	defer closeTemporal()
 
 	// Temporal may be down when the worker starts (a restart of both, a
 	// deploy): wait for it like every other dependency instead of exiting.

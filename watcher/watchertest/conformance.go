@@ -212,6 +212,25 @@ func (s *suite) writeSentinel(t *testing.T) op {
 	return o
 }
 
+// applyAll applies ops in order.
+func (s *suite) applyAll(t *testing.T, ops []op) {
+	t.Helper()
+	for _, o := range ops {
+		s.apply(t, o)
+	}
+}
+
+// watchToSentinel writes a sentinel and requires that watching src from
+// after delivers exactly want and then the sentinel. It returns the
+// sentinel and the changes delivered.
+func (s *suite) watchToSentinel(t *testing.T, src watcher.Source, after string, want []op) (op, []watcher.Change) {
+	t.Helper()
+	stop := s.writeSentinel(t)
+	got := s.watchUntil(t, src, after, stop)
+	s.requireChanges(t, slices.Concat(want, []op{stop}), got)
+	return stop, got
+}
+
 // nextSentinel returns the next sentinel without writing it.
 func (s *suite) nextSentinel() op {
 	s.sentinel++
@@ -355,12 +374,8 @@ func script(count int) []op {
 func testOrdering(t *testing.T, s *suite) {
 	src := s.open(t)
 	ops := script(40)
-	for _, o := range ops {
-		s.apply(t, o)
-	}
-	stop := s.writeSentinel(t)
-	got := s.watchUntil(t, src, "", stop)
-	s.requireChanges(t, slices.Concat(ops, []op{stop}), got)
+	s.applyAll(t, ops)
+	s.watchToSentinel(t, src, "", ops)
 }
 
 // testLiveTail writes while Watch is caught up and waiting, which is the
@@ -420,12 +435,8 @@ func testChangeTypes(t *testing.T, s *suite) {
 		{coll, key, trigger.EventDelete, 3},
 		{coll, key, trigger.EventCreate, 4},
 	}
-	for _, o := range ops {
-		s.apply(t, o)
-	}
-	stop := s.writeSentinel(t)
-	got := s.watchUntil(t, src, "", stop)
-	s.requireChanges(t, slices.Concat(ops, []op{stop}), got)
+	s.applyAll(t, ops)
+	_, got := s.watchToSentinel(t, src, "", ops)
 	for _, c := range got {
 		require.WithinDuration(t, time.Now(), c.CommitTime, time.Hour, "CommitTime is not a plausible commit time")
 	}
@@ -434,20 +445,14 @@ func testChangeTypes(t *testing.T, s *suite) {
 func testResume(t *testing.T, s *suite) {
 	src := s.open(t)
 	ops := script(8)
-	for _, o := range ops {
-		s.apply(t, o)
-	}
-	stop := s.writeSentinel(t)
-	all := s.watchUntil(t, src, "", stop)
+	s.applyAll(t, ops)
+	stop, all := s.watchToSentinel(t, src, "", ops)
 	want := slices.Concat(ops, []op{stop})
-	s.requireChanges(t, want, all)
 	for _, k := range []int{0, 3, len(ops) - 1, len(ops)} {
 		t.Run(fmt.Sprintf("after#%d", k), func(t *testing.T) {
 			if k == len(ops) {
 				// From the sentinel itself: a new sentinel is all there is.
-				next := s.writeSentinel(t)
-				got := s.watchUntil(t, src, all[k].Position, next)
-				s.requireChanges(t, []op{next}, got)
+				s.watchToSentinel(t, src, all[k].Position, nil)
 				return
 			}
 			got := s.watchUntil(t, src, all[k].Position, stop)
@@ -462,9 +467,7 @@ func testHead(t *testing.T, s *suite) {
 	before, err := src.Head(ctx)
 	require.NoError(t, err)
 	ops := script(3)
-	for _, o := range ops {
-		s.apply(t, o)
-	}
+	s.applyAll(t, ops)
 	got := s.watchUntil(t, src, "", ops[len(ops)-1])
 	s.requireChanges(t, ops, got)
 
@@ -474,9 +477,7 @@ func testHead(t *testing.T, s *suite) {
 	require.Greater(t, head, before, "Head must move past changes committed since")
 
 	// Start-from-now: watching from Head skips everything before it.
-	stop := s.writeSentinel(t)
-	after := s.watchUntil(t, src, head, stop)
-	s.requireChanges(t, []op{stop}, after)
+	s.watchToSentinel(t, src, head, nil)
 }
 
 func testRestart(t *testing.T, s *suite) {
@@ -484,9 +485,7 @@ func testRestart(t *testing.T, s *suite) {
 	src := s.open(t)
 	ctx := s.ctx(t)
 	ops := script(10)
-	for _, o := range ops[:5] {
-		s.apply(t, o)
-	}
+	s.applyAll(t, ops[:5])
 	first := s.watchUntil(t, src, "", ops[4])
 	s.requireChanges(t, ops[:5], first)
 	require.NoError(t, src.Checkpoints().Save(ctx, key, first[2].Position))
@@ -494,45 +493,35 @@ func testRestart(t *testing.T, s *suite) {
 	require.NoError(t, src.Close())
 
 	// Written while no source is open.
-	for _, o := range ops[5:] {
-		s.apply(t, o)
-	}
+	s.applyAll(t, ops[5:])
 	src2 := s.open(t)
 	pos, found, err := src2.Checkpoints().Load(ctx, key)
 	require.NoError(t, err)
 	require.True(t, found, "checkpoint saved before the restart is gone")
 	require.Equal(t, first[2].Position, pos)
-	stop := s.writeSentinel(t)
-	got := s.watchUntil(t, src2, pos, stop)
-	s.requireChanges(t, slices.Concat(ops[3:], []op{stop}), got)
+	s.watchToSentinel(t, src2, pos, ops[3:])
 }
 
 func testConfirm(t *testing.T, s *suite) {
 	src := s.open(t)
 	ctx := s.ctx(t)
 	ops := script(6)
-	for _, o := range ops {
-		s.apply(t, o)
-	}
+	s.applyAll(t, ops)
 	all := s.watchUntil(t, src, "", ops[5])
 	s.requireChanges(t, ops, all)
 	require.NoError(t, src.Confirm(ctx, all[2].Position))
 
-	stop := s.writeSentinel(t)
-	got := s.watchUntil(t, src, all[2].Position, stop)
-	s.requireChanges(t, slices.Concat(ops[3:], []op{stop}), got)
+	stop, _ := s.watchToSentinel(t, src, all[2].Position, ops[3:])
 
 	// And after a restart, from the same confirmed position.
 	require.NoError(t, src.Close())
 	src2 := s.open(t)
-	got = s.watchUntil(t, src2, all[2].Position, stop)
+	got := s.watchUntil(t, src2, all[2].Position, stop)
 	s.requireChanges(t, slices.Concat(ops[3:], []op{stop}), got)
 
 	// Confirming everything delivered still leaves later changes.
 	require.NoError(t, src2.Confirm(ctx, got[len(got)-1].Position))
-	next := s.writeSentinel(t)
-	got = s.watchUntil(t, src2, got[len(got)-1].Position, next)
-	s.requireChanges(t, []op{next}, got)
+	s.watchToSentinel(t, src2, got[len(got)-1].Position, nil)
 }
 
 func testCancellation(t *testing.T, s *suite) {
@@ -591,9 +580,7 @@ var errStop = errors.New("watchertest: stop")
 func testEmitError(t *testing.T, s *suite) {
 	src := s.open(t)
 	ops := script(3)
-	for _, o := range ops {
-		s.apply(t, o)
-	}
+	s.applyAll(t, ops)
 	calls := 0
 	err := src.Watch(s.ctx(t), "", func(watcher.Change) error {
 		calls++
