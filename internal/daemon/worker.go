@@ -26,7 +26,10 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	defer b.Close()
 	log, ops, nc, js := b.log, b.ops, b.nc, b.js
-	if err := streams.Ensure(ctx, js, cfg.NATS.Streams()); err != nil {
+	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS.Streams(), log); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS
+		}
 		return fmt.Errorf("streams: %w", err)
 	}
 
