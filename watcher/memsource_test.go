@@ -157,11 +157,15 @@ func (m *memStore) get(key string) string {
 type memAuditor struct {
 	mu   sync.Mutex
 	recs []audit.Record
+	fail error // returned by every Write when set
 }
 
 func (a *memAuditor) Write(_ context.Context, r audit.Record) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.fail != nil {
+		return a.fail
+	}
 	a.recs = append(a.recs, r)
 	return nil
 }

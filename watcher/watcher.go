@@ -392,10 +392,12 @@ func (w *DocumentWatcher) startPosition(ctx context.Context) (string, map[string
 		if err != nil {
 			return "", nil, fmt.Errorf("watcher: load checkpoint: %w", err)
 		}
+		if err := w.mustAudit(ctx, audit.Record{Action: audit.ActionResumeToken, Key: w.keys[0], Before: old, After: w.cfg.ResumeToken}); err != nil {
+			return "", nil, err
+		}
 		if err := w.setAll(ctx, w.cfg.ResumeToken, perKey); err != nil {
 			return "", nil, err
 		}
-		w.audit(ctx, audit.Record{Action: audit.ActionResumeToken, Key: w.keys[0], Before: old, After: w.cfg.ResumeToken})
 		w.metrics.resets.WithLabelValues(w.cfg.Tenant, "resume_token").Inc()
 		return w.cfg.ResumeToken, perKey, nil
 	}
@@ -469,10 +471,14 @@ func (w *DocumentWatcher) startPosition(ctx context.Context) (string, map[string
 	if err != nil {
 		return "", nil, fmt.Errorf("watcher: read source head for start-from-now: %w", err)
 	}
+	// Audited first: changes before head are never delivered, so a start
+	// from now that leaves no record must not happen.
+	if err := w.mustAudit(ctx, audit.Record{Action: audit.ActionStartFromNow, Key: w.keys[0], After: head}); err != nil {
+		return "", nil, err
+	}
 	if err := w.setAll(ctx, head, perKey); err != nil {
 		return "", nil, err
 	}
-	w.audit(ctx, audit.Record{Action: audit.ActionStartFromNow, Key: w.keys[0], After: head})
 	w.metrics.startFromNow.WithLabelValues(w.cfg.Tenant).Inc()
 	return head, perKey, nil
 }
@@ -502,7 +508,28 @@ func (w *DocumentWatcher) setAll(ctx context.Context, pos string, perKey map[str
 	return nil
 }
 
+// ErrNotAudited is returned when a start that skips or replays changes
+// (start-from-now, a resume token) cannot write its audit record: such a
+// start is refused rather than made without a trace.
+var ErrNotAudited = errors.New("watcher: audit record not written")
+
+// mustAudit writes rec and fails when the Auditor cannot store it. Without
+// an Auditor the record is only logged.
+func (w *DocumentWatcher) mustAudit(ctx context.Context, rec audit.Record) error {
+	if err := w.writeAudit(ctx, rec); err != nil {
+		return fmt.Errorf("%w: %s for tenant %q refused: %w", ErrNotAudited, rec.Action, w.cfg.Tenant, err)
+	}
+	return nil
+}
+
+// audit writes rec; a failure is logged, for decisions that lose nothing.
 func (w *DocumentWatcher) audit(ctx context.Context, rec audit.Record) {
+	if err := w.writeAudit(ctx, rec); err != nil {
+		w.log.Error("audit record not written", "action", rec.Action, "error", err)
+	}
+}
+
+func (w *DocumentWatcher) writeAudit(ctx context.Context, rec audit.Record) error {
 	rec.Tenant = w.cfg.Tenant
 	rec.Actor = w.cfg.Actor
 	if rec.Reason == "" {
@@ -510,11 +537,9 @@ func (w *DocumentWatcher) audit(ctx context.Context, rec audit.Record) {
 	}
 	w.log.Warn("audit", "action", rec.Action, "key", rec.Key, "before", rec.Before, "after", rec.After, "actor", rec.Actor, "reason", rec.Reason)
 	if w.cfg.Auditor == nil {
-		return
+		return nil
 	}
-	if err := w.cfg.Auditor.Write(ctx, rec); err != nil {
-		w.log.Error("audit record not written", "action", rec.Action, "error", err)
-	}
+	return w.cfg.Auditor.Write(ctx, rec)
 }
 
 // minPos compares byte-wise, which orders canonical positions only.

@@ -2,6 +2,7 @@ package watcher_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -105,6 +106,29 @@ func TestCheckpointLoadErrorStopsStart(t *testing.T) {
 	require.NotErrorIs(t, err, watcher.ErrNoCheckpoint)
 	require.ErrorContains(t, err, "load checkpoint")
 	require.Equal(t, pos(1), src.store.get(key), "the checkpoint stays where it was")
+}
+
+// A start-from-now or resume token whose audit record cannot be written is
+// refused, and the checkpoint stays where it was (issue 17: audited or
+// refused).
+func TestUnauditedStartIsRefused(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]watcher.Config{
+		"start-from-now": {StartFromNow: true},
+		"resume token":   {ResumeToken: pos(1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src := newMemSource()
+			src.add("acme", "orders", "a")
+			src.add("acme", "orders", "b")
+			cfg.Auditor = &memAuditor{fail: errors.New("audit stream unavailable")}
+			err := newWatcher(t, src, cfg).Run(context.Background(), collect(nil))
+			require.ErrorIs(t, err, watcher.ErrNotAudited)
+			require.ErrorContains(t, err, "audit stream unavailable")
+			require.Empty(t, src.store.get(key), "no checkpoint was written")
+		})
+	}
 }
 
 func TestStartFromNowIsAuditedAndCounted(t *testing.T) {
