@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/triggerflow/triggerflow/internal/backoff"
 )
@@ -119,7 +120,7 @@ func (in *Ingester) watchPin() {
 // the pin this way too; what it hands off late is a duplicate of what the
 // new holder hands off in order.
 func (in *Ingester) checkPin(ctx context.Context) {
-	pin, ok := in.deadHolder(ctx)
+	pin, _, ok := in.deadHolder(ctx)
 	if !ok {
 		return
 	}
@@ -128,12 +129,8 @@ func (in *Ingester) checkPin(ctx context.Context) {
 	if !backoff.Sleep(ctx, confirmDelay) {
 		return
 	}
-	if again, ok := in.deadHolder(ctx); !ok || again != pin {
-		return
-	}
-	info, err := in.consumer.Info(ctx)
-	if err != nil {
-		in.takeoverOutcome(takeoverFailed, "read consumer info", err)
+	again, info, ok := in.deadHolder(ctx)
+	if !ok || again != pin {
 		return
 	}
 	replay := info.Delivered.Stream - info.AckFloor.Stream
@@ -162,14 +159,15 @@ func (in *Ingester) checkPin(ctx context.Context) {
 }
 
 // deadHolder reports the pin id of a holder that is provably gone while
-// tasks wait for it, and counts what it found.
-func (in *Ingester) deadHolder(ctx context.Context) (string, bool) {
+// tasks wait for it, with the consumer info that showed it, and counts what
+// it found.
+func (in *Ingester) deadHolder(ctx context.Context) (string, *jetstream.ConsumerInfo, bool) {
 	info, err := in.consumer.Info(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			in.takeoverOutcome(takeoverFailed, "read consumer info", err)
 		}
-		return "", false
+		return "", nil, false
 	}
 	var pin string
 	var since time.Time
@@ -185,24 +183,24 @@ func (in *Ingester) deadHolder(ctx context.Context) (string, bool) {
 	}
 	switch {
 	case pin == "" || pin == mine:
-		return "", false // nobody to replace, or it is us
+		return "", nil, false // nobody to replace, or it is us
 	case info.NumPending == 0 && info.NumAckPending == 0:
-		return "", false // nothing waits; the pin moves by itself after PinnedTTL
+		return "", nil, false // nothing waits; the pin moves by itself after PinnedTTL
 	case !since.IsZero() && now.Sub(since) < takeoverGrace:
-		return "", false
+		return "", nil, false
 	}
 	_, err = in.js.Conn().RequestWithContext(ctx, in.cfg.livenessSubject(pin), nil)
 	switch {
 	case err == nil:
 		in.m.takeovers.WithLabelValues(takeoverAlive).Inc()
-		return "", false
+		return "", nil, false
 	case errors.Is(err, nats.ErrNoResponders):
-		return pin, true
+		return pin, info, true
 	case ctx.Err() != nil:
-		return "", false
+		return "", nil, false
 	default:
 		in.takeoverOutcome(takeoverUnproven, "", err, "pin", pin)
-		return "", false
+		return "", nil, false
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/internal/service"
+	"github.com/triggerflow/triggerflow/streams"
 )
 
 // base is what every service opens first: its logger, its ops server and
@@ -40,6 +42,18 @@ func openBase(name string, httpCfg config.HTTP, natsCfg config.NATS, opts Option
 		return nil, err
 	}
 	return b, nil
+}
+
+// ensureStreams waits for NATS and creates or verifies the streams. false
+// with a nil error means ctx ended while waiting: a clean stop.
+func (b *base) ensureStreams(ctx context.Context, n config.NATS) (bool, error) {
+	if err := streams.EnsureWhenReachable(ctx, b.js, n.Streams(), b.log); err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("streams: %w", err)
+	}
+	return true, nil
 }
 
 func (b *base) Close() {

@@ -2,11 +2,9 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
-	"github.com/triggerflow/triggerflow/streams"
 )
 
 // Ingest runs the ingest service until ctx ends: it consumes delivery tasks
@@ -19,12 +17,9 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 		return err
 	}
 	defer b.Close()
-	log, ops, nc, js := b.log, b.ops, b.nc, b.js
-	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS.Streams(), log); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while waiting for NATS
-		}
-		return fmt.Errorf("streams: %w", err)
+	log, ops, nc := b.log, b.ops, b.nc
+	if ok, err := b.ensureStreams(ctx, cfg.NATS); !ok {
+		return err
 	}
 
 	tc, closeTemporal, err := dialTemporal(cfg.Temporal, cfg.Log.TemporalLevel, log, opts.Registry)

@@ -12,7 +12,6 @@ import (
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/secrets"
-	"github.com/triggerflow/triggerflow/streams"
 )
 
 // Worker runs the delivery worker until ctx ends: it polls the task queue
@@ -26,11 +25,8 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	}
 	defer b.Close()
 	log, ops, nc, js := b.log, b.ops, b.nc, b.js
-	if err := streams.EnsureWhenReachable(ctx, js, cfg.NATS.Streams(), log); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while waiting for NATS
-		}
-		return fmt.Errorf("streams: %w", err)
+	if ok, err := b.ensureStreams(ctx, cfg.NATS); !ok {
+		return err
 	}
 
 	sm, err := secrets.New(ctx, cfg.Worker.Secrets.ForSecrets(), js)
