@@ -59,7 +59,7 @@ func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
 	head := batch[0]
 	t := head.task
 	id := head.key
-	opts := in.startOptions(id, t)
+	opts := StartOptions(id, in.cfg.TaskQueue, t)
 	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
 	// The raw payloads are signalled rather than the decoded tasks so
 	// fields this version does not know survive to a newer worker.

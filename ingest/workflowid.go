@@ -148,12 +148,13 @@ func truncateUTF8(s string, n int) string {
 	return s[:cut] + ellipsis
 }
 
-// startOptions are the start options of t's workflow. Memo keys are part
-// of the contract with operators' tooling.
-func (in *Ingester) startOptions(id string, t *trigger.DeliveryTask) client.StartWorkflowOptions {
+// StartOptions are the start options of t's workflow, id, on taskQueue:
+// what ingest and an operator's redelivery start it with. Memo keys are
+// part of the contract with operators' tooling.
+func StartOptions(id, taskQueue string, t *trigger.DeliveryTask) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: in.cfg.TaskQueue,
+		TaskQueue: taskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.TenantID.ValueSet(SearchKeyword(t.Tenant)),
 			workflows.TriggerID.ValueSet(SearchKeyword(t.TriggerID)),

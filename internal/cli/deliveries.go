@@ -400,6 +400,9 @@ type deliveryLog struct {
 	Events    []eventLog `json:"events"`
 
 	latestRunning bool
+	// latest describes the workflow's latest run; nil when Temporal no
+	// longer has the workflow.
+	latest *workflowservice.DescribeWorkflowExecutionResponse
 }
 
 // readLog reads up to limit runs of a workflow, oldest first, and rebuilds
@@ -410,7 +413,7 @@ func readLog(ctx context.Context, c client.Client, workflowID, eventID string, l
 		return nil, err
 	}
 	// Visibility lags behind: the latest run comes from the workflow itself.
-	desc, err := describe(ctx, c, workflowID, "")
+	desc, err := describe(ctx, c, workflowID)
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf) && len(infos) == 0:
@@ -434,7 +437,7 @@ func readLog(ctx context.Context, c client.Client, workflowID, eventID string, l
 	if len(infos) > limit {
 		infos, more = infos[len(infos)-limit:], true
 	}
-	out := &deliveryLog{WorkflowID: workflowID, Truncated: more}
+	out := &deliveryLog{WorkflowID: workflowID, Truncated: more, latest: desc}
 	b := newLogBuilder(workflowID, eventID)
 	for i, info := range infos {
 		out.Runs = append(out.Runs, rowOf(info))
@@ -462,9 +465,9 @@ func readLog(ctx context.Context, c client.Client, workflowID, eventID string, l
 	return out, nil
 }
 
-// describe returns the raw description of a run ("" for the latest).
-func describe(ctx context.Context, c client.Client, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
-	d, err := c.DescribeWorkflow(ctx, workflowID, runID)
+// describe returns the raw description of the workflow's latest run.
+func describe(ctx context.Context, c client.Client, workflowID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	d, err := c.DescribeWorkflow(ctx, workflowID, "")
 	if err != nil {
 		return nil, err
 	}

@@ -160,6 +160,21 @@ func (b *logBuilder) add(e *eventLog, ev *historypb.HistoryEvent, en logEntry) {
 	e.Entries = append(e.Entries, en)
 }
 
+// attempt adds en as the event's next attempt.
+func (b *logBuilder) attempt(e *eventLog, ev *historypb.HistoryEvent, en logEntry) {
+	e.attempts++
+	en.Attempt = e.attempts
+	b.add(e, ev, en)
+}
+
+// notRecorded adds the n attempts before the next that Temporal kept no
+// record of.
+func (b *logBuilder) notRecorded(e *eventLog, n int) {
+	b.add(e, nil, logEntry{Kind: entryNotRecorded, Attempt: e.attempts + 1, AttemptsNotRecorded: n,
+		Message: "Temporal keeps only an activity's last failure"})
+	e.attempts += n
+}
+
 // run adds one run's history.
 func (b *logBuilder) run(runID string, events []*historypb.HistoryEvent) {
 	b.begin(runID)
@@ -297,9 +312,7 @@ func (b *logBuilder) marker(ev *historypb.HistoryEvent) {
 			if e := b.event(id); e != nil {
 				en := failureEntry(b.dc, f)
 				en.Via, en.final = "local activity", false
-				e.attempts++
-				en.Attempt = e.attempts
-				b.add(e, ev, en)
+				b.attempt(e, ev, en)
 			}
 		}
 		return
@@ -332,18 +345,15 @@ func firstEventOfSummary(s string) string {
 func (b *logBuilder) batchResult(ev *historypb.HistoryEvent, res *activities.BatchResult, via string) {
 	for _, r := range res.Results {
 		if e := b.event(r.EventID); e != nil {
-			e.attempts++
 			lat := r.LatencyMS
-			b.add(e, ev, logEntry{Kind: entryAttempt, Attempt: e.attempts, Status: r.Status, LatencyMS: &lat, Via: via})
+			b.attempt(e, ev, logEntry{Kind: entryAttempt, Status: r.Status, LatencyMS: &lat, Via: via})
 		}
 	}
 	if f := res.Failure; f != nil {
 		if e := b.event(f.EventID); e != nil {
 			en := failureEntryOf(f)
 			en.Via = via
-			e.attempts++
-			en.Attempt = e.attempts
-			b.add(e, ev, en)
+			b.attempt(e, ev, en)
 		}
 	}
 }
@@ -424,9 +434,7 @@ func (b *logBuilder) activityClosed(ev *historypb.HistoryEvent, scheduledID int6
 			if e := b.event(s.tasks[done].EventID); e != nil {
 				en := failureEntry(b.dc, failure)
 				en.Via = "batch activity"
-				e.attempts++
-				en.Attempt = e.attempts
-				b.add(e, ev, en)
+				b.attempt(e, ev, en)
 			}
 		}
 		return
@@ -447,16 +455,12 @@ func (b *logBuilder) activityClosed(ev *historypb.HistoryEvent, scheduledID int6
 			lat := res.LatencyMS
 			en.Status, en.LatencyMS = res.Status, &lat
 		}
-		e.attempts++
-		en.Attempt = e.attempts
-		b.add(e, ev, en)
+		b.attempt(e, ev, en)
 		return
 	}
 	en := failureEntry(b.dc, failure)
 	en.Via, en.final = "activity", true
-	e.attempts++
-	en.Attempt = e.attempts
-	b.add(e, ev, en)
+	b.attempt(e, ev, en)
 }
 
 // priorAttempts adds the attempts of a Deliver activity before its
@@ -467,18 +471,14 @@ func (b *logBuilder) priorAttempts(e *eventLog, attempt int, lastFailure *failur
 		return
 	}
 	if n := attempt - 2; n > 0 {
-		b.add(e, nil, logEntry{Kind: entryNotRecorded, Attempt: e.attempts + 1, AttemptsNotRecorded: n,
-			Message: "Temporal keeps only an activity's last failure"})
-		e.attempts += n
+		b.notRecorded(e, n)
 	}
 	en := logEntry{Kind: entryAttempt, Via: "activity", Message: "(no failure recorded)"}
 	if lastFailure != nil {
 		en = failureEntry(b.dc, lastFailure)
 		en.Via = "activity"
 	}
-	e.attempts++
-	en.Attempt = e.attempts
-	b.add(e, nil, en)
+	b.attempt(e, nil, en)
 }
 
 // pending adds what a running run's activities are doing: the attempts
@@ -505,16 +505,12 @@ func (b *logBuilder) pending(runID string, desc *workflowservice.DescribeWorkflo
 		attempt := int(pa.GetAttempt())
 		if attempt > 1 {
 			if n := attempt - 2; n > 0 {
-				b.add(e, nil, logEntry{Kind: entryNotRecorded, Attempt: e.attempts + 1, AttemptsNotRecorded: n,
-					Message: "Temporal keeps only an activity's last failure"})
-				e.attempts += n
+				b.notRecorded(e, n)
 			}
 			if f := pa.GetLastFailure(); f != nil {
 				en := failureEntry(b.dc, f)
 				en.Via = "activity"
-				e.attempts++
-				en.Attempt = e.attempts
-				b.add(e, nil, en)
+				b.attempt(e, nil, en)
 				if t := pa.GetLastAttemptCompleteTime(); t != nil {
 					at := t.AsTime()
 					e.Entries[len(e.Entries)-1].Time = &at

@@ -55,7 +55,7 @@ func (s *filterFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.tenant, "tenant", "", "only this tenant's records (_: records without a valid tenant)")
 	cmd.Flags().StringVar(&s.trigger, "trigger", "", "only this trigger's records")
 	cmd.Flags().StringVar(&s.reasonCode, "reason-code", "", "only records with this reason code (the REASON column: http-4xx, attempts-exhausted, invalid-task, …)")
-	cmd.Flags().StringVar(&s.since, "since", "", "only records made since then: a duration back from now (24h, 90m) or an RFC 3339 time")
+	cmd.Flags().StringVar(&s.since, "since", "", "only records made since then: a duration back from now (90m, 24h, 7d) or an RFC 3339 time")
 }
 
 func (s *filterFlags) filter(now time.Time) (deadletter.Filter, error) {
@@ -63,16 +63,9 @@ func (s *filterFlags) filter(now time.Time) (deadletter.Filter, error) {
 	if s.since == "" {
 		return f, nil
 	}
-	if d, err := time.ParseDuration(s.since); err == nil && d > 0 {
-		f.Since = now.Add(-d)
-		return f, nil
-	}
-	t, err := time.Parse(time.RFC3339, s.since)
-	if err != nil {
-		return f, fmt.Errorf("--since %q is neither a duration back from now (24h, 90m) nor an RFC 3339 time (2026-11-27T09:00:00Z)", s.since)
-	}
-	f.Since = t
-	return f, nil
+	since, err := parseSince(s.since, now)
+	f.Since = since
+	return f, err
 }
 
 // selection is how redrive and purge name their records: by sequence
@@ -242,7 +235,7 @@ func newDLQListCmd(f *dlqFlags) *cobra.Command {
 			fmt.Fprintln(w, "SEQ\tTIME\tSTAGE\tREASON\tTENANT\tTRIGGER\tCOLLECTION\tDOCKEY\tREDRIVABLE")
 			for _, e := range entries {
 				r := e.Record
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%t\n", e.Seq, r.Time.Format(time.RFC3339), r.Stage, r.Reason, r.Tenant, r.TriggerID, r.Collection, shortKey(r.DocKey), len(r.Task) > 0)
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%t\n", e.Seq, r.Time.Format(time.RFC3339), r.Stage, r.Reason, r.Tenant, r.TriggerID, r.Collection, cut(r.DocKey, 40), len(r.Task) > 0)
 			}
 			return w.Flush()
 		},
@@ -329,7 +322,7 @@ changes nothing.`,
 					continue
 				}
 				if dryRun {
-					fmt.Fprintf(w, "would redrive %d: %s %s/%s (event %s)\n", e.Seq, r.TriggerID, r.Collection, shortKey(r.DocKey), r.EventID)
+					fmt.Fprintf(w, "would redrive %d: %s %s/%s (event %s)\n", e.Seq, r.TriggerID, r.Collection, cut(r.DocKey, 40), r.EventID)
 					done++
 					continue
 				}
@@ -343,7 +336,7 @@ changes nothing.`,
 				if err != nil {
 					return explainStream(err, "task", taskStream, "--task-stream", f.natsURL)
 				}
-				fmt.Fprintf(w, "redrove %d: %s %s/%s (event %s)\n", e.Seq, task.TriggerID, task.Collection, shortKey(task.DocKey), task.EventID)
+				fmt.Fprintf(w, "redrove %d: %s %s/%s (event %s)\n", e.Seq, task.TriggerID, task.Collection, cut(task.DocKey, 40), task.EventID)
 				done++
 			}
 			verb := "redrove"
@@ -502,7 +495,7 @@ func seqRanges(seqs []uint64) string {
 func printPurged(w io.Writer, verb string, entries []deadletter.Entry) {
 	for _, e := range entries {
 		r := e.Record
-		fmt.Fprintf(w, "%s %d: %s %s %s/%s %s/%s\n", verb, e.Seq, r.Stage, r.Reason, orUnderscore(r.Tenant), orUnderscore(r.TriggerID), orUnderscore(r.Collection), shortKey(orUnderscore(r.DocKey)))
+		fmt.Fprintf(w, "%s %d: %s %s %s/%s %s/%s\n", verb, e.Seq, r.Stage, r.Reason, orUnderscore(r.Tenant), orUnderscore(r.TriggerID), orUnderscore(r.Collection), cut(orUnderscore(r.DocKey), 40))
 	}
 	fmt.Fprintf(w, "%s %s\n", verb, records(len(entries)))
 }
@@ -512,13 +505,6 @@ func records(n int) string {
 		return "1 record"
 	}
 	return fmt.Sprintf("%d records", n)
-}
-
-func shortKey(k string) string {
-	if len(k) > 40 {
-		return k[:40] + "…"
-	}
-	return k
 }
 
 func orUnderscore(s string) string {

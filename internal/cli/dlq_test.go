@@ -189,7 +189,7 @@ func TestDLQListFiltersAndJSON(t *testing.T) {
 	require.Contains(t, errOut, `--output "yaml": want table or json`)
 	code, _, errOut = run("dlq", "list", "--nats", url, "--since", "yesterday")
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, `--since "yesterday" is neither a duration`)
+	require.Contains(t, errOut, `--since "yesterday": want a duration back from now`)
 }
 
 func TestDLQRedriveFiltersAndDryRun(t *testing.T) {

@@ -12,9 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/triggerflow/triggerflow/audit"
 	"github.com/triggerflow/triggerflow/config"
@@ -75,6 +74,9 @@ dead letter; redeliver leaves it.`,
 			if ev.task.EventID == "" {
 				return fmt.Errorf("%w: the task of %s is in none of the %d run(s) of %s read (--limit)", ErrEventNotFound, eventID, len(log.Runs), workflowID)
 			}
+			if log.latest == nil {
+				return fmt.Errorf("%w: %s has no run left to take its task queue from (retention?)", ErrWorkflowNotFound, workflowID)
+			}
 			if log.latestRunning && !force && ev.Outcome != outcomeDelivered && ev.Outcome != outcomeDeadLettered {
 				return fmt.Errorf("%w: %s is %s in %s; a redelivery now would send it again once that delivery ends. Wait for it ('triggerflow deliveries show %s --workflow-id %s'), unblock the key if it is blocked, or pass --force",
 					ErrDeliveryInProgress, eventID, ev.Outcome, workflowID, eventID, workflowID)
@@ -94,7 +96,7 @@ dead letter; redeliver leaves it.`,
 			if err := audit.NewWriter(js, auditStream).Write(ctx, ar); err != nil {
 				return fmt.Errorf("%w (nothing redelivered: the audit trail must be writable first)", explainStream(err, "audit", auditStream, "--audit-stream", natsURL))
 			}
-			runID, err := signalRedelivery(ctx, c, workflowID, workflows.Redelivery{Task: ev.task, Actor: af.actor, Reason: af.reason, Request: request})
+			runID, err := signalRedelivery(ctx, c, log.latest, workflowID, workflows.Redelivery{Task: ev.task, Actor: af.actor, Reason: af.reason, Request: request})
 			if err != nil {
 				return fmt.Errorf("%w (the audit record was written; run the command again)", err)
 			}
@@ -120,30 +122,13 @@ dead letter; redeliver leaves it.`,
 
 // signalRedelivery signals the redelivery to the key's workflow, starting
 // a run the way ingest does when none is running, and returns the run
-// that got it.
-func signalRedelivery(ctx context.Context, c client.Client, workflowID string, r workflows.Redelivery) (string, error) {
-	desc, err := describe(ctx, c, workflowID, "")
-	if err != nil {
-		return "", fmt.Errorf("describing %s: %w", workflowID, err)
-	}
+// that got it. desc describes the workflow's latest run, as readLog read
+// it.
+func signalRedelivery(ctx context.Context, c client.Client, desc *workflowservice.DescribeWorkflowExecutionResponse, workflowID string, r workflows.Redelivery) (string, error) {
 	t := &r.Task
-	opts := client.StartWorkflowOptions{
-		ID: workflowID,
-		// Where the workflow ran: the worker polls there.
-		TaskQueue: desc.GetWorkflowExecutionInfo().GetTaskQueue(),
-		// As ingest starts it (ingest.startOptions).
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.TenantID.ValueSet(ingest.SearchKeyword(t.Tenant)),
-			workflows.TriggerID.ValueSet(ingest.SearchKeyword(t.TriggerID)),
-			workflows.Collection.ValueSet(ingest.SearchKeyword(t.Collection)),
-			workflows.DocKey.ValueSet(ingest.SearchKeyword(t.DocKey)),
-		),
-		Memo:                  map[string]any{"docKey": t.DocKey, "collection": t.Collection},
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-	}
-	if s := desc.GetExecutionConfig().GetUserMetadata().GetSummary(); s != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(s, &opts.StaticSummary)
-	}
+	// As ingest starts it, on the task queue where the workflow ran: the
+	// worker polls there.
+	opts := ingest.StartOptions(workflowID, desc.GetWorkflowExecutionInfo().GetTaskQueue(), t)
 	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
 	run, err := c.SignalWithStartWorkflow(ctx, workflowID, workflows.RedeliverSignal, r, opts, workflows.DeliveryWorkflow, params)
 	if err != nil {
