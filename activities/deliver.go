@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -140,13 +141,12 @@ func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryT
 // log. batch says it is a DeliverBatch attempt, whose failure the workflow
 // rather than Temporal retries. A nil Failure means delivered.
 func (a *Activities) post(ctx context.Context, task *trigger.DeliveryTask, batch bool) (Result, *Failure) {
-	log := a.attemptLog(ctx, task)
 	res, f := a.attempt(ctx, task)
 	if f != nil {
-		a.failed(ctx, log, task, f, batch)
+		a.failed(ctx, task, f, batch)
 		return Result{}, f
 	}
-	a.delivered(log, task, res)
+	a.delivered(ctx, task, res)
 	return res, nil
 }
 
@@ -169,19 +169,23 @@ func metricLabels(task *trigger.DeliveryTask) (collection, hashed string) {
 	return task.MetricCollection(), strconv.FormatBool(task.SubjectHashed)
 }
 
-func (a *Activities) delivered(log *slog.Logger, task *trigger.DeliveryTask, res Result) {
+func (a *Activities) delivered(ctx context.Context, task *trigger.DeliveryTask, res Result) {
 	collection, hashed := metricLabels(task)
 	a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, "success").Inc()
 	a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
 	if !task.CommitTime.IsZero() {
 		a.metrics.lag.WithLabelValues(task.Tenant, collection, hashed).Observe(a.now().Sub(task.CommitTime).Seconds())
 	}
-	log.Debug("webhook delivered", slog.Int("status", res.Status), slog.Int64("latencyMs", res.LatencyMS))
+	// Most deliveries log nothing: build the attempt's logger only when
+	// its line is written.
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		a.attemptLog(ctx, task).DebugContext(ctx, "webhook delivered", slog.Int("status", res.Status), slog.Int64("latencyMs", res.LatencyMS))
+	}
 }
 
 // failed stamps f with the task's event id, counts it, and logs it: at
 // info when another attempt follows, at warn when it may not.
-func (a *Activities) failed(ctx context.Context, log *slog.Logger, task *trigger.DeliveryTask, f *Failure, batch bool) {
+func (a *Activities) failed(ctx context.Context, task *trigger.DeliveryTask, f *Failure, batch bool) {
 	f.EventID = task.EventID
 	collection, hashed := metricLabels(task)
 	a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, f.Type).Inc()
@@ -194,7 +198,7 @@ func (a *Activities) failed(ctx context.Context, log *slog.Logger, task *trigger
 	if f.Retryable {
 		level = slog.LevelInfo
 	}
-	log.Log(ctx, level, "webhook attempt failed",
+	a.attemptLog(ctx, task).Log(ctx, level, "webhook attempt failed",
 		slog.String("type", f.Type), slog.Int("status", f.Status),
 		slog.Int64("latencyMs", f.LatencyMS), slog.String("error", f.Message))
 }
@@ -401,11 +405,7 @@ func (a *Activities) retried(ctx context.Context, task *trigger.DeliveryTask, f 
 		return false
 	}
 	if batch {
-		n := task.RetryPolicy.MaxAttempts
-		if n == 0 {
-			n = a.cfg.DefaultMaxAttempts
-		}
-		return n > 1
+		return cmp.Or(task.RetryPolicy.MaxAttempts, a.cfg.DefaultMaxAttempts) > 1
 	}
 	if !activity.IsActivity(ctx) {
 		return true
@@ -445,7 +445,7 @@ func readExcerpt(body io.ReadCloser, n int) excerpt {
 // redact removes the bearer token from text a receiver sent back: an echo
 // endpoint would otherwise copy it into workflow history.
 func redact(s, token string) string {
-	if token == "" || !strings.Contains(s, token) {
+	if token == "" {
 		return s
 	}
 	return strings.ReplaceAll(s, token, "[redacted]")

@@ -226,17 +226,23 @@ func devSecretsDir(cfg DevConfig) string { return filepath.Join(cfg.DataDir, "se
 
 // devServices returns the watcher, ingest and worker configured for the
 // stack, each file built and checked the way its binary's would be.
-func devServices(cfg DevConfig, s *DevStack) ([]devService, error) {
+func devServices(cfg DevConfig, s *DevStack) ([]Service, error) {
 	wf, inf, wkf := devWatcherFile(cfg, s), devIngestFile(cfg, s), devWorkerFile(cfg, s)
+	return Services(&wf, &inf, &wkf)
+}
+
+// Services validates the three files and returns the watcher, ingest and
+// worker that run them, in that order.
+func Services(wf *config.WatcherFile, inf *config.IngestFile, wkf *config.WorkerFile) ([]Service, error) {
 	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
 		if err != nil {
 			return nil, err
 		}
 	}
-	return []devService{
-		{"watcher", func(ctx context.Context, o Options) error { return Watcher(ctx, &wf, o) }},
-		{"ingest", func(ctx context.Context, o Options) error { return Ingest(ctx, &inf, o) }},
-		{"worker", func(ctx context.Context, o Options) error { return Worker(ctx, &wkf, o) }},
+	return []Service{
+		{"watcher", func(ctx context.Context, o Options) error { return Watcher(ctx, wf, o) }},
+		{"ingest", func(ctx context.Context, o Options) error { return Ingest(ctx, inf, o) }},
+		{"worker", func(ctx context.Context, o Options) error { return Worker(ctx, wkf, o) }},
 	}, nil
 }
 
@@ -269,10 +275,10 @@ func devWorkerFile(cfg DevConfig, s *DevStack) config.WorkerFile {
 		}}.WithDefaults()
 }
 
-// devService is one service of the dev stack.
-type devService struct {
-	name string
-	run  func(context.Context, Options) error
+// Service is one of the daemons, run from its file until ctx ends.
+type Service struct {
+	Name string
+	Run  func(ctx context.Context, opts Options) error
 }
 
 // serviceGroup is the dev stack's services running side by side.
@@ -286,14 +292,14 @@ type serviceGroup struct {
 
 // startServices starts svcs under a context of their own, so that stop
 // ends them all when one fails as well as when ctx ends.
-func startServices(ctx context.Context, log *slog.Logger, svcs []devService) *serviceGroup {
+func startServices(ctx context.Context, log *slog.Logger, svcs []Service) *serviceGroup {
 	runCtx, cancel := context.WithCancel(ctx)
 	g := &serviceGroup{n: len(svcs), cancel: cancel, up: make(chan struct{}, len(svcs)), errc: make(chan error, len(svcs))}
 	for _, s := range svcs {
-		opts := Options{Logger: log.With("svc", s.name), OnReady: func(string) { g.up <- struct{}{} }}
+		opts := Options{Logger: log.With("svc", s.Name), OnReady: func(string) { g.up <- struct{}{} }}
 		g.wg.Go(func() {
-			if err := s.run(runCtx, opts); err != nil {
-				g.errc <- fmt.Errorf("%s: %w", s.name, err)
+			if err := s.Run(runCtx, opts); err != nil {
+				g.errc <- fmt.Errorf("%s: %w", s.Name, err)
 			}
 		})
 	}

@@ -26,7 +26,7 @@ func TestServiceGroup(t *testing.T) {
 		// The dev stack must return when a service fails, not wait for
 		// Ctrl-C with the other two still running.
 		boom := errors.New("boom")
-		g := startServices(context.Background(), log, []devService{
+		g := startServices(context.Background(), log, []Service{
 			{"watcher", readyUntilDone},
 			{"ingest", func(context.Context, Options) error { return boom }},
 			{"worker", readyUntilDone},
@@ -39,7 +39,7 @@ func TestServiceGroup(t *testing.T) {
 	t.Run("ready, then stopped by ctx", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(context.Background())
-		g := startServices(ctx, log, []devService{{"watcher", readyUntilDone}, {"worker", readyUntilDone}})
+		g := startServices(ctx, log, []Service{{"watcher", readyUntilDone}, {"worker", readyUntilDone}})
 		require.NoError(t, g.ready(ctx))
 		cancel()
 		require.NoError(t, g.wait(ctx))
@@ -48,7 +48,7 @@ func TestServiceGroup(t *testing.T) {
 	t.Run("a failure after start-up ends the wait", func(t *testing.T) {
 		t.Parallel()
 		boom := errors.New("boom")
-		g := startServices(context.Background(), log, []devService{{"worker", func(ctx context.Context, o Options) error {
+		g := startServices(context.Background(), log, []Service{{"worker", func(ctx context.Context, o Options) error {
 			o.OnReady("")
 			return boom
 		}}})

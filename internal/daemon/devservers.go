@@ -68,6 +68,7 @@ func (t TemporalDevServer) Start(ctx context.Context) (*testsuite.DevServer, err
 	defer cancel()
 	dev, err := testsuite.StartDevServer(sctx, t.options(logFile))
 	if err != nil {
+		_ = logFile.Close()
 		return nil, fmt.Errorf("temporal dev server (log in %s): %w", logFile.Name(), err)
 	}
 	return dev, nil

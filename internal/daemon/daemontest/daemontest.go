@@ -26,18 +26,9 @@ const readyTimeout = 60 * time.Second
 func Start(t testing.TB, logger *slog.Logger, wf *config.WatcherFile, inf *config.IngestFile, wkf *config.WorkerFile,
 	configure func(name string, o *daemon.Options)) map[string]string {
 	t.Helper()
-	for _, err := range []error{wf.Validate(), inf.Validate(), wkf.Validate()} {
-		if err != nil {
-			t.Fatalf("daemontest: invalid configuration: %v", err)
-		}
-	}
-	services := []struct {
-		name string
-		run  func(context.Context, daemon.Options) error
-	}{
-		{"watcher", func(ctx context.Context, o daemon.Options) error { return daemon.Watcher(ctx, wf, o) }},
-		{"ingest", func(ctx context.Context, o daemon.Options) error { return daemon.Ingest(ctx, inf, o) }},
-		{"worker", func(ctx context.Context, o daemon.Options) error { return daemon.Worker(ctx, wkf, o) }},
+	services, err := daemon.Services(wf, inf, wkf)
+	if err != nil {
+		t.Fatalf("daemontest: invalid configuration: %v", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -47,18 +38,18 @@ func Start(t testing.TB, logger *slog.Logger, wf *config.WatcherFile, inf *confi
 	errs := make(chan error, len(services))
 	var wg sync.WaitGroup
 	for _, svc := range services {
-		o := daemon.Options{Logger: logger.With("svc", svc.name), OnReady: func(addr string) {
+		o := daemon.Options{Logger: logger.With("svc", svc.Name), OnReady: func(addr string) {
 			mu.Lock()
-			addrs[svc.name] = addr
+			addrs[svc.Name] = addr
 			mu.Unlock()
-			ready <- svc.name
+			ready <- svc.Name
 		}}
 		if configure != nil {
-			configure(svc.name, &o)
+			configure(svc.Name, &o)
 		}
 		wg.Go(func() {
-			if err := svc.run(ctx, o); err != nil {
-				errs <- fmt.Errorf("%s: %w", svc.name, err)
+			if err := svc.Run(ctx, o); err != nil {
+				errs <- fmt.Errorf("%s: %w", svc.Name, err)
 			}
 		})
 	}
