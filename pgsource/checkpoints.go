@@ -46,6 +46,47 @@ func (c *Checkpoints) Load(ctx context.Context, key string) (string, bool, error
 	return pos, true, nil
 }
 
+// List returns every position saved under a key starting with prefix.
+func (c *Checkpoints) List(ctx context.Context, prefix string) (map[string]string, error) {
+	rows, err := c.pool.Query(ctx, `SELECT key, position FROM `+c.table+` WHERE starts_with(key, $1)`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("pgsource: list checkpoints %q: %w", prefix, err)
+	}
+	out := make(map[string]string)
+	var k, v string
+	_, err = pgx.ForEachRow(rows, []any{&k, &v}, func() error {
+		out[k] = v
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgsource: list checkpoints %q: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// SaveAll stores every key's position in one statement.
+func (c *Checkpoints) SaveAll(ctx context.Context, positions map[string]string) error {
+	keys := make([]string, 0, len(positions))
+	vals := make([]string, 0, len(positions))
+	for k, v := range positions {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := c.pool.Exec(ctx, `
+INSERT INTO `+c.table+` (key, position, updated_at)
+SELECT k, p, now() FROM unnest($1::text[], $2::text[]) AS t(k, p)
+ON CONFLICT (key) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`, keys, vals)
+	if err != nil {
+		return fmt.Errorf("pgsource: save %d checkpoints: %w", len(keys), err)
+	}
+	return nil
+}
+
 // Save stores pos under key, replacing any earlier value.
 func (c *Checkpoints) Save(ctx context.Context, key, pos string) error {
 	if err := checkKey(key); err != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/triggerflow/triggerflow/audit"
@@ -131,6 +134,36 @@ func (m *memStore) Load(_ context.Context, key string) (string, bool, error) {
 	}
 	p, ok := m.m[key]
 	return p, ok, nil
+}
+
+func (m *memStore) List(_ context.Context, prefix string) (map[string]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string)
+	for k, p := range m.m {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if m.bad[k] {
+			return nil, errors.New("corrupted")
+		}
+		out[k] = p
+	}
+	for k := range m.bad {
+		if strings.HasPrefix(k, prefix) {
+			return nil, errors.New("corrupted")
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) SaveAll(ctx context.Context, positions map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(positions)) {
+		if err := m.Save(ctx, k, positions[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *memStore) Save(_ context.Context, key, p string) error {

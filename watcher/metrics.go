@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/triggerflow/triggerflow/internal/promreg"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 )
 
 type metrics struct {
@@ -15,11 +16,14 @@ type metrics struct {
 	checkpointErrors *prometheus.CounterVec
 	resets           *prometheus.CounterVec
 	startFromNow     *prometheus.CounterVec
+	// tenant is the label value of a tenant under the cardinality guard.
+	tenant func(string) string
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, guard *tenantlabel.Guard) (*metrics, error) {
 	r := promreg.New(reg)
 	m := &metrics{
+		tenant: guard.Label,
 		read: r.CounterVec("triggerflow_watcher_events_read_total",
 			"Changes read from the source and handed to the evaluator.",
 			"tenant"),

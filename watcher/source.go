@@ -71,13 +71,26 @@ type Source interface {
 	Close() error
 }
 
+// TenantConfirmer is implemented by a source that keeps history per tenant
+// (the SQLite change log) and serves several tenants. A watcher confirms
+// through it, naming the tenants it serves, so that another watcher's
+// tenants keep their history. Other sources get Confirm.
+type TenantConfirmer interface {
+	ConfirmTenants(ctx context.Context, pos string, tenants []string) error
+}
+
 // CheckpointStore persists resume positions under string keys such as
 // "sys/checkpoints/trigger_evaluator/acme".
 type CheckpointStore interface {
 	// Load returns the saved position and whether one exists.
 	Load(ctx context.Context, key string) (pos string, found bool, err error)
+	// List returns every saved position whose key starts with prefix.
+	List(ctx context.Context, prefix string) (map[string]string, error)
 	// Save stores pos under key, replacing any earlier value.
 	Save(ctx context.Context, key, pos string) error
+	// SaveAll stores every key's position in one transaction: a watcher
+	// serving a thousand tenants saves a thousand keys at once.
+	SaveAll(ctx context.Context, positions map[string]string) error
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 }

@@ -14,6 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/audit"
 	"github.com/triggerflow/triggerflow/internal/backoff"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 )
 
 // CheckpointPrefix is the key prefix of every watcher checkpoint.
@@ -49,20 +53,29 @@ type Auditor interface {
 
 // Config configures a DocumentWatcher.
 type Config struct {
-	// Tenant is the tenant scope. Required.
+	// Tenant is the scope of a watcher serving one tenant. Exactly one of
+	// Tenant and Tenants is set.
 	Tenant string
+	// Tenants is the scope of a watcher serving several tenants from one
+	// change stream. Each tenant has its own checkpoints; SetTenants
+	// changes the scope while the watcher runs.
+	Tenants []string
 	// Include lists collection prefixes to watch; empty means all. With
 	// includes, each entry has its own checkpoint (see CheckpointKeys).
 	Include []string
 	// Exclude lists collection prefixes to skip.
 	Exclude []string
-	// StartFromNow lets a tenant without a checkpoint start at the source's
-	// head instead of failing. It writes an audit record. Defaults to false.
+	// StartFromNow lets tenants without a checkpoint start at the source's
+	// head instead of failing when no tenant of the scope has one. It
+	// writes an audit record per tenant. Defaults to false. Once one
+	// tenant has a checkpoint, a tenant added later always starts from
+	// now, audited, unless an operator saved a checkpoint for it.
 	StartFromNow bool
-	// ResumeToken, when set, replaces the checkpoint: the watcher replays
-	// the changes after this position. It goes through the source's
-	// ParsePosition: New refuses one the source cannot read, and stores
-	// and compares its canonical form. It writes an audit record.
+	// ResumeToken, when set, replaces the checkpoints of every tenant in
+	// the scope at start: the watcher replays the changes after this
+	// position. It goes through the source's ParsePosition: New refuses
+	// one the source cannot read, and stores and compares its canonical
+	// form. It writes an audit record per tenant.
 	ResumeToken string
 	// Actor and Reason go into audit records. Actor defaults to "watcher".
 	Actor, Reason string
@@ -93,6 +106,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the watcher's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// TenantLabels bounds the tenant label values of the metrics; nil
+	// names every tenant.
+	TenantLabels *tenantlabel.Guard
 	// Auditor receives audit records; nil leaves them to Logger only.
 	Auditor Auditor
 }
@@ -128,8 +144,16 @@ func (c Config) WithDefaults() Config {
 
 func (c Config) validate(src Source) error {
 	var errs []error
-	if c.Tenant == "" {
-		errs = append(errs, errors.New("tenant is required"))
+	switch {
+	case c.Tenant == "" && len(c.Tenants) == 0:
+		errs = append(errs, errors.New("a tenant scope is required (Tenant or Tenants)"))
+	case c.Tenant != "" && len(c.Tenants) > 0:
+		errs = append(errs, errors.New("Tenant and Tenants are mutually exclusive"))
+	}
+	for _, t := range c.Tenants {
+		if t == "" {
+			errs = append(errs, errors.New("Tenants holds an empty name"))
+		}
 	}
 	if c.StartFromNow && c.ResumeToken != "" {
 		errs = append(errs, errors.New("StartFromNow and ResumeToken are mutually exclusive"))
@@ -173,8 +197,45 @@ type DocumentWatcher struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	keys    []string
+
+	mu sync.Mutex
+	// tenants is the scope to serve, sorted.
+	tenants []string
+	// scope is what the running session serves; nil while none runs.
+	scope *scope
+	// lastRead is the position of the newest change the session read:
+	// a tenant added now starts after it.
+	lastRead string
+	// restart ends the session's Watch so that the next one starts early
+	// enough for a tenant that needs changes already read.
+	restart context.CancelCauseFunc
 }
+
+// scope is the tenants a session serves and where each checkpoint key
+// stands. It is replaced whole, never changed in place.
+type scope struct {
+	keys map[string][]string // tenant → its checkpoint keys
+	skip map[string]string   // checkpoint key → its changes up to here are had
+}
+
+func newScope() *scope {
+	return &scope{keys: map[string][]string{}, skip: map[string]string{}}
+}
+
+func (s *scope) clone() *scope {
+	c := newScope()
+	maps.Copy(c.keys, s.keys)
+	maps.Copy(c.skip, s.skip)
+	return c
+}
+
+// names returns the tenants, sorted.
+func (s *scope) names() []string {
+	return slices.Sorted(maps.Keys(s.keys))
+}
+
+// errRestart ends a session whose scope gained a tenant behind it.
+var errRestart = errors.New("watcher: restarting the stream for an added tenant")
 
 // New builds a watcher over src.
 func New(src Source, cfg Config) (*DocumentWatcher, error) {
@@ -185,51 +246,89 @@ func New(src Source, cfg Config) (*DocumentWatcher, error) {
 	// Only the canonical form compares correctly with the source's
 	// positions: "1" sorts after "00000000000000000002".
 	cfg.ResumeToken, _ = src.ParsePosition(cfg.ResumeToken)
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, cfg.TenantLabels)
 	if err != nil {
 		return nil, err
+	}
+	log := cfg.Logger.With("component", "watcher")
+	tenants := cfg.Tenants
+	if cfg.Tenant != "" {
+		tenants = []string{cfg.Tenant}
+		log = log.With("tenant", cfg.Tenant)
 	}
 	return &DocumentWatcher{
 		src:     src,
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "watcher", "tenant", cfg.Tenant),
+		log:     log,
 		metrics: m,
-		keys:    CheckpointKeys(cfg.Tenant, cfg.Include),
+		tenants: sortedUnique(tenants),
 	}, nil
+}
+
+func sortedUnique(ss []string) []string {
+	out := slices.Clone(ss)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Tenants returns the tenants the watcher serves.
+func (w *DocumentWatcher) Tenants() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.tenants)
 }
 
 // Run watches until ctx is done, then saves the checkpoint of everything
 // finished so far and returns nil. It returns an error when the start
 // position cannot be determined or the handler fails.
 func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
-	start, perKey, err := w.startPosition(ctx)
+	for first := true; ; first = false {
+		err := w.session(ctx, h, first)
+		if !errors.Is(err, errRestart) {
+			return err
+		}
+		w.log.Info("restarting the change stream from the oldest checkpoint of the scope")
+	}
+}
+
+// session reads from the scope's oldest checkpoint until ctx is done, the
+// handler fails, or SetTenants added a tenant whose checkpoint lies behind
+// what was read (errRestart, after saving what finished).
+func (w *DocumentWatcher) session(ctx context.Context, h Handler, first bool) error {
+	start, sc, err := w.startPosition(ctx, first)
 	if err != nil {
 		return err
 	}
-	if w.cfg.StartFromNow || w.cfg.ResumeToken != "" {
+	if first && (w.cfg.StartFromNow || w.cfg.ResumeToken != "") && start != "" {
 		// The start was saved as the checkpoint; let the source release
 		// what lies behind it now rather than at the first save.
-		if start != "" {
-			if err := w.src.Confirm(ctx, start); err != nil {
-				w.log.Warn("source confirm of the start position failed", "error", err, "position", start)
-			}
-		}
+		w.confirm(ctx, start, sc.names())
 	}
-	w.log.Info("watching", "from", start, "checkpointKeys", w.keys)
-	if w.cfg.OnStarted != nil {
+	watchCtx, restart := context.WithCancelCause(ctx)
+	defer restart(nil)
+	w.mu.Lock()
+	w.scope, w.lastRead, w.restart = sc, start, restart
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.scope, w.restart = nil, nil
+		w.mu.Unlock()
+	}()
+	w.log.Info("watching", "from", start, "tenants", len(sc.keys))
+	if first && w.cfg.OnStarted != nil {
 		w.cfg.OnStarted(start)
 	}
 
 	tr := newTracker(start, w.cfg.MaxInFlight)
 	ckptDone := make(chan error, 1)
 	ckptCtx, stopCkpt := context.WithCancel(context.WithoutCancel(ctx))
-	go func() { ckptDone <- w.checkpointLoop(ckptCtx, tr) }()
+	go func() { ckptDone <- w.checkpointLoop(ckptCtx, tr, maps.Clone(sc.skip)) }()
 
-	runErr := w.watchLoop(ctx, h, tr, start, perKey)
+	runErr := w.watchLoop(ctx, watchCtx, h, tr, start)
 
 	// Give changes already handed out a moment to finish, so a clean
 	// shutdown saves them instead of replaying them on the next start.
-	if runErr == nil {
+	if runErr == nil || errors.Is(runErr, errRestart) {
 		drain := time.NewTimer(w.cfg.DrainTimeout)
 		select {
 		case <-tr.idle():
@@ -239,34 +338,40 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 		drain.Stop()
 	}
 	stopCkpt()
-	if err := <-ckptDone; err != nil && runErr == nil {
+	if err := <-ckptDone; err != nil && (runErr == nil || errors.Is(runErr, errRestart)) {
 		runErr = err
 	}
 	return runErr
 }
 
 // watchLoop reads the source, reconnecting with backoff after source
-// errors, until ctx is done or the handler fails.
-func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker, start string, perKey map[string]string) error {
+// errors, until ctx is done, the handler fails, or watchCtx is cancelled
+// for a restart. The handler gets ctx: a restart lets it finish.
+func (w *DocumentWatcher) watchLoop(ctx, watchCtx context.Context, h Handler, tr *tracker, start string) error {
 	pos := start
 	retry := backoff.Exponential{Initial: w.cfg.RetryInitial, Max: w.cfg.RetryMax}
 	for {
 		var handlerErr error
-		err := w.src.Watch(ctx, pos, func(c Change) error {
-			if err := tr.acquire(ctx); err != nil {
+		err := w.src.Watch(watchCtx, pos, func(c Change) error {
+			if err := tr.acquire(watchCtx); err != nil {
 				return err
 			}
+			w.mu.Lock()
+			sc := w.scope
+			w.lastRead = c.Position
+			w.mu.Unlock()
 			seq := tr.add(c.Position)
 			pos = c.Position
 			retry.Reset()
-			if !w.wanted(c, perKey) {
+			tenant := w.metrics.tenant(c.Tenant)
+			if !w.wanted(sc, c) {
 				tr.done(seq)
-				w.metrics.skipped.WithLabelValues(w.cfg.Tenant).Inc()
+				w.metrics.skipped.WithLabelValues(tenant).Inc()
 				return nil
 			}
-			w.metrics.read.WithLabelValues(w.cfg.Tenant).Inc()
+			w.metrics.read.WithLabelValues(tenant).Inc()
 			if !c.CommitTime.IsZero() {
-				w.metrics.lag.WithLabelValues(w.cfg.Tenant).Set(time.Since(c.CommitTime).Seconds())
+				w.metrics.lag.WithLabelValues(tenant).Set(time.Since(c.CommitTime).Seconds())
 			}
 			once := sync.Once{}
 			if err := h(ctx, c, func() { once.Do(func() { tr.done(seq) }) }); err != nil {
@@ -280,8 +385,10 @@ func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker,
 			return fmt.Errorf("watcher: handler: %w", handlerErr)
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(context.Cause(watchCtx), errRestart):
+			return errRestart
 		}
-		w.metrics.sourceErrors.WithLabelValues(w.cfg.Tenant).Inc()
+		w.metrics.sourceErrors.WithLabelValues(w.metrics.tenant(w.cfg.Tenant)).Inc()
 		wait := retry.Next()
 		w.log.Warn("source failed; reconnecting", "error", err, "resumeFrom", pos, "backoff", wait)
 		if !backoff.Sleep(ctx, wait) {
@@ -290,11 +397,13 @@ func (w *DocumentWatcher) watchLoop(ctx context.Context, h Handler, tr *tracker,
 	}
 }
 
-// wanted applies the tenant scope, include/exclude filters, and, while
-// per-collection checkpoints differ after a re-seed, skips changes an
-// include entry already has.
-func (w *DocumentWatcher) wanted(c Change, perKey map[string]string) bool {
-	if c.Tenant != w.cfg.Tenant {
+// wanted applies the tenant scope, include/exclude filters, and skips the
+// changes a checkpoint key already has: those of tenants whose checkpoint
+// is ahead of the session's start, and of include entries re-seeded after
+// a filter change.
+func (w *DocumentWatcher) wanted(sc *scope, c Change) bool {
+	keys, ok := sc.keys[c.Tenant]
+	if !ok {
 		return false
 	}
 	for _, p := range w.cfg.Exclude {
@@ -302,14 +411,14 @@ func (w *DocumentWatcher) wanted(c Change, perKey map[string]string) bool {
 			return false
 		}
 	}
+	// Both canonical (startPosition parsed every checkpoint), so byte-wise
+	// order is the source's order.
 	if len(w.cfg.Include) == 0 {
-		return true
+		return c.Position > sc.skip[keys[0]]
 	}
 	for i, p := range w.cfg.Include {
 		if hasCollectionPrefix(c.Collection, p) {
-			// Both canonical (startPosition parsed every checkpoint), so
-			// byte-wise order is the source's order.
-			return c.Position > perKey[w.keys[i]]
+			return c.Position > sc.skip[keys[i]]
 		}
 	}
 	return false
@@ -324,41 +433,18 @@ func hasCollectionPrefix(collection, prefix string) bool {
 
 // checkpointLoop saves the contiguous finished prefix every
 // CheckpointInterval or CheckpointEvery changes, and once more when ctx is
-// done, before returning.
-func (w *DocumentWatcher) checkpointLoop(ctx context.Context, tr *tracker) error {
+// done, before returning. saved holds each key's stored position.
+func (w *DocumentWatcher) checkpointLoop(ctx context.Context, tr *tracker, saved map[string]string) error {
 	ticker := time.NewTicker(w.cfg.CheckpointInterval)
 	defer ticker.Stop()
-	saved := tr.start
-	save := func() {
-		pos := tr.finished()
-		if pos == saved {
-			return
-		}
-		if err := w.save(ctx, pos); err != nil {
-			w.metrics.checkpointErrors.WithLabelValues(w.cfg.Tenant).Inc()
-			w.log.Warn("checkpoint save failed; will retry", "error", err)
-			return
-		}
-		saved = pos
-		if err := w.src.Confirm(ctx, pos); err != nil {
-			w.log.Warn("source confirm failed", "error", err, "position", pos)
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			// Final save with a fresh deadline: the caller is shutting down.
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			pos := tr.finished()
-			if pos == saved {
-				return nil
-			}
-			if err := w.save(final, pos); err != nil {
+			if err := w.save(final, tr, saved); err != nil {
 				return fmt.Errorf("watcher: final checkpoint save: %w", err)
-			}
-			if err := w.src.Confirm(final, pos); err != nil {
-				w.log.Warn("source confirm failed", "error", err, "position", pos)
 			}
 			return nil
 		case <-ticker.C:
@@ -367,143 +453,289 @@ func (w *DocumentWatcher) checkpointLoop(ctx context.Context, tr *tracker) error
 				continue
 			}
 		}
-		save()
+		if err := w.save(ctx, tr, saved); err != nil {
+			w.metrics.checkpointErrors.WithLabelValues(w.metrics.tenant(w.cfg.Tenant)).Inc()
+			w.log.Warn("checkpoint save failed; will retry", "error", err)
+		}
 	}
 }
 
-func (w *DocumentWatcher) save(ctx context.Context, pos string) error {
-	for _, k := range w.keys {
-		if err := w.src.Checkpoints().Save(ctx, k, pos); err != nil {
-			return fmt.Errorf("save %s: %w", k, err)
+// save moves every served key to the finished prefix (or keeps it where it
+// stands when that is ahead), stores the keys that moved in one batch, and
+// then lets the source release what every served key is past.
+func (w *DocumentWatcher) save(ctx context.Context, tr *tracker, saved map[string]string) error {
+	finished := tr.finished()
+	w.mu.Lock()
+	sc := w.scope
+	w.mu.Unlock()
+	if sc == nil {
+		return nil
+	}
+	batch := make(map[string]string)
+	var moved []string
+	lowest, confirmable := "", true
+	for _, t := range sc.names() {
+		tenantMoved := false
+		for _, k := range sc.keys[t] {
+			pos := max(sc.skip[k], finished)
+			if pos == "" {
+				confirmable = false
+				continue
+			}
+			if lowest == "" || pos < lowest {
+				lowest = pos
+			}
+			if saved[k] != pos {
+				batch[k] = pos
+				tenantMoved = true
+			}
+		}
+		if tenantMoved {
+			moved = append(moved, t)
 		}
 	}
-	w.metrics.checkpointSaves.WithLabelValues(w.cfg.Tenant).Inc()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := w.src.Checkpoints().SaveAll(ctx, batch); err != nil {
+		return err
+	}
+	maps.Copy(saved, batch)
+	for _, t := range moved {
+		w.metrics.checkpointSaves.WithLabelValues(w.metrics.tenant(t)).Inc()
+	}
+	if confirmable {
+		w.confirm(ctx, lowest, sc.names())
+	}
 	return nil
 }
 
-// startPosition decides where to start. It returns the global start (the
-// smallest position any checkpoint key needs) and each key's own position.
-func (w *DocumentWatcher) startPosition(ctx context.Context) (string, map[string]string, error) {
-	store := w.src.Checkpoints()
-	perKey := make(map[string]string, len(w.keys))
+// confirm lets the source release history up to pos for tenants.
+func (w *DocumentWatcher) confirm(ctx context.Context, pos string, tenants []string) {
+	var err error
+	if tc, ok := w.src.(TenantConfirmer); ok {
+		err = tc.ConfirmTenants(ctx, pos, tenants)
+	} else {
+		err = w.src.Confirm(ctx, pos)
+	}
+	if err != nil {
+		w.log.Warn("source confirm failed", "error", err, "position", pos)
+	}
+}
 
-	if w.cfg.ResumeToken != "" {
-		old, _, err := store.Load(ctx, w.keys[0])
-		if err != nil {
-			return "", nil, fmt.Errorf("watcher: load checkpoint: %w", err)
-		}
-		if err := w.mustAudit(ctx, audit.Record{Action: audit.ActionResumeToken, Key: w.keys[0], Before: old, After: w.cfg.ResumeToken}); err != nil {
-			return "", nil, err
-		}
-		if err := w.setAll(ctx, w.cfg.ResumeToken, perKey); err != nil {
-			return "", nil, err
-		}
-		w.metrics.resets.WithLabelValues(w.cfg.Tenant, "resume_token").Inc()
-		return w.cfg.ResumeToken, perKey, nil
+// startPosition decides where a session starts: the smallest position any
+// served checkpoint key needs. It returns the scope with each key's own
+// position. Only the first session applies the resume token.
+func (w *DocumentWatcher) startPosition(ctx context.Context, first bool) (string, *scope, error) {
+	w.mu.Lock()
+	tenants := slices.Clone(w.tenants)
+	w.mu.Unlock()
+	store := w.src.Checkpoints()
+	sc := newScope()
+	for _, t := range tenants {
+		sc.keys[t] = CheckpointKeys(t, w.cfg.Include)
+	}
+	stored, err := store.List(ctx, CheckpointPrefix)
+	if err != nil {
+		// A store that cannot be read now must not pass for a missing
+		// checkpoint: with start-from-now that would skip every change
+		// since the real one.
+		return "", nil, fmt.Errorf("watcher: load checkpoints: %w", err)
 	}
 
-	var missing []string
-	for _, k := range w.keys {
-		pos, found, err := w.load(ctx, k)
-		switch {
-		case errors.Is(err, ErrInvalidPosition):
-			// A value that is no position of this source is handled like a
-			// missing checkpoint: fail fast or start from now.
-			w.log.Warn("checkpoint unreadable; treating it as missing", "key", k, "error", err)
-			found = false
-		case err != nil:
-			// A store that cannot be read now must not pass for a missing
-			// checkpoint: with start-from-now that would skip every change
-			// since the real one.
-			return "", nil, fmt.Errorf("watcher: load checkpoint: %w", err)
+	if first && w.cfg.ResumeToken != "" {
+		batch := make(map[string]string)
+		for _, t := range tenants {
+			key := sc.keys[t][0]
+			if err := w.mustAudit(ctx, audit.Record{Action: audit.ActionResumeToken, Tenant: t, Key: key, Before: stored[key], After: w.cfg.ResumeToken}); err != nil {
+				return "", nil, err
+			}
+			for _, k := range sc.keys[t] {
+				batch[k] = w.cfg.ResumeToken
+			}
+			w.metrics.resets.WithLabelValues(w.metrics.tenant(t), "resume_token").Inc()
 		}
+		if err := store.SaveAll(ctx, batch); err != nil {
+			return "", nil, fmt.Errorf("watcher: save resume token: %w", err)
+		}
+		maps.Copy(sc.skip, batch)
+		return w.cfg.ResumeToken, sc, nil
+	}
+
+	var fresh []string
+	reseeded := make(map[string]string)
+	for _, t := range tenants {
+		per, missing := w.canonical(stored, sc.keys[t])
+		if len(missing) > 0 && len(per) > 0 {
+			// Filters changed: a new include entry starts where the
+			// slowest existing checkpoint of the tenant stands, so nothing
+			// it was already going to see is skipped. Documented in
+			// docs/operations.md.
+			seed := minPos(per)
+			for _, k := range missing {
+				per[k], reseeded[k] = seed, seed
+				w.audit(ctx, audit.Record{Action: audit.ActionCheckpointReseed, Tenant: t, Key: k, After: seed})
+				w.metrics.resets.WithLabelValues(w.metrics.tenant(t), "reseed").Inc()
+			}
+			missing = nil
+		}
+		if len(missing) > 0 && len(w.cfg.Include) > 0 {
+			// Filtering was just turned on: carry the tenant-wide
+			// checkpoint over.
+			if pos, none := w.canonical(stored, []string{CheckpointPrefix + t}); len(none) == 0 {
+				seed := pos[CheckpointPrefix+t]
+				for _, k := range missing {
+					per[k], reseeded[k] = seed, seed
+				}
+				w.audit(ctx, audit.Record{Action: audit.ActionCheckpointReseed, Tenant: t, Key: CheckpointPrefix + t, After: seed, Reason: "include filters enabled"})
+				w.metrics.resets.WithLabelValues(w.metrics.tenant(t), "reseed").Inc()
+				missing = nil
+			}
+		}
+		if len(missing) > 0 {
+			fresh = append(fresh, t)
+			continue
+		}
+		maps.Copy(sc.skip, per)
+	}
+	if len(reseeded) > 0 {
+		if err := store.SaveAll(ctx, reseeded); err != nil {
+			return "", nil, fmt.Errorf("watcher: reseed checkpoints: %w", err)
+		}
+	}
+	if len(fresh) > 0 {
+		if len(fresh) == len(tenants) && !w.cfg.StartFromNow {
+			return "", nil, fmt.Errorf("%w for tenant(s) %s: the watcher will not guess where to start. "+
+				"Either enable start-from-now (watcher.startFromNow: true, audited; changes committed before now are not delivered), "+
+				"or supply a resume token (watcher.resumeToken) to replay from a known position, "+
+				"or set one with `triggerflow checkpoint set`", ErrNoCheckpoint, quoteList(fresh))
+		}
+		head, err := w.src.Head(ctx)
+		if err != nil {
+			return "", nil, fmt.Errorf("watcher: read source head for start-from-now: %w", err)
+		}
+		if err := w.startFromNow(ctx, sc, fresh, head); err != nil {
+			return "", nil, err
+		}
+	}
+	return minPos(sc.skip), sc, nil
+}
+
+// startFromNow starts tenants at pos: audited first, since changes before
+// pos are never delivered to them and such a start must leave a record.
+func (w *DocumentWatcher) startFromNow(ctx context.Context, sc *scope, tenants []string, pos string) error {
+	batch := make(map[string]string)
+	for _, t := range tenants {
+		if err := w.mustAudit(ctx, audit.Record{Action: audit.ActionStartFromNow, Tenant: t, Key: sc.keys[t][0], After: pos}); err != nil {
+			return err
+		}
+		for _, k := range sc.keys[t] {
+			batch[k] = pos
+		}
+	}
+	if err := w.src.Checkpoints().SaveAll(ctx, batch); err != nil {
+		return fmt.Errorf("watcher: save start-from-now checkpoints: %w", err)
+	}
+	maps.Copy(sc.skip, batch)
+	for _, t := range tenants {
+		w.metrics.startFromNow.WithLabelValues(w.metrics.tenant(t)).Inc()
+	}
+	return nil
+}
+
+// canonical returns the stored positions of keys in canonical form and the
+// keys that have none. A stored value that is no position of this source
+// counts as missing, with a warning: it may have been written by hand or
+// by a tool that did not check it.
+func (w *DocumentWatcher) canonical(stored map[string]string, keys []string) (map[string]string, []string) {
+	per := make(map[string]string, len(keys))
+	var missing []string
+	for _, k := range keys {
+		raw, found := stored[k]
 		if !found {
 			missing = append(missing, k)
 			continue
 		}
-		perKey[k] = pos
-	}
-
-	if len(missing) > 0 && len(perKey) > 0 {
-		// Filters changed: a new include entry starts where the slowest
-		// existing checkpoint of the tenant stands, so nothing it was
-		// already going to see is skipped. Documented in docs/operations.md.
-		seed := minPos(perKey)
-		for _, k := range missing {
-			if err := store.Save(ctx, k, seed); err != nil {
-				return "", nil, fmt.Errorf("watcher: reseed %s: %w", k, err)
-			}
-			perKey[k] = seed
-			w.audit(ctx, audit.Record{Action: audit.ActionCheckpointReseed, Key: k, After: seed})
-			w.metrics.resets.WithLabelValues(w.cfg.Tenant, "reseed").Inc()
+		pos, err := w.src.ParsePosition(raw)
+		if err != nil {
+			w.log.Warn("checkpoint unreadable; treating it as missing", "key", k, "error", err)
+			missing = append(missing, k)
+			continue
 		}
-		missing = nil
+		per[k] = pos
 	}
-	if len(missing) > 0 && len(w.cfg.Include) > 0 {
-		// Filtering was just turned on: carry the tenant-wide checkpoint over.
-		pos, found, err := w.load(ctx, CheckpointPrefix+w.cfg.Tenant)
-		switch {
-		case errors.Is(err, ErrInvalidPosition):
-			w.log.Warn("tenant checkpoint unreadable; not carrying it over", "key", CheckpointPrefix+w.cfg.Tenant, "error", err)
-		case err != nil:
-			return "", nil, fmt.Errorf("watcher: load checkpoint: %w", err)
-		}
-		if err == nil && found {
-			if err := w.setAll(ctx, pos, perKey); err != nil {
-				return "", nil, err
-			}
-			w.audit(ctx, audit.Record{Action: audit.ActionCheckpointReseed, Key: CheckpointPrefix + w.cfg.Tenant, After: pos, Reason: "include filters enabled"})
-			w.metrics.resets.WithLabelValues(w.cfg.Tenant, "reseed").Inc()
-			missing = nil
-		}
-	}
-	if len(missing) == 0 {
-		return minPos(perKey), perKey, nil
-	}
-
-	if !w.cfg.StartFromNow {
-		return "", nil, fmt.Errorf("%w for tenant %q (keys %v): the watcher will not guess where to start. "+
-			"Either enable start-from-now (watcher.startFromNow: true, audited; changes committed before now are not delivered), "+
-			"or supply a resume token (watcher.resumeToken) to replay from a known position, "+
-			"or set one with `triggerflow checkpoint set`", ErrNoCheckpoint, w.cfg.Tenant, missing)
-	}
-	head, err := w.src.Head(ctx)
-	if err != nil {
-		return "", nil, fmt.Errorf("watcher: read source head for start-from-now: %w", err)
-	}
-	// Audited first: changes before head are never delivered, so a start
-	// from now that leaves no record must not happen.
-	if err := w.mustAudit(ctx, audit.Record{Action: audit.ActionStartFromNow, Key: w.keys[0], After: head}); err != nil {
-		return "", nil, err
-	}
-	if err := w.setAll(ctx, head, perKey); err != nil {
-		return "", nil, err
-	}
-	w.metrics.startFromNow.WithLabelValues(w.cfg.Tenant).Inc()
-	return head, perKey, nil
+	return per, missing
 }
 
-// load returns the checkpoint under key in canonical form. A stored value
-// the source cannot parse is an error: it may have been written by hand or
-// by a tool that did not check it.
-func (w *DocumentWatcher) load(ctx context.Context, key string) (string, bool, error) {
-	pos, found, err := w.src.Checkpoints().Load(ctx, key)
-	if err != nil || !found {
-		return "", found, err
+// SetTenants changes the scope. A removed tenant stops matching and keeps
+// its checkpoint. An added tenant resumes from its checkpoint when it has
+// one (an operator's `checkpoint set`, or an earlier stint in the scope);
+// when that lies behind what was read, the stream restarts from it, and
+// the other tenants skip what they already had. Without one it starts
+// after the newest change read, audited as a start from now. Before Run
+// (or between sessions), the new scope applies at the next start.
+func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) error {
+	tenants = sortedUnique(tenants)
+	if slices.Contains(tenants, "") {
+		return fmt.Errorf("%w: empty tenant name", ErrInvalidConfig)
 	}
-	canonical, err := w.src.ParsePosition(pos)
+	if w.cfg.Tenant != "" && !slices.Equal(tenants, []string{w.cfg.Tenant}) {
+		return fmt.Errorf("%w: a watcher of tenant %q cannot serve %v", ErrInvalidConfig, w.cfg.Tenant, tenants)
+	}
+	stored, err := w.src.Checkpoints().List(ctx, CheckpointPrefix)
 	if err != nil {
-		return "", false, fmt.Errorf("stored checkpoint %s: %w", key, err)
+		return fmt.Errorf("watcher: load checkpoints: %w", err)
 	}
-	return canonical, true, nil
-}
-
-func (w *DocumentWatcher) setAll(ctx context.Context, pos string, perKey map[string]string) error {
-	for _, k := range w.keys {
-		if err := w.src.Checkpoints().Save(ctx, k, pos); err != nil {
-			return fmt.Errorf("watcher: save %s: %w", k, err)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tenants = tenants
+	if w.scope == nil {
+		return nil
+	}
+	next := newScope()
+	var added, fresh []string
+	restart := false
+	for _, t := range tenants {
+		if keys, ok := w.scope.keys[t]; ok {
+			next.keys[t] = keys
+			for _, k := range keys {
+				next.skip[k] = w.scope.skip[k]
+			}
+			continue
 		}
-		perKey[k] = pos
+		added = append(added, t)
+		next.keys[t] = CheckpointKeys(t, w.cfg.Include)
+		per, missing := w.canonical(stored, next.keys[t])
+		if len(missing) > 0 {
+			fresh = append(fresh, t)
+			continue
+		}
+		for k, pos := range per {
+			next.skip[k] = pos
+			restart = restart || pos < w.lastRead
+		}
+	}
+	if len(fresh) > 0 {
+		at := w.lastRead
+		if at == "" {
+			if at, err = w.src.Head(ctx); err != nil {
+				return fmt.Errorf("watcher: read source head for start-from-now: %w", err)
+			}
+		}
+		if err := w.startFromNow(ctx, next, fresh, at); err != nil {
+			return err
+		}
+	}
+	removed := 0
+	for t := range w.scope.keys {
+		if _, ok := next.keys[t]; !ok {
+			removed++
+		}
+	}
+	w.scope = next
+	w.log.Info("tenant scope changed", "tenants", len(tenants), "added", added, "startedFromNow", fresh, "removed", removed, "restart", restart)
+	if restart {
+		w.restart(errRestart)
 	}
 	return nil
 }
@@ -517,7 +749,7 @@ var ErrNotAudited = errors.New("watcher: audit record not written")
 // an Auditor the record is only logged.
 func (w *DocumentWatcher) mustAudit(ctx context.Context, rec audit.Record) error {
 	if err := w.writeAudit(ctx, rec); err != nil {
-		return fmt.Errorf("%w: %s for tenant %q refused: %w", ErrNotAudited, rec.Action, w.cfg.Tenant, err)
+		return fmt.Errorf("%w: %s for tenant %q refused: %w", ErrNotAudited, rec.Action, rec.Tenant, err)
 	}
 	return nil
 }
@@ -530,12 +762,11 @@ func (w *DocumentWatcher) audit(ctx context.Context, rec audit.Record) {
 }
 
 func (w *DocumentWatcher) writeAudit(ctx context.Context, rec audit.Record) error {
-	rec.Tenant = w.cfg.Tenant
 	rec.Actor = w.cfg.Actor
 	if rec.Reason == "" {
 		rec.Reason = w.cfg.Reason
 	}
-	w.log.Warn("audit", "action", rec.Action, "key", rec.Key, "before", rec.Before, "after", rec.After, "actor", rec.Actor, "reason", rec.Reason)
+	w.log.Warn("audit", "action", rec.Action, "tenant", rec.Tenant, "key", rec.Key, "before", rec.Before, "after", rec.After, "actor", rec.Actor, "reason", rec.Reason)
 	if w.cfg.Auditor == nil {
 		return nil
 	}
@@ -552,4 +783,17 @@ func minPos(m map[string]string) string {
 		}
 	}
 	return out
+}
+
+func quoteList(ss []string) string {
+	const show = 5
+	q := make([]string, 0, show+1)
+	for i, s := range ss {
+		if i == show {
+			q = append(q, fmt.Sprintf("and %d more", len(ss)-show))
+			break
+		}
+		q = append(q, strconv.Quote(s))
+	}
+	return strings.Join(q, ", ")
 }
