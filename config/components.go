@@ -17,6 +17,7 @@ import (
 	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/secrets"
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
 )
@@ -442,8 +443,18 @@ const (
 type Watcher struct {
 	// Tenant is the one tenant this watcher serves; every trigger it loads
 	// must belong to it. Letters, digits, '-' and '_', at most 128
-	// characters. Required.
+	// characters. Set this or Tenants.
 	Tenant string `yaml:"tenant"`
+	// Tenants serves several tenants from one change stream, each with
+	// its own checkpoints and trigger set: a list of tenant names, or
+	// ["*"] for every tenant that has a trigger file. A trigger naming a
+	// tenant outside the list is a load error. Set this or Tenant.
+	Tenants []string `yaml:"tenants"`
+	// MaxTenantLabels bounds the tenant label values of the watcher's
+	// metrics: past this many tenants, the rest are reported as
+	// "_other" (logs and audit records still name them). Defaults to
+	// 100; -1 names every tenant.
+	MaxTenantLabels int `yaml:"maxTenantLabels"`
 	// Source is "sqlite" (the embedded document store) or "postgres"
 	// (logical replication). Defaults to "sqlite".
 	Source Source `yaml:"source"`
@@ -501,10 +512,16 @@ type PostgresSource struct {
 	// Tables restricts the publication to these tables; empty means every
 	// table. Defaults to [].
 	Tables []string `yaml:"tables"`
-	// TenantColumn names the column holding a row's tenant; rows of other
-	// tenants are skipped. Defaults to "": every row belongs to
-	// watcher.tenant.
+	// TenantColumn names the column holding a row's tenant; rows of
+	// tenants outside the scope are skipped. Defaults to "": with
+	// watcher.tenant every row belongs to it; with watcher.tenants it (or
+	// tenantFrom: schema) is required.
 	TenantColumn string `yaml:"tenantColumn"`
+	// TenantFrom says where a row's tenant comes from with
+	// watcher.tenants: "column" (tenantColumn, tables shared by tenants)
+	// or "schema" (one schema per tenant, named like it; the collection is
+	// the bare table name). Defaults to "column".
+	TenantFrom string `yaml:"tenantFrom"`
 }
 
 // WithDefaults returns w with zero fields set to their defaults.
@@ -520,6 +537,9 @@ func (w Watcher) WithDefaults() Watcher {
 	}
 	if w.CheckpointEvery == 0 {
 		w.CheckpointEvery = 500
+	}
+	if w.MaxTenantLabels == 0 {
+		w.MaxTenantLabels = tenantlabel.DefaultMax
 	}
 	if w.CheckpointInterval == 0 {
 		w.CheckpointInterval = trigger.Duration(time.Second)
@@ -537,10 +557,29 @@ var slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 func (w Watcher) Validate() error { p := &problems{}; w.check(p); return p.err() }
 
 func (w Watcher) check(p *problems) {
-	if w.Tenant == "" {
-		p.required("watcher.tenant", w.Tenant)
-	} else if reason := trigger.TenantProblem(w.Tenant, trigger.DefaultLimits().MaxTenantLength); reason != "" {
-		p.add("watcher.tenant", w.Tenant, "is not a tenant name: %s", reason)
+	switch {
+	case w.Tenant == "" && len(w.Tenants) == 0:
+		p.add("watcher.tenant", nil, "must be set (in the file or as $%s), or watcher.tenants", EnvName("watcher.tenant"))
+	case w.Tenant != "" && len(w.Tenants) > 0:
+		p.add("watcher.tenants", w.Tenants, "contradicts watcher.tenant; set only one")
+	case w.Tenant != "":
+		if reason := trigger.TenantProblem(w.Tenant, trigger.DefaultLimits().MaxTenantLength); reason != "" {
+			p.add("watcher.tenant", w.Tenant, "is not a tenant name: %s", reason)
+		}
+	}
+	for i, t := range w.Tenants {
+		if t == trigger.AllTenants {
+			if len(w.Tenants) > 1 {
+				p.add(indexPath("watcher.tenants", i), t, `means every tenant; it cannot be combined with names`)
+			}
+			continue
+		}
+		if reason := trigger.TenantProblem(t, trigger.DefaultLimits().MaxTenantLength); reason != "" {
+			p.add(indexPath("watcher.tenants", i), t, "is not a tenant name: %s", reason)
+		}
+	}
+	if w.MaxTenantLabels < -1 {
+		p.add("watcher.maxTenantLabels", w.MaxTenantLabels, "must be -1 (no limit), 0 (the default) or positive")
 	}
 	oneOf(p, "watcher.source", w.Source, SourceSQLite, SourcePostgres)
 	switch w.Source {
@@ -557,6 +596,15 @@ func (w Watcher) check(p *problems) {
 			p.add("watcher.postgres.slot", w.Postgres.Slot, "is not a replication slot name: use 1 to 63 lower-case letters, digits or '_'")
 		}
 		nonEmptyItems(p, "watcher.postgres.tables", w.Postgres.Tables)
+		if w.Postgres.TenantFrom != "" {
+			oneOf(p, "watcher.postgres.tenantFrom", w.Postgres.TenantFrom, "column", "schema")
+		}
+		switch {
+		case w.Postgres.TenantFrom == "schema" && w.Postgres.TenantColumn != "":
+			p.add("watcher.postgres.tenantColumn", w.Postgres.TenantColumn, "contradicts watcher.postgres.tenantFrom: schema; set only one")
+		case w.Tenant == "" && len(w.Tenants) > 0 && w.Postgres.TenantColumn == "" && w.Postgres.TenantFrom != "schema":
+			p.add("watcher.postgres.tenantColumn", w.Postgres.TenantColumn, "is required with watcher.tenants (or set watcher.postgres.tenantFrom: schema): it says whose each row is")
+		}
 	}
 	nonEmptyItems(p, "watcher.include", w.Include)
 	nonEmptyItems(p, "watcher.exclude", w.Exclude)

@@ -54,6 +54,7 @@ var (
 		SQLite:             SQLiteSource{Path: "data/documents.db"},
 		Postgres:           PostgresSource{Publication: "triggerflow", Slot: ""},
 		CheckpointEvery:    500,
+		MaxTenantLabels:    100,
 		CheckpointInterval: dur(time.Second),
 		Triggers:           "triggers/",
 	}

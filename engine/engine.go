@@ -17,6 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,32 +39,44 @@ import (
 	"github.com/triggerflow/triggerflow/internal/promreg"
 	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 	"github.com/triggerflow/triggerflow/workflows"
 )
 
-// TriggerEngine matches document changes against a trigger set and publishes
-// delivery tasks.
+// TriggerEngine matches document changes against the trigger sets of its
+// tenant scope and publishes delivery tasks.
 type TriggerEngine interface {
-	// LoadTriggers validates ts against the engine's tenant scope and, only
-	// if every trigger is valid, replaces the active set atomically. On error
-	// the previous set stays active and the error lists every problem
-	// (errors.Is(err, trigger.ErrInvalidTriggers)). Events already being
-	// evaluated finish under the set they started with.
+	// LoadTriggers validates ts against the engine's tenant scope and
+	// replaces the active sets atomically, all or nothing per tenant: a
+	// tenant with any invalid trigger keeps its previous set, the others
+	// take their new one (with one tenant, that is all or nothing). The
+	// error lists every problem (errors.Is(err,
+	// trigger.ErrInvalidTriggers)). ts is the whole scope: in an
+	// all-tenants scope a tenant without triggers in ts leaves the scope.
+	// Events already being evaluated finish under the set they started
+	// with.
 	LoadTriggers(ts []*trigger.Trigger) error
+	// LoadSets is LoadTriggers for a load already grouped by tenant
+	// (trigger.LoadByTenant): tenants of res.Failed keep their previous
+	// set, and so do those whose previous triggers came from a file of
+	// res.Unattributed.
+	LoadSets(res *trigger.TenantSets) error
 	// Run runs the pipeline until ctx is done (returning nil after a clean
 	// drain) or a stage fails for good. It blocks.
 	Run(ctx context.Context) error
 	// ReportLoadFailure records a reload that failed before it reached
-	// LoadTriggers (trigger files that did not parse): the previous set
-	// stays active and the load-failed gauge is on until a load succeeds.
+	// LoadTriggers (a trigger path that cannot be read): every tenant
+	// keeps its set and its load-failed gauge is on until a load succeeds.
 	ReportLoadFailure(err error)
 	// Ready returns nil while the pipeline runs: triggers loaded, streams
 	// provisioned or verified, NATS connected. Binaries serve it on /readyz.
 	Ready(ctx context.Context) error
-	// Active returns the active trigger set, nil before the first load.
-	Active() *Set
+	// Active returns tenant's active trigger set, nil when it has none.
+	Active(tenant string) *Set
+	// Tenants returns the tenants with an active set, sorted.
+	Tenants() []string
 }
 
 // TriggerFactory builds every stage of the pipeline from the factory's
@@ -87,14 +103,23 @@ var (
 	ErrClosed     = errors.New("engine: closed")
 	ErrNotReady   = errors.New("engine: not ready")
 	ErrNoDeps     = errors.New("engine: missing dependency")
-	ErrNoTenant   = errors.New("engine: no tenant scope configured (Config.Tenant)")
+	ErrNoTenant   = errors.New("engine: no tenant scope configured (Config.Tenant or Config.Tenants)")
 )
 
 // Config configures a factory. Zero fields take the documented defaults.
 type Config struct {
-	// Tenant is the tenant scope; every trigger must belong to it.
-	// Required by Engine; ingest and the worker serve every tenant.
+	// Tenant is the scope of a watcher serving one tenant; every trigger
+	// must belong to it. Engine needs Tenant or Tenants; ingest and the
+	// worker serve every tenant.
 	Tenant string
+	// Tenants is the scope of a watcher serving several tenants from one
+	// change stream: tenant names, or [trigger.AllTenants] for every
+	// tenant that has triggers. Exclusive with Tenant.
+	Tenants []string
+	// MaxTenantLabels bounds the tenant label values of every stage's
+	// metrics (see package tenantlabel). Defaults to
+	// tenantlabel.DefaultMax; -1 names every tenant.
+	MaxTenantLabels int
 	// Limits bounds trigger contents. Defaults to trigger.DefaultLimits().
 	Limits trigger.Limits
 	// CostLimit bounds CEL evaluation cost. Defaults to condition.DefaultCostLimit.
@@ -182,28 +207,42 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	if f.cfg.Ingest.Stream == "" {
 		f.cfg.Ingest.Stream = f.cfg.Streams.Stream
 	}
-	if f.cfg.Tenant == "" {
-		f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, log: f.deps.Logger}
+	labels := tenantlabel.New(f.cfg.MaxTenantLabels)
+	if f.cfg.Tenant == "" && len(f.cfg.Tenants) == 0 {
+		f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, log: f.deps.Logger, labels: labels}
 		return f, nil
+	}
+	if f.cfg.Tenant != "" && len(f.cfg.Tenants) > 0 {
+		return nil, fmt.Errorf("engine: config: Tenant and Tenants are mutually exclusive")
 	}
 	compiler, err := condition.NewCompiler(f.cfg.CostLimit)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	v, err := trigger.NewValidator(f.cfg.Tenant, f.cfg.Limits, compiler)
+	scope := f.cfg.Tenants
+	log := f.deps.Logger.With("component", "engine")
+	if f.cfg.Tenant != "" {
+		scope = []string{f.cfg.Tenant}
+		log = log.With("tenant", f.cfg.Tenant)
+	}
+	v, err := trigger.NewScopeValidator(scope, f.cfg.Limits, compiler)
 	if err != nil {
 		return nil, fmt.Errorf("engine: config: %w", err)
 	}
-	log := f.deps.Logger.With("component", "engine", "tenant", f.cfg.Tenant)
-	ev, err := evaluator.New(evaluator.Config{Logger: f.deps.Logger, Registerer: f.deps.Registerer})
+	ev, err := evaluator.New(evaluator.Config{Logger: f.deps.Logger, Registerer: f.deps.Registerer, TenantLabels: labels})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	m, err := newMetrics(f.deps.Registerer, f.cfg.Tenant)
+	m, err := newMetrics(f.deps.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, validator: v, evaluator: ev, log: log, metrics: m}
+	e := &triggerEngine{cfg: f.cfg, deps: f.deps, validator: v, evaluator: ev, log: log, metrics: m, labels: labels}
+	if !(len(scope) == 1 && scope[0] == trigger.AllTenants) {
+		e.listed = slices.Clone(scope)
+	}
+	e.active.Store(&sets{})
+	f.eng = e
 	return f, nil
 }
 
@@ -269,13 +308,21 @@ func (f *factory) deadLetters(js jetstream.JetStream) deadletter.Sink {
 	return deadletter.NewPublisher(js, f.cfg.Streams.DeadLetterStream)
 }
 
-// Set is an immutable, validated trigger set with compiled conditions.
+// Set is one tenant's immutable, validated trigger set with compiled
+// conditions.
 type Set struct {
-	// Generation increases with every successful LoadTriggers.
+	Tenant string
+	// Generation increases with every load that changed a set.
 	Generation uint64
 	Triggers   []*trigger.Trigger
 	Conditions []*condition.Program
 	index      *evaluator.Index
+}
+
+// sets holds the active Set of each tenant; replaced whole, never changed.
+type sets struct {
+	byTenant map[string]*Set
+	loaded   bool // a load succeeded for at least one tenant
 }
 
 type triggerEngine struct {
@@ -285,9 +332,13 @@ type triggerEngine struct {
 	evaluator *evaluator.Evaluator
 	log       *slog.Logger
 	metrics   *metrics
+	labels    *tenantlabel.Guard
+	// listed is the configured scope; nil for all tenants with triggers.
+	listed []string
 
-	active atomic.Pointer[Set]
+	active atomic.Pointer[sets]
 	gen    atomic.Uint64
+	loadMu sync.Mutex // one load at a time
 
 	// Set once the pipeline runs; read by Ready.
 	running atomic.Bool
@@ -297,45 +348,207 @@ type triggerEngine struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
+	watcher *watcher.DocumentWatcher // set while Run runs
 }
 
 func (e *triggerEngine) LoadTriggers(ts []*trigger.Trigger) error {
 	if e.validator == nil {
 		return ErrNoTenant
 	}
-	progs, err := e.validator.Validate(ts)
-	if err == nil {
-		var ix *evaluator.Index
-		ix, err = e.evaluator.Compile(ts, progs)
-		if err == nil {
-			set := &Set{Generation: e.gen.Add(1), Triggers: ts, Conditions: progs, index: ix}
-			e.active.Store(set)
-			e.metrics.loadFailed.Set(0)
-			e.metrics.triggers.Set(float64(len(ts)))
-			e.log.Info("trigger set loaded", "generation", set.Generation, "triggers", len(ts))
-			return nil
+	res, err := trigger.GroupByTenant(ts, e.validator)
+	if err != nil {
+		return err
+	}
+	return e.LoadSets(res)
+}
+
+func (e *triggerEngine) LoadSets(res *trigger.TenantSets) error {
+	if e.validator == nil {
+		return ErrNoTenant
+	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	cur := e.active.Load()
+	loadErr := res.Err()
+	if e.cfg.Tenant != "" && loadErr != nil {
+		// One tenant: the whole load is that tenant's.
+		e.reportFailed([]string{e.cfg.Tenant}, loadErr)
+		return loadErr
+	}
+
+	failed := make(map[string]bool, len(res.Failed))
+	for t := range res.Failed {
+		failed[t] = true
+	}
+	if res.Unattributed != nil {
+		// A file too broken to name its tenant fails the tenants whose
+		// triggers it held before.
+		for _, p := range res.Unattributed.Problems {
+			file, _ := splitLine(p.File)
+			for t, set := range cur.byTenant {
+				for _, tr := range set.Triggers {
+					if f, _ := splitLine(tr.Source); f == file {
+						failed[t] = true
+						break
+					}
+				}
+			}
 		}
 	}
-	e.ReportLoadFailure(err)
+
+	next := &sets{byTenant: make(map[string]*Set, len(res.Triggers)), loaded: cur.loaded}
+	var errs []error
+	if loadErr != nil {
+		errs = append(errs, loadErr)
+	}
+	gen := e.gen.Add(1)
+	for t, group := range res.Triggers {
+		if failed[t] {
+			continue
+		}
+		set, err := e.compile(t, group, gen)
+		if err != nil {
+			failed[t] = true
+			errs = append(errs, err)
+			continue
+		}
+		next.byTenant[t] = set
+	}
+	for t := range failed {
+		if prev := cur.byTenant[t]; prev != nil && e.validator.InScope(t) {
+			next.byTenant[t] = prev
+		}
+	}
+	for _, t := range e.listed {
+		if _, ok := next.byTenant[t]; !ok && !failed[t] {
+			// A listed tenant without triggers is still served: its
+			// checkpoint keeps up, and triggers added later start there.
+			next.byTenant[t] = &Set{Tenant: t, Generation: gen}
+		}
+	}
+	for t := range next.byTenant {
+		if !failed[t] {
+			next.loaded = true
+		}
+	}
+	e.active.Store(next)
+
+	var failedNames []string
+	for t := range failed {
+		if e.validator.InScope(t) {
+			failedNames = append(failedNames, t)
+		}
+	}
+	slices.Sort(failedNames)
+	err := errors.Join(errs...)
+	e.reportFailed(failedNames, err)
+	for t, set := range next.byTenant {
+		if !failed[t] {
+			e.metrics.loadFailed.WithLabelValues(e.labels.Label(t)).Set(0)
+		}
+		e.metrics.triggers.WithLabelValues(e.labels.Label(t)).Set(float64(len(set.Triggers)))
+	}
+	for t := range cur.byTenant {
+		if _, ok := next.byTenant[t]; !ok {
+			e.metrics.triggers.DeleteLabelValues(e.labels.Label(t))
+			e.metrics.loadFailed.DeleteLabelValues(e.labels.Label(t))
+		}
+	}
+	e.log.Info("trigger sets loaded", "generation", gen, "tenants", len(next.byTenant), "failed", failedNames, "triggers", next.count())
+	e.rescope(next)
 	return err
+}
+
+// compile validates one tenant's triggers and indexes them.
+func (e *triggerEngine) compile(tenant string, ts []*trigger.Trigger, gen uint64) (*Set, error) {
+	progs, err := e.validator.Validate(ts)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := e.evaluator.Compile(ts, progs)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", tenant, err)
+	}
+	return &Set{Tenant: tenant, Generation: gen, Triggers: ts, Conditions: progs, index: ix}, nil
+}
+
+// rescope tells a running watcher which tenants are served now.
+func (e *triggerEngine) rescope(next *sets) {
+	e.mu.Lock()
+	w := e.watcher
+	e.mu.Unlock()
+	if w == nil || e.cfg.Tenant != "" {
+		return
+	}
+	names := next.names()
+	if slices.Equal(names, w.Tenants()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.SetTenants(ctx, names); err != nil {
+		e.log.Error("tenant scope not changed; the watcher serves the previous tenants", "error", err)
+	}
+}
+
+func (s *sets) names() []string { return slices.Sorted(maps.Keys(s.byTenant)) }
+
+func (s *sets) count() int {
+	n := 0
+	for _, set := range s.byTenant {
+		n += len(set.Triggers)
+	}
+	return n
+}
+
+// reportFailed turns the load-failed gauge on for tenants and logs err.
+func (e *triggerEngine) reportFailed(tenants []string, err error) {
+	if err == nil {
+		return
+	}
+	for _, t := range tenants {
+		e.metrics.loadFailed.WithLabelValues(e.labels.Label(t)).Set(1)
+	}
+	e.log.Error("trigger set rejected; the previous set stays active", "tenants", tenants, "error", err)
 }
 
 func (e *triggerEngine) ReportLoadFailure(err error) {
 	if e.metrics == nil {
 		return // no tenant, so no set to keep
 	}
-	e.metrics.loadFailed.Set(1)
-	e.log.Error("trigger set rejected; previous set stays active", "error", err)
+	e.reportFailed(e.active.Load().names(), err)
 }
 
-// Active returns the current trigger set, or nil before the first load.
-func (e *triggerEngine) Active() *Set { return e.active.Load() }
+// Active returns tenant's active set, or nil.
+func (e *triggerEngine) Active(tenant string) *Set {
+	if s := e.active.Load(); s != nil {
+		return s.byTenant[tenant]
+	}
+	return nil
+}
+
+func (e *triggerEngine) Tenants() []string {
+	if s := e.active.Load(); s != nil {
+		return s.names()
+	}
+	return nil
+}
+
+// splitLine drops a ":line" suffix from a trigger's Source.
+func splitLine(source string) (string, string) {
+	if i := strings.LastIndexByte(source, ':'); i >= 0 {
+		if _, err := strconv.Atoi(source[i+1:]); err == nil {
+			return source[:i], source[i+1:]
+		}
+	}
+	return source, ""
+}
 
 func (e *triggerEngine) Ready(context.Context) error {
 	switch {
 	case e.validator == nil:
 		return fmt.Errorf("%w: %w", ErrNotReady, ErrNoTenant)
-	case e.active.Load() == nil:
+	case !e.active.Load().loaded:
 		return fmt.Errorf("%w: %w", ErrNotReady, ErrNoTriggers)
 	case !e.running.Load():
 		return fmt.Errorf("%w: pipeline not started", ErrNotReady)
@@ -357,7 +570,7 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 	case e.started:
 		e.mu.Unlock()
 		return errors.New("engine: already started")
-	case e.active.Load() == nil:
+	case !e.active.Load().loaded || len(e.active.Load().byTenant) == 0:
 		e.mu.Unlock()
 		return ErrNoTriggers
 	case e.deps.Source == nil || e.deps.NATS == nil:
@@ -371,6 +584,7 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 	pcfg.Stream = e.cfg.Streams.Stream
 	pcfg.Logger = e.deps.Logger
 	pcfg.Registerer = e.deps.Registerer
+	pcfg.TenantLabels = e.labels
 	js, err := jetstream.New(e.deps.NATS, pcfg.WithDefaults().JetStreamOptions()...)
 	if err != nil {
 		return fmt.Errorf("engine: jetstream: %w", err)
@@ -403,9 +617,13 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 	}()
 
 	wcfg := e.cfg.Watcher
-	wcfg.Tenant = e.cfg.Tenant
+	wcfg.Tenant, wcfg.Tenants = e.cfg.Tenant, nil
+	if e.cfg.Tenant == "" {
+		wcfg.Tenants = e.Tenants()
+	}
 	wcfg.Logger = e.deps.Logger
 	wcfg.Registerer = e.deps.Registerer
+	wcfg.TenantLabels = e.labels
 	wcfg.Auditor = e.deps.Auditor
 	onStarted := wcfg.OnStarted
 	wcfg.OnStarted = func(from string) {
@@ -418,7 +636,18 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	defer e.running.Store(false)
+	e.mu.Lock()
+	e.watcher = w
+	e.mu.Unlock()
+	// A load between building the watcher and recording it would not have
+	// rescoped it.
+	e.rescope(e.active.Load())
+	defer func() {
+		e.mu.Lock()
+		e.watcher = nil
+		e.mu.Unlock()
+		e.running.Store(false)
+	}()
 	return w.Run(ctx, e.handle)
 }
 
@@ -433,7 +662,12 @@ func (e *triggerEngine) handle(ctx context.Context, c watcher.Change, done func(
 		done()
 		return nil
 	}
-	set := e.active.Load()
+	set := e.active.Load().byTenant[c.Tenant]
+	if set == nil || set.index == nil {
+		// The tenant left the scope after the watcher handed this out.
+		done()
+		return nil
+	}
 	matches, err := set.index.Match(ctx, &c)
 	if err != nil {
 		return err
@@ -477,7 +711,7 @@ func (e *triggerEngine) deadLetterChange(ctx context.Context, c watcher.Change) 
 	for {
 		err := e.dl.Publish(ctx, rec)
 		if err == nil {
-			e.metrics.undecodable.Inc()
+			e.metrics.undecodable.WithLabelValues(e.labels.Label(c.Tenant)).Inc()
 			e.log.Warn("change dead-lettered", "collection", c.Collection, "docKey", c.DocKey, "position", c.Position, "problem", c.Problem)
 			return nil
 		}
@@ -496,36 +730,23 @@ func (e *triggerEngine) Close() error {
 }
 
 type metrics struct {
-	loadFailed  prometheus.Gauge
-	triggers    prometheus.Gauge
-	undecodable prometheus.Counter
+	loadFailed  *prometheus.GaugeVec
+	triggers    *prometheus.GaugeVec
+	undecodable *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, tenant string) (*metrics, error) {
-	labels := prometheus.Labels{"tenant": tenant}
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	r := promreg.New(reg)
 	m := &metrics{
-		loadFailed: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "triggerflow_triggers_load_failed", ConstLabels: labels,
-			Help: "1 while the last trigger reload failed (the previous set stays active), else 0.",
-		}),
-		triggers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "triggerflow_triggers_active", ConstLabels: labels,
-			Help: "Triggers in the active set.",
-		}),
-		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "triggerflow_watcher_changes_dead_lettered_total", ConstLabels: labels,
-			Help: "Changes the source could not decode, dead-lettered with the reason.",
-		}),
+		loadFailed: r.GaugeVec("triggerflow_triggers_load_failed",
+			"1 while the tenant's last trigger reload failed (its previous set stays active), else 0.",
+			"tenant"),
+		triggers: r.GaugeVec("triggerflow_triggers_active",
+			"Triggers in the tenant's active set.",
+			"tenant"),
+		undecodable: r.CounterVec("triggerflow_watcher_changes_dead_lettered_total",
+			"Changes the source could not decode, dead-lettered with the reason.",
+			"tenant"),
 	}
-	var err error
-	if m.loadFailed, err = promreg.Register(reg, m.loadFailed); err != nil {
-		return nil, err
-	}
-	if m.triggers, err = promreg.Register(reg, m.triggers); err != nil {
-		return nil, err
-	}
-	if m.undecodable, err = promreg.Register(reg, m.undecodable); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return m, r.Err()
 }

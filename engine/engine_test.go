@@ -34,7 +34,7 @@ func newEngine(t *testing.T) engine.TriggerEngine {
 
 func activeIDs(t *testing.T, e engine.TriggerEngine) []string {
 	t.Helper()
-	set := e.Active()
+	set := e.Active("acme")
 	if set == nil {
 		return nil
 	}
@@ -131,7 +131,7 @@ func TestLoadTriggersSwapsAtomically(t *testing.T) {
 		wg.Go(func() {
 			var last uint64
 			for ctx.Err() == nil {
-				set := active()
+				set := active("acme")
 				v, err := wholeVersion(set, versions)
 				switch {
 				case err != nil:
@@ -181,7 +181,7 @@ func TestLoadTriggersSwapsAtomically(t *testing.T) {
 		require.EqualValues(t, loads, seen[r].Load(), "reader %d saw the last load", r)
 		require.Equal(t, loads, gens[r], "reader %d saw every generation", r)
 	}
-	v, err := wholeVersion(active(), versions)
+	v, err := wholeVersion(active("acme"), versions)
 	require.NoError(t, err)
 	require.Equal(t, versionOf(loads), v, "the last load is active")
 }
@@ -229,7 +229,7 @@ func TestConcurrentLoadsLeaveOneCompleteSet(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	set := e.Active()
+	set := e.Active("acme")
 	require.EqualValues(t, 20, set.Generation, "every load succeeded")
 	ids := activeIDs(t, e)
 	require.Contains(t, [][]string{{"a1", "a2"}, {"b1", "b2"}}, ids, "exactly one whole set, never a mix")
@@ -268,7 +268,7 @@ func TestFactoryWithoutTenant(t *testing.T) {
 	require.ErrorIs(t, e.LoadTriggers(nil), engine.ErrNoTenant)
 	require.ErrorIs(t, e.Run(context.Background()), engine.ErrNoTenant)
 	require.ErrorIs(t, e.Ready(context.Background()), engine.ErrNoTenant)
-	require.Nil(t, e.Active())
+	require.Nil(t, e.Active("acme"))
 
 	_, err = f.Ingester()
 	require.ErrorIs(t, err, engine.ErrNoDeps)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/internal/lograte"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -36,6 +37,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the evaluator's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// TenantLabels bounds the tenant label values of the metrics; a
+	// tenant past its limit also folds its collections and trigger ids.
+	// nil names every tenant.
+	TenantLabels *tenantlabel.Guard
 }
 
 // DefaultErrorLogInterval is the default Config.ErrorLogInterval.
@@ -123,6 +128,7 @@ func (e *Evaluator) Compile(triggers []*trigger.Trigger, progs []*condition.Prog
 		if err != nil {
 			return nil, fmt.Errorf("%w: trigger %q: %w", ErrInvalidSet, tr.ID, err)
 		}
+		tenant, collection, id := e.labels(tr)
 		ent := &entry{
 			trigger:    tr,
 			prog:       progs[i],
@@ -131,33 +137,42 @@ func (e *Evaluator) Compile(triggers []*trigger.Trigger, progs []*condition.Prog
 			needBefore: strings.Contains(progs[i].Source(), "before"),
 			glob:       g,
 			events:     eventMask(tr.Events),
-			eventsCtr:  e.metrics.events.WithLabelValues(tr.Tenant, tr.Collection),
-			matchCtr:   e.metrics.matches.WithLabelValues(tr.Tenant, tr.Collection, tr.ID),
-			errCtr:     e.metrics.errors.WithLabelValues(tr.Tenant, tr.Collection, tr.ID),
-			invalid:    e.metrics.invalidDocs.WithLabelValues(tr.Tenant, tr.Collection),
+			eventsCtr:  e.metrics.events.WithLabelValues(tenant, collection),
+			matchCtr:   e.metrics.matches.WithLabelValues(tenant, collection, id),
+			errCtr:     e.metrics.errors.WithLabelValues(tenant, collection, id),
+			invalid:    e.metrics.invalidDocs.WithLabelValues(tenant, collection),
 			limiter:    e.limiter("trigger", tr.Tenant, tr.ID),
 			docLimit:   e.limiter("collection", tr.Tenant, tr.Collection),
 		}
 		ix.entries = append(ix.entries, ent)
-		id := int32(i)
+		n := int32(i)
 		switch {
 		case g.general:
-			ix.general = append(ix.general, id)
+			ix.general = append(ix.general, n)
 		case g.literal():
-			ix.exact[tr.Collection] = append(ix.exact[tr.Collection], id)
+			ix.exact[tr.Collection] = append(ix.exact[tr.Collection], n)
 		default:
 			b := ix.byShape[len(g.segs)]
 			if b == nil {
 				b = &shapeBucket{byPos: make([]map[string][]int32, len(g.segs))}
 				ix.byShape[len(g.segs)] = b
 			}
-			b.add(g, id)
+			b.add(g, n)
 		}
 		if _, ok := ix.unwatch[tr.Tenant]; !ok {
-			ix.unwatch[tr.Tenant] = e.metrics.events.WithLabelValues(tr.Tenant, unwatched)
+			ix.unwatch[tr.Tenant] = e.metrics.events.WithLabelValues(tenant, unwatched)
 		}
 	}
 	return ix, nil
+}
+
+// labels returns tr's metric label values under the tenant guard.
+func (e *Evaluator) labels(tr *trigger.Trigger) (tenant, collection, id string) {
+	tenant = e.cfg.TenantLabels.Label(tr.Tenant)
+	if tenant == tenantlabel.Other {
+		return tenant, tenantlabel.Other, tenantlabel.Other
+	}
+	return tenant, tr.Collection, tr.ID
 }
 
 func (e *Evaluator) limiter(kind, tenant, name string) *lograte.Limiter {
@@ -380,7 +395,7 @@ func (ix *Index) countUnwatched(tenant string) {
 		ctr.Inc()
 		return
 	}
-	ix.ev.metrics.events.WithLabelValues(tenant, unwatched).Inc()
+	ix.ev.metrics.events.WithLabelValues(ix.ev.cfg.TenantLabels.Label(tenant), unwatched).Inc()
 }
 
 func (ix *Index) reportError(ent *entry, c *watcher.Change, err error) {

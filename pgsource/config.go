@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triggerflow/triggerflow/tenantlabel"
 )
 
 // Config configures a Source.
@@ -21,22 +23,36 @@ type Config struct {
 	// (or superuser), CREATE on the database the first time (publication,
 	// checkpoint table), and, for a FOR ALL TABLES publication, superuser.
 	DSN string
-	// Tenant is the tenant every change is reported for. Required.
+	// Tenant, when set, is the one tenant the source reports (single-tenant
+	// mode): every change is reported for it, or, with TenantColumn or
+	// TenantFrom "schema", only its own rows. Empty means multi-tenant
+	// mode: every tenant's rows are reported, each with the tenant read
+	// from the row, which needs TenantColumn or TenantFrom "schema". The
+	// watcher then keeps the tenants it serves and skips the others.
 	Tenant string
-	// TenantColumn, when set, reports only rows whose value in this column
-	// is Tenant (compared as PostgreSQL prints it). Tables without the
-	// column are not reported. Deletes need the column in the old row:
-	// REPLICA IDENTITY FULL, or the column in the primary key.
+	// TenantColumn names the column holding a row's tenant (compared and
+	// reported as PostgreSQL prints it). Tables without the column are not
+	// reported, nor are rows whose column is NULL. Deletes need the column
+	// in the old row: REPLICA IDENTITY FULL, or the column in the primary
+	// key.
 	TenantColumn string
+	// TenantFrom says where a row's tenant is: TenantFromColumn (the
+	// default when TenantColumn is set) or TenantFromSchema (a schema per
+	// tenant: the tenant is the table's schema and Collection the bare
+	// table name; tables in the public schema belong to no tenant).
+	TenantFrom string
 	// Publication names the publication to stream. Created when absent
 	// (FOR ALL TABLES, or FOR TABLE Tables); an existing one is used as
 	// is. Defaults to "triggerflow". At most 63 bytes.
 	Publication string
 	// Slot names the persistent logical replication slot. Created when
-	// absent. Defaults to "triggerflow_<tenant>" lowercased with other
-	// characters than [a-z0-9_] replaced by '_'; when that changed the
-	// tenant name or had to be cut to 63 bytes, a hash of the tenant is
-	// appended so two tenants never share a slot.
+	// absent. In multi-tenant mode it defaults to "triggerflow": one slot
+	// serves every tenant, so two multi-tenant sources on one database
+	// need distinct names. In single-tenant mode it defaults to
+	// "triggerflow_<tenant>" lowercased with other characters than
+	// [a-z0-9_] replaced by '_'; when that changed the tenant name or had
+	// to be cut to 63 bytes, a hash of the tenant is appended so two
+	// tenants never share a slot.
 	Slot string
 	// Tables lists the tables of a publication created here, as "name",
 	// "schema.name" or "schema/name". Empty means FOR ALL TABLES.
@@ -57,11 +73,28 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the source's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// TenantLabels bounds the tenant label values of the metrics in
+	// multi-tenant mode; nil names every tenant. Single-tenant mode labels
+	// with Tenant.
+	TenantLabels *tenantlabel.Guard
 }
+
+// Values of Config.TenantFrom.
+const (
+	TenantFromColumn = "column"
+	TenantFromSchema = "schema"
+)
+
+// publicSchema holds no tenant's data under TenantFromSchema: it is where
+// tables land by default, so it usually holds the application's shared
+// tables, and reporting them for a tenant named "public" would surprise.
+const publicSchema = "public"
 
 // Defaults.
 const (
-	DefaultPublication      = "triggerflow"
+	DefaultPublication = "triggerflow"
+	// DefaultSlot is the slot of a multi-tenant source.
+	DefaultSlot             = "triggerflow"
 	DefaultStandbyTimeout   = 10 * time.Second
 	DefaultReconnectInitial = 100 * time.Millisecond
 	DefaultReconnectMax     = 10 * time.Second
@@ -75,8 +108,15 @@ func (c Config) WithDefaults() Config {
 	if c.Publication == "" {
 		c.Publication = DefaultPublication
 	}
-	if c.Slot == "" && c.Tenant != "" {
-		c.Slot = SlotName(c.Tenant)
+	if c.TenantFrom == "" && c.TenantColumn != "" {
+		c.TenantFrom = TenantFromColumn
+	}
+	if c.Slot == "" {
+		if c.Tenant != "" {
+			c.Slot = SlotName(c.Tenant)
+		} else {
+			c.Slot = DefaultSlot
+		}
 	}
 	if c.StandbyTimeout == 0 {
 		c.StandbyTimeout = DefaultStandbyTimeout
@@ -103,9 +143,7 @@ func (c Config) Validate() error {
 	} else if _, err := pgconn.ParseConfig(c.DSN); err != nil {
 		errs = append(errs, fmt.Errorf("DSN: %w", err))
 	}
-	if c.Tenant == "" {
-		errs = append(errs, errors.New("tenant is required"))
-	}
+	errs = append(errs, c.validateTenancy()...)
 	if !slotPattern.MatchString(c.Slot) {
 		errs = append(errs, fmt.Errorf("slot %q must match [a-z0-9_]{1,63}", c.Slot))
 	}
@@ -124,6 +162,30 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
+}
+
+func (c Config) validateTenancy() []error {
+	var errs []error
+	switch c.TenantFrom {
+	case "":
+		if c.Tenant == "" {
+			errs = append(errs, errors.New(`tenant is required unless TenantColumn is set or TenantFrom is "schema" (multi-tenant mode)`))
+		}
+	case TenantFromColumn:
+		if c.TenantColumn == "" {
+			errs = append(errs, errors.New(`TenantFrom "column" needs TenantColumn`))
+		}
+	case TenantFromSchema:
+		if c.TenantColumn != "" {
+			errs = append(errs, fmt.Errorf(`TenantColumn %q conflicts with TenantFrom "schema": the tenant is the table's schema`, c.TenantColumn))
+		}
+		if c.Tenant == publicSchema {
+			errs = append(errs, fmt.Errorf(`tenant %q with TenantFrom "schema": the public schema holds no tenant's data`, c.Tenant))
+		}
+	default:
+		errs = append(errs, fmt.Errorf(`TenantFrom %q must be "column" or "schema"`, c.TenantFrom))
+	}
+	return errs
 }
 
 // SlotName is the default slot name of a tenant.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
@@ -39,16 +40,51 @@ type relation struct {
 	key          []int
 	keyProblem   string
 	identityFull bool
-	// tenant is the index of Config.TenantColumn, tenantUnset without
-	// tenant filtering, tenantMissing when the table lacks the column.
-	tenant int
+	// attrib says how the table's rows are attributed to tenants.
+	attrib attribution
+	// tenantCol is the index of Config.TenantColumn under attribColumn.
+	tenantCol int
+	// fixed is the tenant of every row under attribAll, and the source's
+	// tenant under attribColumn in single-tenant mode.
+	fixed *tenantRef
+	// tenants caches, under attribColumn in multi-tenant mode, the tenants
+	// met in this table by column value: looking a tuple's bytes up here
+	// costs no allocation, and the tenant's name and counters are shared
+	// by all its rows.
+	tenants map[string]*tenantRef
 	// skip marks the checkpoint table, whose writes are ours, not documents.
 	skip bool
 }
 
+type attribution uint8
+
 const (
-	tenantUnset   = -1
-	tenantMissing = -2
+	attribNone   attribution = iota // no row is reported
+	attribAll                       // every row belongs to fixed
+	attribColumn                    // the tenant column decides
+)
+
+// maxCachedTenants bounds relation.tenants: a column with more distinct
+// values than that is likely not a tenant column, and the cache must not
+// grow with the table.
+const maxCachedTenants = 10_000
+
+// tenantRef is a tenant as the decoder reports it.
+type tenantRef struct {
+	name  string
+	label string // metric label value
+	// events counts the tenant's changes in one table.
+	events prometheus.Counter
+}
+
+// rowScope is what a row version's tenant is known to be.
+type rowScope uint8
+
+const (
+	scopeOut     rowScope = iota // another tenant, or a table reported for none
+	scopeIn                      // a tenant the source reports
+	scopeNull                    // the tenant column is NULL or empty (multi-tenant mode)
+	scopeUnknown                 // not in the tuple sent
 )
 
 // emitError carries emit's error so Watch can return it as is.
@@ -198,7 +234,11 @@ func (d *decoder) next(lsn pglogrepl.LSN) position {
 }
 
 func (d *decoder) onRelation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	rel := &relation{id: m.RelationID, collection: collectionName(m.Namespace, m.RelationName), tenant: tenantUnset}
+	cfg := &d.src.cfg
+	rel := &relation{id: m.RelationID, collection: collectionName(m.Namespace, m.RelationName), attrib: attribAll}
+	if cfg.TenantFrom == TenantFromSchema {
+		rel.collection = m.RelationName
+	}
 	d.rels[m.RelationID] = rel
 	if m.RelationID == d.src.ckptOID {
 		rel.skip = true
@@ -231,22 +271,50 @@ func (d *decoder) onRelation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		d.src.warnOnce("identity", rel.id, "table lacks REPLICA IDENTITY FULL; updates and deletes carry no before image",
 			"collection", rel.collection, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL")
 	}
-	if col := d.src.cfg.TenantColumn; col != "" {
-		i, ok := byName[col]
+	switch cfg.TenantFrom {
+	case "":
+		rel.fixed = d.newTenantRef(rel, cfg.Tenant)
+	case TenantFromSchema:
 		switch {
-		case !ok:
-			rel.tenant = tenantMissing
-			d.src.warnOnce("notenant", rel.id, "table has no tenant column; its changes are not reported",
-				"collection", rel.collection, "tenantColumn", col)
+		case m.Namespace == publicSchema:
+			rel.attrib = attribNone
+			d.src.warnOnce("publicschema", rel.id, "table is in the public schema, which holds no tenant's data; its changes are not reported",
+				"table", m.RelationName)
+		case cfg.Tenant != "" && m.Namespace != cfg.Tenant:
+			rel.attrib = attribNone // another tenant's schema
 		default:
-			rel.tenant = i
-			if !rel.identityFull && !rel.cols[i].identity {
-				d.src.warnOnce("tenantdelete", rel.id, "tenant column is not part of the replica identity; deletes cannot be attributed to a tenant and are not reported",
-					"collection", rel.collection, "tenantColumn", col, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL, or include the column in the primary key")
-			}
+			rel.fixed = d.newTenantRef(rel, m.Namespace)
+		}
+	case TenantFromColumn:
+		i, ok := byName[cfg.TenantColumn]
+		if !ok {
+			rel.attrib = attribNone
+			d.src.warnOnce("notenant", rel.id, "table has no tenant column; its changes are not reported",
+				"collection", rel.collection, "tenantColumn", cfg.TenantColumn)
+			break
+		}
+		rel.attrib, rel.tenantCol = attribColumn, i
+		if cfg.Tenant != "" {
+			rel.fixed = d.newTenantRef(rel, cfg.Tenant)
+		} else {
+			rel.tenants = make(map[string]*tenantRef)
+		}
+		if !rel.identityFull && !rel.cols[i].identity {
+			d.src.warnOnce("tenantdelete", rel.id, "tenant column is not part of the replica identity; deletes cannot be attributed to a tenant and are not reported",
+				"collection", rel.collection, "tenantColumn", cfg.TenantColumn, "fix", "ALTER TABLE ... REPLICA IDENTITY FULL, or include the column in the primary key")
 		}
 	}
 	return nil
+}
+
+// newTenantRef resolves a tenant's label and counter in rel once, rather
+// than per row.
+func (d *decoder) newTenantRef(rel *relation, tenant string) *tenantRef {
+	label := tenant
+	if d.src.cfg.Tenant == "" {
+		label = d.src.cfg.TenantLabels.Label(tenant)
+	}
+	return &tenantRef{name: tenant, label: label, events: d.src.metrics.events.WithLabelValues(label, rel.collection)}
 }
 
 // keyColumns picks the docKey columns. Under the default replica identity
@@ -299,39 +367,66 @@ func (d *decoder) relation(id uint32) (*relation, error) {
 	return rel, nil
 }
 
-// tenantOf returns the tenant column's value in t and whether it is known:
-// a key tuple ('K') only carries replica identity columns, and an unchanged
-// TOAST value is only known from a full old tuple.
-func (rel *relation) tenantOf(t *pglogrepl.TupleData, keyOnly bool, old *pglogrepl.TupleData) (string, bool) {
-	if t == nil || rel.tenant < 0 || rel.tenant >= len(t.Columns) {
-		return "", false
+// tenantValue returns the tenant column's text in t, empty for NULL, and
+// whether it is known: a key tuple ('K') only carries replica identity
+// columns, and an unchanged TOAST value is only known from a full old
+// tuple. The bytes alias t.
+func (rel *relation) tenantValue(t *pglogrepl.TupleData, keyOnly bool, old *pglogrepl.TupleData) ([]byte, bool) {
+	if t == nil || rel.tenantCol >= len(t.Columns) {
+		return nil, false
 	}
-	c := t.Columns[rel.tenant]
+	c := t.Columns[rel.tenantCol]
 	switch c.DataType {
 	case pglogrepl.TupleDataTypeText:
-		return string(c.Data), true
+		return c.Data, true
 	case pglogrepl.TupleDataTypeNull:
-		if keyOnly && !rel.cols[rel.tenant].identity {
-			return "", false
+		if keyOnly && !rel.cols[rel.tenantCol].identity {
+			return nil, false
 		}
-		return "", true // NULL: the row belongs to no tenant
+		return nil, true
 	case pglogrepl.TupleDataTypeToast:
-		return rel.tenantOf(old, false, nil)
+		return rel.tenantValue(old, false, nil)
 	}
-	return "", false
+	return nil, false
 }
 
-// scope tells whether a row version belongs to the source's tenant, and
-// whether that is known.
-func (d *decoder) scope(rel *relation, t *pglogrepl.TupleData, keyOnly bool, old *pglogrepl.TupleData) (in, known bool) {
-	switch rel.tenant {
-	case tenantUnset:
-		return true, true
-	case tenantMissing:
-		return false, true
+// scope tells which tenant a row version belongs to, if it is one the
+// source reports.
+func (d *decoder) scope(rel *relation, t *pglogrepl.TupleData, keyOnly bool, old *pglogrepl.TupleData) (*tenantRef, rowScope) {
+	switch rel.attrib {
+	case attribAll:
+		return rel.fixed, scopeIn
+	case attribNone:
+		return nil, scopeOut
 	}
-	v, ok := rel.tenantOf(t, keyOnly, old)
-	return ok && v == d.src.cfg.Tenant, ok
+	v, ok := rel.tenantValue(t, keyOnly, old)
+	switch {
+	case !ok:
+		return nil, scopeUnknown
+	case rel.fixed != nil: // single-tenant mode: NULL is just not ours
+		if string(v) == rel.fixed.name {
+			return rel.fixed, scopeIn
+		}
+		return nil, scopeOut
+	case len(v) == 0:
+		// NULL, or an empty string, which no watcher can serve.
+		return nil, scopeNull
+	}
+	if ref, ok := rel.tenants[string(v)]; ok {
+		return ref, scopeIn
+	}
+	if len(rel.tenants) >= maxCachedTenants {
+		clear(rel.tenants)
+	}
+	ref := d.newTenantRef(rel, string(v))
+	rel.tenants[ref.name] = ref
+	return ref, scopeIn
+}
+
+// unattributed counts a row change not reported because its tenant is
+// unknown or NULL.
+func (d *decoder) unattributed(rel *relation) {
+	d.src.metrics.unattributed.WithLabelValues(d.src.cfg.Tenant, rel.collection).Inc()
 }
 
 // rowOf looks up a row change's relation and takes the change's position;
@@ -354,10 +449,14 @@ func (d *decoder) onInsert(lsn pglogrepl.LSN, m *pglogrepl.InsertMessage) error 
 	if err != nil || rel == nil {
 		return err
 	}
-	if in, _ := d.scope(rel, m.Tuple, false, nil); !in {
-		return nil
+	ref, sc := d.scope(rel, m.Tuple, false, nil)
+	switch sc {
+	case scopeIn:
+		return d.deliver(pos, ref, d.rowChange(rel, trigger.EventCreate, nil, m.Tuple, nil))
+	case scopeNull:
+		d.unattributed(rel)
 	}
-	return d.deliver(pos, d.rowChange(rel, trigger.EventCreate, nil, m.Tuple, nil))
+	return nil
 }
 
 func (d *decoder) onUpdate(lsn pglogrepl.LSN, m *pglogrepl.UpdateMessage) error {
@@ -370,23 +469,39 @@ func (d *decoder) onUpdate(lsn pglogrepl.LSN, m *pglogrepl.UpdateMessage) error 
 		full = m.OldTuple
 	}
 	keyOnly := m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey
-	inNew, newKnown := d.scope(rel, m.NewTuple, false, full)
-	inOld, oldKnown := d.scope(rel, m.OldTuple, keyOnly, nil)
-	if !newKnown {
+	newRef, newScope := d.scope(rel, m.NewTuple, false, full)
+	oldRef, oldScope := d.scope(rel, m.OldTuple, keyOnly, nil)
+	if newScope == scopeUnknown {
 		d.src.warnOnce("tenantunknown", rel.id, "tenant of an updated row is unknown; change not reported", "collection", rel.collection)
 		return nil
 	}
 
-	if !inNew && !(oldKnown && inOld) {
+	if oldScope != scopeUnknown && (oldScope != newScope || oldRef != nil && oldRef.name != newRef.name) {
+		// The row moved between tenants (or in or out of the source's
+		// view): gone for the old tenant, new to the new one, in the
+		// order a per-tenant reader would expect.
+		if newScope != scopeIn && oldScope != scopeIn {
+			if newScope == scopeNull {
+				d.unattributed(rel)
+			}
+			return nil
+		}
+		if oldScope == scopeIn {
+			if err := d.deliver(pos, oldRef, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full)); err != nil {
+				return err
+			}
+			if newScope != scopeIn {
+				return nil
+			}
+			pos = d.next(lsn)
+		}
+		return d.deliver(pos, newRef, d.rowChange(rel, trigger.EventCreate, nil, m.NewTuple, full))
+	}
+	if newScope != scopeIn {
+		if newScope == scopeNull {
+			d.unattributed(rel)
+		}
 		return nil
-	}
-	if !inNew {
-		// The row moved to another tenant: for this one it is gone.
-		return d.deliver(pos, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full))
-	}
-	if oldKnown && !inOld {
-		// The row moved in from another tenant.
-		return d.deliver(pos, d.rowChange(rel, trigger.EventCreate, nil, m.NewTuple, full))
 	}
 	if m.OldTuple != nil && rel.keyProblem == "" {
 		oldKey, errOld := d.docKey(rel, m.OldTuple, nil)
@@ -394,13 +509,13 @@ func (d *decoder) onUpdate(lsn pglogrepl.LSN, m *pglogrepl.UpdateMessage) error 
 		if errOld == nil && errNew == nil && oldKey != newKey {
 			// A new primary key is a different document: the old one is
 			// deleted and the new one created, so per-key order holds.
-			if err := d.deliver(pos, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full)); err != nil {
+			if err := d.deliver(pos, newRef, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full)); err != nil {
 				return err
 			}
-			return d.deliver(d.next(lsn), d.rowChange(rel, trigger.EventCreate, nil, m.NewTuple, full))
+			return d.deliver(d.next(lsn), newRef, d.rowChange(rel, trigger.EventCreate, nil, m.NewTuple, full))
 		}
 	}
-	return d.deliver(pos, d.rowChange(rel, trigger.EventUpdate, m.OldTuple, m.NewTuple, full))
+	return d.deliver(pos, newRef, d.rowChange(rel, trigger.EventUpdate, m.OldTuple, m.NewTuple, full))
 }
 
 func (d *decoder) onDelete(lsn pglogrepl.LSN, m *pglogrepl.DeleteMessage) error {
@@ -412,16 +527,16 @@ func (d *decoder) onDelete(lsn pglogrepl.LSN, m *pglogrepl.DeleteMessage) error 
 	if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeOld {
 		full = m.OldTuple
 	}
-	in, known := d.scope(rel, m.OldTuple, full == nil, nil)
-	if !known {
-		// Warned about when the relation arrived; see onRelation.
-		d.src.metrics.unattributed.WithLabelValues(d.src.cfg.Tenant, rel.collection).Inc()
-		return nil
+	ref, sc := d.scope(rel, m.OldTuple, full == nil, nil)
+	switch sc {
+	case scopeIn:
+		return d.deliver(pos, ref, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full))
+	case scopeUnknown, scopeNull:
+		// Unknown was warned about when the relation arrived; see
+		// onRelation.
+		d.unattributed(rel)
 	}
-	if !in {
-		return nil
-	}
-	return d.deliver(pos, d.rowChange(rel, trigger.EventDelete, m.OldTuple, nil, full))
+	return nil
 }
 
 // onTruncate reports a Problem per truncated table: TRUNCATE removes rows
@@ -434,7 +549,16 @@ func (d *decoder) onTruncate(lsn pglogrepl.LSN, m *pglogrepl.TruncateMessage) er
 			return err
 		}
 		pos := d.next(lsn)
-		if rel.skip || rel.tenant == tenantMissing {
+		if rel.skip || rel.attrib == attribNone {
+			continue
+		}
+		if rel.fixed == nil {
+			// Multi-tenant column mode: the removed rows' tenants are not
+			// in the WAL, and a problem reported for no tenant would be
+			// skipped by every watcher; say it where an operator looks.
+			d.src.log.Warn("table truncated; the tenants of its removed rows are unknown, so no problem is reported",
+				"collection", rel.collection, "position", pos.String())
+			d.unattributed(rel)
 			continue
 		}
 		ch := watcher.Change{
@@ -442,7 +566,7 @@ func (d *decoder) onTruncate(lsn pglogrepl.LSN, m *pglogrepl.TruncateMessage) er
 			Type:       trigger.EventDelete,
 			Problem:    "table truncated: TRUNCATE removes rows without per-row changes, so no document deletes are reported",
 		}
-		if err := d.deliver(pos, ch); err != nil {
+		if err := d.deliver(pos, rel.fixed, ch); err != nil {
 			return err
 		}
 	}
@@ -579,21 +703,22 @@ func (d *decoder) keyValue(rel *relation, i int, t, fallback *pglogrepl.TupleDat
 	return v, nil
 }
 
-// deliver emits ch at pos unless an earlier stream delivered it already.
-func (d *decoder) deliver(pos position, ch watcher.Change) error {
+// deliver emits ch for tenant at pos unless an earlier stream delivered it
+// already.
+func (d *decoder) deliver(pos position, tenant *tenantRef, ch watcher.Change) error {
 	d.prog.needed(pos)
 	d.txnNeed, d.txnHasNeed = pos, true
 	if d.hasResume && pos.compare(d.resume) <= 0 {
 		return nil
 	}
-	ch.Tenant = d.src.cfg.Tenant
+	ch.Tenant = tenant.name
 	ch.Position = pos.String()
 	ch.CommitTime = d.commitTime
-	d.src.metrics.events.WithLabelValues(d.src.cfg.Tenant, ch.Collection).Inc()
+	tenant.events.Inc()
 	if ch.Problem != "" {
-		d.src.metrics.problems.WithLabelValues(d.src.cfg.Tenant, ch.Collection).Inc()
+		d.src.metrics.problems.WithLabelValues(tenant.label, ch.Collection).Inc()
 		d.src.log.Warn("change could not be decoded; reported as a problem",
-			"collection", ch.Collection, "docKey", ch.DocKey, "position", ch.Position, "problem", ch.Problem)
+			"tenant", ch.Tenant, "collection", ch.Collection, "docKey", ch.DocKey, "position", ch.Position, "problem", ch.Problem)
 	}
 	d.resume, d.hasResume = pos, true
 	if err := d.emit(ch); err != nil {

@@ -53,7 +53,8 @@
 //
 // # Changes
 //
-// Collection is the table name, "schema/table" outside the public schema.
+// Collection is the table name, "schema/table" outside the public schema
+// (the bare table name under TenantFrom "schema", see Tenants).
 // DocKey is the primary key (else the replica identity index) as text: a
 // string column's content, a number's digits, several columns as a JSON
 // array text such as ["eu",7]. A new primary key value in an update is
@@ -98,18 +99,53 @@
 //
 // # Tenants
 //
-// Without Config.TenantColumn every change is reported for Config.Tenant.
-// With it, only rows whose column value equals the tenant; an update that
-// moves a row between tenants is a delete for the old tenant and a create
-// for the new one. Tables without the column are not reported. Deletes
-// need the column in the old row (REPLICA IDENTITY FULL, or the column in
-// the primary key); otherwise they are not reported, which is logged once
-// per table and counted in triggerflow_pgsource_unattributed_deletes_total.
+// Config.TenantFrom says where a row's tenant is:
+//
+//   - "column" (the default when Config.TenantColumn is set): the text of
+//     that column. Tables without the column are not reported (logged once
+//     per table). Deletes need the column in the old row (REPLICA IDENTITY
+//     FULL, or the column in the primary key); otherwise they are not
+//     reported, which is logged once per table and counted in
+//     triggerflow_pgsource_unattributed_deletes_total.
+//   - "schema" (a schema per tenant): the table's schema name, exactly as
+//     the catalog spells it; Collection is then the bare table name, so
+//     acme.orders and globex.orders are both "orders". Tables in the
+//     public schema belong to no tenant and are not reported (logged once
+//     per table): public is where unqualified tables land, which makes it
+//     the usual home of shared tables, not a tenant's. A tenant named
+//     "public" cannot be served this way.
+//   - unset, without TenantColumn: every row is Config.Tenant's.
+//
+// With Config.Tenant set (single-tenant mode) only that tenant's rows are
+// reported. With it empty (multi-tenant mode) every tenant's rows are,
+// through one publication and one slot (default "triggerflow"), each with
+// Change.Tenant taken from the row; the watcher keeps the tenants it
+// serves and skips the rest. Rows whose tenant column is NULL or empty
+// are not reported and are counted in the unattributed metric.
+//
+// An update that moves a row between tenants is a delete for the old
+// tenant and a create for the new one, at the update's WAL record, in
+// that order; a move to or from NULL, or from or to a tenant outside
+// Config.Tenant, yields only the half that concerns a reported tenant. A
+// move is only seen when the old row carries the tenant column (same
+// condition as deletes); otherwise the update is reported for the new
+// tenant.
+//
+// TRUNCATE is a problem change for the table's tenant: Config.Tenant, or
+// the schema's. In multi-tenant column mode the removed rows' tenants are
+// not in the WAL, so it is logged as a warning and counted as
+// unattributed instead.
+//
+// Metrics carry the tenant as label "tenant": Config.Tenant, or in
+// multi-tenant mode the row's tenant as Config.TenantLabels names it
+// (nil names every tenant), and "" where no tenant applies (reconnects,
+// unattributed changes).
 //
 // # Limitations
 //
-//   - One slot per Source: each tenant's slot decodes the whole database's
-//     WAL. Many tenants on one database multiply the decoding work.
+//   - One slot per Source: each slot decodes the whole database's WAL, so
+//     single-tenant sources, one per tenant, multiply the decoding work.
+//     Serve many tenants of one database with one multi-tenant source.
 //   - A position older than the slot's confirmed_flush_lsn cannot be
 //     replayed: the server no longer has that WAL. Dropping the slot loses
 //     the changes since the last confirmation; New then creates a fresh

@@ -272,3 +272,13 @@ func summary(cs []watcher.Change) []string {
 	}
 	return out
 }
+
+// names runs a query returning one text column.
+func (d *db) names(t testing.TB, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := d.pool.Query(context.Background(), sql, args...)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return out
+}

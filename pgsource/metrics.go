@@ -6,6 +6,10 @@ import (
 	"github.com/triggerflow/triggerflow/internal/promreg"
 )
 
+// metrics are labelled with the source's tenant in single-tenant mode. In
+// multi-tenant mode events and problems carry the row's tenant (through
+// Config.TenantLabels); reconnects and unattributed changes belong to no
+// tenant and carry "".
 type metrics struct {
 	reconnects   *prometheus.CounterVec
 	events       *prometheus.CounterVec
@@ -26,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Changes emitted as problems: undecodable rows, tables without a key, truncates.",
 			"tenant", "collection"),
 		unattributed: r.CounterVec("triggerflow_pgsource_unattributed_deletes_total",
-			"Deletes not reported because the old row lacks the tenant column (no REPLICA IDENTITY FULL).",
+			"Row changes not reported because their tenant is unknown: deletes whose old row lacks the tenant column (no REPLICA IDENTITY FULL); in multi-tenant mode also rows whose tenant column is NULL or empty, and truncates.",
 			"tenant", "collection"),
 	}
 	return m, r.Err()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -29,6 +30,8 @@ func TestPostgres(t *testing.T) {
 		"Resume":            testResume,
 		"Interleaved":       testInterleaved,
 		"TenantColumn":      testTenantColumn,
+		"MultiTenantColumn": testMultiTenantColumn,
+		"TenantPerSchema":   testTenantPerSchema,
 		"Reconnect":         testReconnect,
 		"SlowEmit":          testSlowEmit,
 		"Errors":            testErrors,
@@ -42,6 +45,7 @@ func TestPostgres(t *testing.T) {
 }
 
 type want struct {
+	tenant     string // "" means acme
 	typ        trigger.EventType
 	collection string
 	key        string
@@ -59,7 +63,11 @@ func requireChanges(t *testing.T, wants []want, got []watcher.Change) {
 		require.Equal(t, w.typ, c.Type, msg)
 		require.Equal(t, w.collection, c.Collection, msg)
 		require.Equal(t, w.key, c.DocKey, msg)
-		require.Equal(t, "acme", c.Tenant, msg)
+		tenant := w.tenant
+		if tenant == "" {
+			tenant = "acme"
+		}
+		require.Equal(t, tenant, c.Tenant, msg)
 		require.False(t, c.CommitTime.IsZero(), msg)
 		if w.problem {
 			require.NotEmpty(t, c.Problem, msg)
@@ -427,4 +435,105 @@ func testSlowEmit(t *testing.T, pg *testenv.PostgresServer) {
 	})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Zero(t, testutil.ToFloat64(src.metrics.reconnects.WithLabelValues("acme")), "the server dropped the connection")
+}
+
+// testMultiTenantColumn: one source, one slot, every tenant's rows, each
+// reported with the tenant its row names.
+func testMultiTenantColumn(t *testing.T, pg *testenv.PostgresServer) {
+	d := newDB(t, pg)
+	d.exec(t,
+		`CREATE TABLE orders (id int PRIMARY KEY, tenant text, total int)`,
+		`ALTER TABLE orders REPLICA IDENTITY FULL`,
+		`CREATE TABLE shared (id int PRIMARY KEY)`,
+	)
+	reg := prometheus.NewPedanticRegistry()
+	src := d.open(t, func(c *Config) {
+		c.Tenant = ""
+		c.TenantColumn = "tenant"
+		// The only test on the cluster with the default slot: it is the
+		// name under test.
+		c.Slot = ""
+		c.Registerer = reg
+		c.TenantLabels = tenantlabel.New(2)
+	})
+	d.exec(t,
+		`INSERT INTO orders VALUES (1, 'acme', 10), (2, 'globex', 20), (3, 'initech', 30)`,
+		`INSERT INTO shared VALUES (1)`,
+		`INSERT INTO orders VALUES (4, NULL, 40), (5, '', 50)`,
+		`UPDATE orders SET total = 11 WHERE id = 1`,
+		`UPDATE orders SET tenant = 'globex' WHERE id = 1`,
+		`UPDATE orders SET tenant = 'acme' WHERE id = 4`,
+		`UPDATE orders SET tenant = NULL WHERE id = 3`,
+		`UPDATE orders SET total = 31 WHERE id = 3`,
+		`DELETE FROM orders WHERE id = 2`,
+		`DELETE FROM orders WHERE id = 3`,
+		`INSERT INTO orders VALUES (9, 'initech', 90)`,
+	)
+	got := watchUntil(t, src, "", func(c watcher.Change) bool { return c.DocKey == "9" })
+	requireChanges(t, []want{
+		{tenant: "acme", typ: trigger.EventCreate, collection: "orders", key: "1", after: `{"id":1,"tenant":"acme","total":10}`},
+		{tenant: "globex", typ: trigger.EventCreate, collection: "orders", key: "2", after: `{"id":2,"tenant":"globex","total":20}`},
+		{tenant: "initech", typ: trigger.EventCreate, collection: "orders", key: "3", after: `{"id":3,"tenant":"initech","total":30}`},
+		{tenant: "acme", typ: trigger.EventUpdate, collection: "orders", key: "1", before: `{"id":1,"tenant":"acme","total":10}`, after: `{"id":1,"tenant":"acme","total":11}`},
+		// Moved from acme to globex: gone for one, new to the other.
+		{tenant: "acme", typ: trigger.EventDelete, collection: "orders", key: "1", before: `{"id":1,"tenant":"acme","total":11}`},
+		{tenant: "globex", typ: trigger.EventCreate, collection: "orders", key: "1", after: `{"id":1,"tenant":"globex","total":11}`},
+		// Out of NULL, into NULL.
+		{tenant: "acme", typ: trigger.EventCreate, collection: "orders", key: "4", after: `{"id":4,"tenant":"acme","total":40}`},
+		{tenant: "initech", typ: trigger.EventDelete, collection: "orders", key: "3", before: `{"id":3,"tenant":"initech","total":30}`},
+		{tenant: "globex", typ: trigger.EventDelete, collection: "orders", key: "2", before: `{"id":2,"tenant":"globex","total":20}`},
+		{tenant: "initech", typ: trigger.EventCreate, collection: "orders", key: "9", after: `{"id":9,"tenant":"initech","total":90}`},
+	}, got)
+	require.Equal(t, got[4].Position[:33], got[5].Position[:33], "the move's two changes share its WAL record")
+
+	// The insert of rows 4 and 5, the update of row 3 while NULL, its delete.
+	require.EqualValues(t, 4, testutil.ToFloat64(src.metrics.unattributed.WithLabelValues("", "orders")))
+	require.EqualValues(t, 4, testutil.ToFloat64(src.metrics.events.WithLabelValues("acme", "orders")))
+	require.EqualValues(t, 3, testutil.ToFloat64(src.metrics.events.WithLabelValues("globex", "orders")))
+	require.EqualValues(t, 3, testutil.ToFloat64(src.metrics.events.WithLabelValues(tenantlabel.Other, "orders")), "initech is past the label limit")
+
+	require.Equal(t, DefaultSlot, src.Slot())
+	require.Equal(t, []string{DefaultSlot}, d.names(t, `SELECT slot_name FROM pg_replication_slots WHERE database = $1`, d.name))
+	require.Equal(t, []string{DefaultPublication}, d.names(t, `SELECT pubname FROM pg_publication`))
+}
+
+// testTenantPerSchema: a schema per tenant, the same table in each.
+func testTenantPerSchema(t *testing.T, pg *testenv.PostgresServer) {
+	d := newDB(t, pg)
+	d.exec(t,
+		`CREATE SCHEMA acme`,
+		`CREATE SCHEMA globex`,
+		`CREATE TABLE acme.orders (id int PRIMARY KEY, total int)`,
+		`CREATE TABLE globex.orders (id int PRIMARY KEY, total int)`,
+		`CREATE TABLE public.settings (id int PRIMARY KEY)`,
+	)
+	all := d.open(t, func(c *Config) {
+		c.Tenant = ""
+		c.TenantFrom = TenantFromSchema
+	})
+	globex := d.open(t, func(c *Config) {
+		c.Tenant = "globex"
+		c.TenantFrom = TenantFromSchema
+		c.Slot = d.name + "_globex"
+	})
+	d.exec(t,
+		`INSERT INTO acme.orders VALUES (1, 10)`,
+		`INSERT INTO public.settings VALUES (1)`,
+		`INSERT INTO globex.orders VALUES (1, 20)`,
+		`UPDATE acme.orders SET total = 11`,
+		`TRUNCATE globex.orders`,
+		`INSERT INTO globex.orders VALUES (9, 0)`,
+	)
+	got := watchUntil(t, all, "", func(c watcher.Change) bool { return c.DocKey == "9" })
+	requireChanges(t, []want{
+		{tenant: "acme", typ: trigger.EventCreate, collection: "orders", key: "1", after: `{"id":1,"total":10}`},
+		{tenant: "globex", typ: trigger.EventCreate, collection: "orders", key: "1", after: `{"id":1,"total":20}`},
+		{tenant: "acme", typ: trigger.EventUpdate, collection: "orders", key: "1", after: `{"id":1,"total":11}`},
+		{tenant: "globex", typ: trigger.EventDelete, collection: "orders", problem: true},
+		{tenant: "globex", typ: trigger.EventCreate, collection: "orders", key: "9", after: `{"id":9,"total":0}`},
+	}, got)
+
+	// A single-tenant source of the same layout sees its schema only.
+	require.Equal(t, summary([]watcher.Change{got[1], got[3], got[4]}),
+		summary(watchUntil(t, globex, "", func(c watcher.Change) bool { return c.DocKey == "9" })))
 }

@@ -46,8 +46,9 @@ var (
 // checkpointTable is created in the first schema of the DSN's search_path.
 const checkpointTable = "triggerflow_checkpoints"
 
-// Source streams one tenant's row changes from a PostgreSQL database by
-// logical replication. It implements watcher.Source.
+// Source streams row changes from a PostgreSQL database by logical
+// replication, for one tenant or, in multi-tenant mode, for all of them
+// through one slot. It implements watcher.Source.
 type Source struct {
 	cfg        Config
 	log        *slog.Logger
@@ -94,9 +95,13 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 		pool.Close()
 		return nil, err
 	}
+	log := cfg.Logger.With("component", "pgsource", "slot", cfg.Slot)
+	if cfg.Tenant != "" {
+		log = log.With("tenant", cfg.Tenant)
+	}
 	s := &Source{
 		cfg:        cfg,
-		log:        cfg.Logger.With("component", "pgsource", "tenant", cfg.Tenant, "slot", cfg.Slot),
+		log:        log,
 		pool:       pool,
 		replConfig: repl,
 		metrics:    m,

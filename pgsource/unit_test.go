@@ -230,6 +230,84 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+func TestConfigTenancy(t *testing.T) {
+	t.Parallel()
+	const dsn = "postgres://localhost/db"
+	for name, tc := range map[string]struct {
+		cfg              Config
+		from, slot       string
+		singleTenantSlot bool
+	}{
+		"single tenant, every row":   {cfg: Config{Tenant: "acme"}, slot: "triggerflow_acme"},
+		"single tenant, column":      {cfg: Config{Tenant: "acme", TenantColumn: "org"}, from: TenantFromColumn, slot: "triggerflow_acme"},
+		"single tenant, schema":      {cfg: Config{Tenant: "acme", TenantFrom: TenantFromSchema}, from: TenantFromSchema, slot: "triggerflow_acme"},
+		"multi-tenant, column":       {cfg: Config{TenantColumn: "org"}, from: TenantFromColumn, slot: DefaultSlot},
+		"multi-tenant, column named": {cfg: Config{TenantColumn: "org", TenantFrom: TenantFromColumn}, from: TenantFromColumn, slot: DefaultSlot},
+		"multi-tenant, schema":       {cfg: Config{TenantFrom: TenantFromSchema}, from: TenantFromSchema, slot: DefaultSlot},
+		"multi-tenant, own slot":     {cfg: Config{TenantColumn: "org", Slot: "eu_watcher"}, from: TenantFromColumn, slot: "eu_watcher"},
+	} {
+		tc.cfg.DSN = dsn
+		c := tc.cfg.WithDefaults()
+		require.NoError(t, c.Validate(), name)
+		require.Equal(t, tc.from, c.TenantFrom, name)
+		require.Equal(t, tc.slot, c.Slot, name)
+	}
+
+	for name, tc := range map[string]struct {
+		cfg  Config
+		says string
+	}{
+		"no tenant, no column":      {Config{}, "tenant is required"},
+		"column mode without one":   {Config{TenantFrom: TenantFromColumn}, `TenantFrom "column" needs TenantColumn`},
+		"schema mode with a column": {Config{TenantFrom: TenantFromSchema, TenantColumn: "org"}, `TenantColumn "org" conflicts with TenantFrom "schema"`},
+		"public is no tenant":       {Config{Tenant: "public", TenantFrom: TenantFromSchema}, `tenant "public"`},
+		"unknown TenantFrom":        {Config{TenantFrom: "row"}, `TenantFrom "row" must be "column" or "schema"`},
+	} {
+		tc.cfg.DSN = dsn
+		err := tc.cfg.WithDefaults().Validate()
+		require.ErrorIs(t, err, ErrInvalidConfig, name)
+		require.ErrorContains(t, err, tc.says, name)
+	}
+}
+
+// TestTenantLookupDoesNotAllocate: in multi-tenant mode the tenant of
+// every row is read from its tuple; a tenant seen before costs a map
+// lookup, not a string. Not parallel: AllocsPerRun counts the whole
+// process's allocations.
+func TestTenantLookupDoesNotAllocate(t *testing.T) {
+	m, err := newMetrics(nil)
+	require.NoError(t, err)
+	src := &Source{cfg: Config{TenantColumn: "tenant"}.WithDefaults(), metrics: m}
+	d := &decoder{src: src}
+	rel := &relation{collection: "orders", attrib: attribColumn, tenantCol: 1, cols: make([]column, 2), tenants: make(map[string]*tenantRef)}
+	row := func(tenant string) *pglogrepl.TupleData {
+		return &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{
+			{DataType: pglogrepl.TupleDataTypeText, Data: []byte("1")},
+			{DataType: pglogrepl.TupleDataTypeText, Data: []byte(tenant)},
+		}}
+	}
+	acme, globex := row("acme"), row("globex")
+	first, sc := d.scope(rel, acme, false, nil)
+	require.Equal(t, scopeIn, sc)
+	require.Equal(t, "acme", first.name)
+	_, _ = d.scope(rel, globex, false, nil)
+
+	allocs := testing.AllocsPerRun(100, func() {
+		ref, _ := d.scope(rel, acme, false, nil)
+		ref.events.Inc()
+		_, _ = d.scope(rel, globex, false, nil)
+	})
+	require.Zero(t, allocs)
+	again, _ := d.scope(rel, acme, false, nil)
+	require.Same(t, first, again)
+
+	for _, null := range []*pglogrepl.TupleData{row(""), {Columns: []*pglogrepl.TupleDataColumn{{}, {DataType: pglogrepl.TupleDataTypeNull}}}} {
+		ref, sc := d.scope(rel, null, false, nil)
+		require.Nil(t, ref)
+		require.Equal(t, scopeNull, sc)
+	}
+}
+
 func TestScalarConverters(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the publisher's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// TenantLabels bounds the tenant label values of the metrics; a
+	// tenant past its limit also folds its collections. nil names every
+	// tenant.
+	TenantLabels *tenantlabel.Guard
 }
 
 // Defaults.

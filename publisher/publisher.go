@@ -16,6 +16,7 @@ import (
 	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/internal/lograte"
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -259,10 +260,13 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 	it := &item{task: task, done: done, accepted: time.Now(), hashed: "false"}
 	it.tenant, it.collection = "_invalid", "_invalid"
 	if trigger.IsToken(task.Tenant) {
-		it.tenant = task.Tenant
+		it.tenant = p.cfg.TenantLabels.Label(task.Tenant)
 	}
 	if _, err := streams.CollectionTokens(task.Collection); err == nil {
 		it.collection = task.MetricCollection()
+	}
+	if it.tenant == tenantlabel.Other {
+		it.collection = tenantlabel.Other
 	}
 
 	subj, err := streams.BuildSubject(p.cfg.Stream, task.Tenant, task.Collection, task.DocKey)

@@ -13,6 +13,9 @@ var ErrInvalidTriggers = errors.New("invalid triggers")
 type Problem struct {
 	// File is the source file, with ":line" when known.
 	File string
+	// Tenant is the tenant whose triggers the problem keeps out, when
+	// known; "" for a file too broken to tell.
+	Tenant string
 	// TriggerID is empty for file-level problems.
 	TriggerID string
 	// Field is the key path inside the trigger, such as "retryPolicy.maxAttempts".

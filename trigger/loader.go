@@ -35,14 +35,11 @@ type File struct {
 // returns every problem at once in a *ValidationError and no triggers when
 // there is any.
 func LoadTriggers(path string, v *Validator) ([]*Trigger, error) {
-	st, err := os.Stat(path)
+	ts, ps, err := parsePath(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTriggers, err)
+		return nil, err
 	}
-	if st.IsDir() {
-		return LoadTriggersFromDir(path, v)
-	}
-	return LoadTriggersFromFile(path, v)
+	return finish(ts, ps, v)
 }
 
 // LoadTriggersFromFile loads and validates one YAML or JSON trigger file.
@@ -56,6 +53,136 @@ func LoadTriggersFromFile(path string, v *Validator) ([]*Trigger, error) {
 // in lexical order, skipping names that start with '.', and validates them
 // as one set: duplicate ids across files are errors too.
 func LoadTriggersFromDir(dir string, v *Validator) ([]*Trigger, error) {
+	ts, ps, err := parseDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return finish(ts, ps, v)
+}
+
+// TenantSets is a load validated tenant by tenant: a problem keeps only
+// its own tenant's triggers out.
+type TenantSets struct {
+	// Triggers holds the triggers of every tenant without a problem.
+	Triggers map[string][]*Trigger
+	// Failed holds every tenant with a problem, with all of its problems.
+	// A problem of a file fails every tenant with a trigger in that file.
+	Failed map[string]*ValidationError
+	// Unattributed lists the problems of files too broken to name a
+	// tenant (unreadable, not YAML); nil when there are none. Whoever
+	// knows which tenants those files held before decides for them.
+	Unattributed *ValidationError
+}
+
+// Err returns every problem of the load, or nil.
+func (s *TenantSets) Err() error {
+	var ps problems
+	for _, t := range slices.Sorted(maps.Keys(s.Failed)) {
+		ps = append(ps, s.Failed[t].Problems...)
+	}
+	if s.Unattributed != nil {
+		ps = append(ps, s.Unattributed.Problems...)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	sortProblems(ps)
+	return ps.err()
+}
+
+// LoadByTenant loads path like LoadTriggers, but validates each tenant's
+// triggers as a set of its own (v scopes the tenants; nil accepts any).
+// The error is for a path that cannot be read at all.
+func LoadByTenant(path string, v *Validator) (*TenantSets, error) {
+	ts, ps, err := parsePath(path)
+	if err != nil {
+		return nil, err
+	}
+	return groupByTenant(ts, ps, v)
+}
+
+// GroupByTenant validates ts tenant by tenant (v nil accepts any tenant).
+func GroupByTenant(ts []*Trigger, v *Validator) (*TenantSets, error) {
+	return groupByTenant(ts, nil, v)
+}
+
+func groupByTenant(ts []*Trigger, parsed problems, v *Validator) (*TenantSets, error) {
+	if v == nil {
+		var err error
+		if v, err = NewValidator("", Limits{}, nil); err != nil {
+			return nil, err
+		}
+	}
+	byTenant := make(map[string][]*Trigger)
+	fileTenants := make(map[string]map[string]bool)
+	for i, t := range ts {
+		if t == nil {
+			parsed.add(Problem{Reason: fmt.Sprintf("trigger #%d is nil", i)})
+			continue
+		}
+		byTenant[t.Tenant] = append(byTenant[t.Tenant], t)
+		file, _ := splitLine(t.Source)
+		if fileTenants[file] == nil {
+			fileTenants[file] = make(map[string]bool)
+		}
+		fileTenants[file][t.Tenant] = true
+	}
+	out := &TenantSets{Triggers: make(map[string][]*Trigger), Failed: make(map[string]*ValidationError)}
+	perTenant := make(map[string]problems)
+	var unattributed problems
+	for _, p := range parsed {
+		file, _ := splitLine(p.File)
+		owners := fileTenants[file]
+		if len(owners) == 0 {
+			unattributed.add(p)
+			continue
+		}
+		for t := range owners {
+			q := p
+			if len(owners) == 1 {
+				q.Tenant = t
+			}
+			perTenant[t] = append(perTenant[t], q)
+		}
+	}
+	for tenant, group := range byTenant {
+		ps := perTenant[tenant]
+		// Validation reports a field that failed to parse a second time
+		// as "is required"; finish leaves those out.
+		if _, err := finish(group, ps, v); err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				return nil, err
+			}
+			for i := range ve.Problems {
+				ve.Problems[i].Tenant = tenant
+			}
+			out.Failed[tenant] = ve
+			continue
+		}
+		out.Triggers[tenant] = group
+	}
+	if len(unattributed) > 0 {
+		sortProblems(unattributed)
+		out.Unattributed = &ValidationError{Problems: unattributed}
+	}
+	return out, nil
+}
+
+// parsePath parses a trigger file or every trigger file below a directory.
+func parsePath(path string) ([]*Trigger, problems, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidTriggers, err)
+	}
+	if st.IsDir() {
+		return parseDir(path)
+	}
+	var ps problems
+	return parseFile(path, &ps), ps, nil
+}
+
+func parseDir(dir string) ([]*Trigger, problems, error) {
 	var ps problems
 	var ts []*Trigger
 	found := false
@@ -81,12 +208,12 @@ func LoadTriggersFromDir(dir string, v *Validator) ([]*Trigger, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTriggers, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidTriggers, err)
 	}
 	if !found && len(ps) == 0 {
 		ps.add(Problem{File: dir, Reason: "holds no .yaml, .yml or .json trigger files"})
 	}
-	return finish(ts, ps, v)
+	return ts, ps, nil
 }
 
 func finish(ts []*Trigger, ps problems, v *Validator) ([]*Trigger, error) {

@@ -2,8 +2,10 @@ package trigger
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/triggerflow/triggerflow/condition"
@@ -32,15 +34,28 @@ const maxRetryAttempts = 1000
 
 // Validator checks trigger sets against the rules of one tenant scope.
 type Validator struct {
-	tenant   string
+	// scope holds the tenants triggers may belong to; nil accepts any.
+	scope    map[string]bool
 	limits   Limits
 	compiler *condition.Compiler
 }
+
+// AllTenants, as the only entry of a scope, accepts every tenant.
+const AllTenants = "*"
 
 // NewValidator returns a validator for tenant (empty accepts any valid
 // tenant, for tools that check files without a scope). Zero limits take
 // their defaults.
 func NewValidator(tenant string, limits Limits, compiler *condition.Compiler) (*Validator, error) {
+	if tenant == "" {
+		return NewScopeValidator(nil, limits, compiler)
+	}
+	return NewScopeValidator([]string{tenant}, limits, compiler)
+}
+
+// NewScopeValidator returns a validator for a watcher serving tenants;
+// nil or [AllTenants] accepts any valid tenant.
+func NewScopeValidator(tenants []string, limits Limits, compiler *condition.Compiler) (*Validator, error) {
 	limits = limits.WithDefaults()
 	if compiler == nil {
 		var err error
@@ -48,16 +63,37 @@ func NewValidator(tenant string, limits Limits, compiler *condition.Compiler) (*
 			return nil, err
 		}
 	}
-	if tenant != "" {
-		if reason := checkName(tenant, limits.MaxTenantLength); reason != "" {
-			return nil, fmt.Errorf("%w: tenant scope %q %s", ErrInvalidTriggers, tenant, reason)
-		}
+	v := &Validator{limits: limits, compiler: compiler}
+	if len(tenants) == 1 && tenants[0] == AllTenants {
+		return v, nil
 	}
-	return &Validator{tenant: tenant, limits: limits, compiler: compiler}, nil
+	if len(tenants) > 0 {
+		v.scope = make(map[string]bool, len(tenants))
+	}
+	for _, t := range tenants {
+		if reason := checkName(t, limits.MaxTenantLength); reason != "" {
+			return nil, fmt.Errorf("%w: tenant scope %q %s", ErrInvalidTriggers, t, reason)
+		}
+		v.scope[t] = true
+	}
+	return v, nil
 }
 
-// Tenant returns the scope the validator enforces.
-func (v *Validator) Tenant() string { return v.tenant }
+// InScope reports whether triggers of tenant are accepted.
+func (v *Validator) InScope(tenant string) bool { return v.scope == nil || v.scope[tenant] }
+
+// outOfScope says why a tenant is refused.
+func (v *Validator) outOfScope() string {
+	names := slices.Sorted(maps.Keys(v.scope))
+	if len(names) == 1 {
+		return fmt.Sprintf("does not match the engine's tenant scope %q", names[0])
+	}
+	const show = 5
+	if len(names) > show {
+		return fmt.Sprintf("is not in the watcher's tenant scope (%s and %d more)", strings.Join(names[:show], ", "), len(names)-show)
+	}
+	return fmt.Sprintf("is not in the watcher's tenant scope (%s)", strings.Join(names, ", "))
+}
 
 // Validate checks every trigger and returns the compiled conditions, index
 // for index, or a *ValidationError listing every problem. A nil entry in ts
@@ -77,7 +113,7 @@ func (v *Validator) Validate(ts []*Trigger) ([]*condition.Program, error) {
 		}
 		key := t.Tenant + "\x00" + t.ID
 		if first, dup := seen[key]; dup {
-			ps.add(Problem{File: t.Source, TriggerID: t.ID, Field: "triggerId", Reason: "is defined twice (first at " + orUnknown(first) + ")"})
+			ps.add(Problem{File: t.Source, Tenant: t.Tenant, TriggerID: t.ID, Field: "triggerId", Reason: "is defined twice (first at " + orUnknown(first) + ")"})
 			continue
 		}
 		seen[key] = t.Source
@@ -94,7 +130,7 @@ func (v *Validator) check(t *Trigger, index int, ps *problems) *condition.Progra
 		label = fmt.Sprintf("#%d", index+1)
 	}
 	bad := func(field, value, reason string) {
-		ps.add(Problem{File: t.Source, TriggerID: label, Field: field, Value: value, Reason: reason})
+		ps.add(Problem{File: t.Source, Tenant: t.Tenant, TriggerID: label, Field: field, Value: value, Reason: reason})
 	}
 
 	if reason := checkID(t.ID); reason != "" {
@@ -102,8 +138,8 @@ func (v *Validator) check(t *Trigger, index int, ps *problems) *condition.Progra
 	}
 	if reason := checkName(t.Tenant, v.limits.MaxTenantLength); reason != "" {
 		bad("tenant", t.Tenant, reason)
-	} else if v.tenant != "" && t.Tenant != v.tenant {
-		bad("tenant", t.Tenant, fmt.Sprintf("does not match the engine's tenant scope %q", v.tenant))
+	} else if !v.InScope(t.Tenant) {
+		bad("tenant", t.Tenant, v.outOfScope())
 	}
 	if reason := checkCollectionGlob(t.Collection, v.limits.MaxCollectionLength); reason != "" {
 		bad("collection", t.Collection, reason)

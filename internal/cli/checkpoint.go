@@ -53,11 +53,11 @@ func newCheckpointShowCmd() *cobra.Command {
 		Short: "Print the checkpoint keys, their positions and the source head",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := wf.load()
+			cfg, tenant, err := wf.load()
 			if err != nil {
 				return err
 			}
-			src, err := wf.existingSource(cmd.Context(), cfg)
+			src, err := wf.existingSource(cmd.Context(), cfg, tenant)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ func newCheckpointShowCmd() *cobra.Command {
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', 0)
 			fmt.Fprintln(w, "KEY\tPOSITION")
-			for _, k := range watcher.CheckpointKeys(cfg.Watcher.Tenant, cfg.Watcher.Include) {
+			for _, k := range watcher.CheckpointKeys(tenant, cfg.Watcher.Include) {
 				pos, found, err := src.Checkpoints().Load(cmd.Context(), k)
 				switch {
 				case err != nil:
@@ -156,7 +156,7 @@ the watcher once with watcher.resumeToken.`,
 // from the source head.
 func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action audit.Action, target func(head string) (pos, from string)) error {
 	ctx := cmd.Context()
-	cfg, err := wf.load()
+	cfg, tenant, err := wf.load()
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action
 		return fmt.Errorf("%w (the audit trail must be writable before a checkpoint moves)", err)
 	}
 	defer nc.Close()
-	src, err := wf.existingSource(ctx, cfg)
+	src, err := wf.existingSource(ctx, cfg, tenant)
 	if err != nil {
 		return err
 	}
@@ -188,12 +188,12 @@ func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action
 		}
 		pos = canonical
 	}
-	keys := watcher.CheckpointKeys(cfg.Watcher.Tenant, cfg.Watcher.Include)
+	keys := watcher.CheckpointKeys(tenant, cfg.Watcher.Include)
 	before, _, err := src.Checkpoints().Load(ctx, keys[0])
 	if err != nil {
 		before = "unreadable"
 	}
-	rec := audit.Record{Action: action, Tenant: cfg.Watcher.Tenant, Actor: af.actor, Reason: af.reason, Key: strings.Join(keys, ","), Before: before, After: pos}
+	rec := audit.Record{Action: action, Tenant: tenant, Actor: af.actor, Reason: af.reason, Key: strings.Join(keys, ","), Before: before, After: pos}
 	// The record is written first: a move without its record must not
 	// happen, while a record of a move that then failed says so below.
 	if err := audit.NewWriter(js, cfg.NATS.AuditStream).Write(ctx, rec); err != nil {
@@ -212,7 +212,7 @@ func moveCheckpoint(cmd *cobra.Command, wf *watcherFlags, af *auditFlags, action
 			return fmt.Errorf("checkpoint %s not moved (the audit record was written): %w", k, err)
 		}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: tenant %s: %s → %s (keys %s)\n", action, cfg.Watcher.Tenant, orNone(before), orNone(pos), strings.Join(keys, ", "))
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: tenant %s: %s → %s (keys %s)\n", action, tenant, orNone(before), orNone(pos), strings.Join(keys, ", "))
 	return nil
 }
 

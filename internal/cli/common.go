@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +19,7 @@ import (
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/internal/daemon"
 	"github.com/triggerflow/triggerflow/internal/service"
+	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
 
@@ -32,17 +35,29 @@ func (f *watcherFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.tenant, "tenant", "", "tenant (default: watcher.tenant from the config)")
 }
 
-// load reads the watcher config like the watcher does, with --tenant
-// taking the place of watcher.tenant.
-func (f *watcherFlags) load() (*config.WatcherFile, error) {
+// load reads the watcher config like the watcher does and returns the
+// tenant to act on. For a one-tenant config --tenant takes the place of
+// watcher.tenant. A config serving several tenants (watcher.tenants) is
+// used as is, so a command opens the same source and slot as the watcher,
+// and --tenant picks one of its tenants.
+func (f *watcherFlags) load() (*config.WatcherFile, string, error) {
 	var data []byte
 	name := "(no config file)"
 	if f.config != "" {
 		var err error
 		if data, err = os.ReadFile(f.config); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		name = f.config
+	}
+	if f.tenant != "" {
+		cfg, err := config.Parse[config.WatcherFile](name, data, os.LookupEnv)
+		if err == nil && len(cfg.Watcher.Tenants) > 0 {
+			if !slices.Contains(cfg.Watcher.Tenants, f.tenant) && !slices.Contains(cfg.Watcher.Tenants, trigger.AllTenants) {
+				return nil, "", fmt.Errorf("--tenant %q is not in watcher.tenants of %s (%s)", f.tenant, name, strings.Join(cfg.Watcher.Tenants, ", "))
+			}
+			return cfg, f.tenant, nil
+		}
 	}
 	lookup := os.LookupEnv
 	if f.tenant != "" {
@@ -53,7 +68,14 @@ func (f *watcherFlags) load() (*config.WatcherFile, error) {
 			return os.LookupEnv(k)
 		}
 	}
-	return config.Parse[config.WatcherFile](name, data, lookup)
+	cfg, err := config.Parse[config.WatcherFile](name, data, lookup)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.Watcher.Tenant == "" {
+		return nil, "", fmt.Errorf("%s serves several tenants (watcher.tenants): name one with --tenant", name)
+	}
+	return cfg, cfg.Watcher.Tenant, nil
 }
 
 func (f *watcherFlags) source(ctx context.Context, cfg *config.WatcherFile) (watcher.Source, error) {
@@ -65,11 +87,11 @@ func (f *watcherFlags) source(ctx context.Context, cfg *config.WatcherFile) (wat
 // command run from the wrong directory would otherwise make an empty store
 // and answer from it. A checkpoint is a position in an existing store's
 // change log, so every checkpoint command uses this.
-func (f *watcherFlags) existingSource(ctx context.Context, cfg *config.WatcherFile) (watcher.Source, error) {
+func (f *watcherFlags) existingSource(ctx context.Context, cfg *config.WatcherFile, tenant string) (watcher.Source, error) {
 	if cfg.Watcher.Source == config.SourcePostgres {
 		return f.source(ctx, cfg)
 	}
-	src, err := docstore.OpenSource(ctx, docstore.Config{Path: cfg.Watcher.SQLite.Path, MustExist: true, Logger: quiet()}, cfg.Watcher.Tenant)
+	src, err := docstore.OpenSource(ctx, docstore.Config{Path: cfg.Watcher.SQLite.Path, MustExist: true, Logger: quiet()}, tenant)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w (watcher.sqlite.path %q; pass the watcher's config with --config, or run from the directory that path is relative to)", err, cfg.Watcher.SQLite.Path)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/pgsource"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -78,17 +81,22 @@ func ReloadOnSIGHUP(ctx context.Context) <-chan struct{} {
 	return out
 }
 
-// Watcher runs the watcher service until ctx ends: it loads the triggers
-// (failing with every problem listed when they are invalid), opens the
-// change source, and runs watcher → evaluator → publisher.
+// Watcher runs the watcher service until ctx ends: it loads the triggers,
+// opens the change source, and runs watcher → evaluator → publisher. With
+// one tenant, invalid triggers stop the start with every problem listed;
+// with several, the tenants whose triggers loaded start and the others are
+// reported, as on a reload.
 func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	opts = opts.withDefaults(cfg.Log)
 
-	v, err := trigger.NewValidator(cfg.Watcher.Tenant, cfg.Validation, nil)
+	v, err := trigger.NewScopeValidator(scope(cfg.Watcher), cfg.Validation, nil)
 	if err != nil {
 		return err
 	}
-	ts, err := trigger.LoadTriggers(cfg.Watcher.Triggers, v)
+	res, err := trigger.LoadByTenant(cfg.Watcher.Triggers, v)
+	if err == nil && (cfg.Watcher.Tenant != "" || len(res.Triggers) == 0) {
+		err = res.Err()
+	}
 	if err != nil {
 		return fmt.Errorf("load triggers from %s: %w", cfg.Watcher.Triggers, err)
 	}
@@ -109,9 +117,11 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: log, Source: src, NATS: nc, Registerer: opts.Registry, Auditor: audit.NewWriter(js, cfg.NATS.AuditStream)},
 		engine.WithConfig(engine.Config{
-			Tenant:  cfg.Watcher.Tenant,
-			Limits:  cfg.Validation,
-			Streams: cfg.NATS.Streams(),
+			Tenant:          cfg.Watcher.Tenant,
+			Tenants:         cfg.Watcher.Tenants,
+			MaxTenantLabels: cfg.Watcher.MaxTenantLabels,
+			Limits:          cfg.Validation,
+			Streams:         cfg.NATS.Streams(),
 			Watcher: watcher.Config{
 				Include:            cfg.Watcher.Include,
 				Exclude:            cfg.Watcher.Exclude,
@@ -129,8 +139,11 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	}
 	defer f.Close()
 	eng := f.Engine()
-	if err := eng.LoadTriggers(ts); err != nil {
-		return err
+	if err := eng.LoadSets(res); err != nil {
+		if cfg.Watcher.Tenant != "" {
+			return err
+		}
+		auditLoad(ctx, log, cfg, res, err, js, "start-up")
 	}
 	ops.AddCheck("pipeline", eng.Ready)
 
@@ -139,7 +152,8 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	errc := make(chan error, 1)
 	go func() { errc <- eng.Run(runCtx) }()
 	go reportReady(runCtx, eng.Ready, ops.Addr(), opts.OnReady)
-	log.Info("watcher started", "tenant", cfg.Watcher.Tenant, "source", cfg.Watcher.Source, "triggers", len(ts), "ops", ops.Addr())
+	log.Info("watcher started", "tenant", cfg.Watcher.Tenant, "tenants", len(eng.Tenants()), "source", cfg.Watcher.Source,
+		"triggers", countTriggers(res), "ops", ops.Addr())
 
 	for {
 		select {
@@ -155,42 +169,103 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	}
 }
 
-// reloadTriggers swaps in the trigger files' current content; a bad
-// reload keeps the old set (the engine's load-failed gauge turns on).
-func reloadTriggers(ctx context.Context, log *slog.Logger, cfg *config.WatcherFile, v *trigger.Validator, eng engine.TriggerEngine, js jetstream.JetStream) {
-	ts, err := trigger.LoadTriggers(cfg.Watcher.Triggers, v)
-	if err == nil {
-		err = eng.LoadTriggers(ts)
-	} else {
-		eng.ReportLoadFailure(err)
+// scope is the tenant scope the watcher file configures.
+func scope(w config.Watcher) []string {
+	if w.Tenant != "" {
+		return []string{w.Tenant}
 	}
-	rec := audit.Record{Action: audit.ActionTriggersReload, Tenant: cfg.Watcher.Tenant, Actor: "watcher", Reason: "SIGHUP", After: fmt.Sprintf("%d triggers", len(ts))}
-	if err != nil {
-		log.Error("trigger reload failed; the previous set stays active", "error", err)
-		rec.After = "rejected: " + firstLine(err.Error())
-	} else {
-		log.Info("triggers reloaded", "triggers", len(ts))
-	}
-	if werr := audit.NewWriter(js, cfg.NATS.AuditStream).Write(ctx, rec); werr != nil {
-		log.Warn("audit record not written", "error", werr)
-	}
+	return w.Tenants
 }
 
-// OpenSource opens the change source the watcher file configures.
+func countTriggers(res *trigger.TenantSets) int {
+	n := 0
+	for _, ts := range res.Triggers {
+		n += len(ts)
+	}
+	return n
+}
+
+// reloadTriggers swaps in the trigger files' current content, tenant by
+// tenant; a tenant whose files are bad keeps its old set (the engine's
+// load-failed gauge turns on for it).
+func reloadTriggers(ctx context.Context, log *slog.Logger, cfg *config.WatcherFile, v *trigger.Validator, eng engine.TriggerEngine, js jetstream.JetStream) {
+	res, err := trigger.LoadByTenant(cfg.Watcher.Triggers, v)
+	if err != nil {
+		eng.ReportLoadFailure(err)
+	} else {
+		err = eng.LoadSets(res)
+	}
+	if err != nil {
+		log.Error("trigger reload failed; tenants with problems keep their previous set", "error", err)
+	} else {
+		log.Info("triggers reloaded", "tenants", len(eng.Tenants()), "triggers", countTriggers(res))
+	}
+	auditLoad(ctx, log, cfg, res, err, js, "SIGHUP")
+}
+
+// auditLoad records a load: one record per rejected tenant, and one for
+// the load as a whole (per tenant for a one-tenant watcher).
+func auditLoad(ctx context.Context, log *slog.Logger, cfg *config.WatcherFile, res *trigger.TenantSets, err error, js jetstream.JetStream, reason string) {
+	w := audit.NewWriter(js, cfg.NATS.AuditStream)
+	write := func(rec audit.Record) {
+		rec.Action, rec.Actor, rec.Reason = audit.ActionTriggersReload, "watcher", reason
+		if werr := w.Write(ctx, rec); werr != nil {
+			log.Warn("audit record not written", "error", werr)
+		}
+	}
+	if cfg.Watcher.Tenant != "" {
+		rec := audit.Record{Tenant: cfg.Watcher.Tenant}
+		if err != nil {
+			rec.After = "rejected: " + firstLine(err.Error())
+		} else if res != nil {
+			rec.After = fmt.Sprintf("%d triggers", countTriggers(res))
+		}
+		write(rec)
+		return
+	}
+	if res == nil {
+		write(audit.Record{Tenant: trigger.AllTenants, After: "rejected: " + firstLine(err.Error())})
+		return
+	}
+	for _, t := range slices.Sorted(maps.Keys(res.Failed)) {
+		write(audit.Record{Tenant: t, After: "rejected: " + firstProblem(res.Failed[t])})
+	}
+	if res.Unattributed != nil {
+		write(audit.Record{Tenant: trigger.AllTenants, After: "rejected: " + firstProblem(res.Unattributed)})
+	}
+	write(audit.Record{Tenant: trigger.AllTenants, After: fmt.Sprintf("%d tenants, %d triggers loaded, %d tenants rejected", len(res.Triggers), countTriggers(res), len(res.Failed))})
+}
+
+func firstProblem(ve *trigger.ValidationError) string {
+	if len(ve.Problems) == 0 {
+		return ve.Error()
+	}
+	return ve.Problems[0].String()
+}
+
+// OpenSource opens the change source the watcher file configures: one
+// tenant's, or with watcher.tenants one stream of every tenant's changes
+// (the watcher keeps to its scope).
 func OpenSource(ctx context.Context, cfg *config.WatcherFile, log *slog.Logger, reg prometheus.Registerer) (watcher.Source, error) {
+	labels := tenantlabel.New(cfg.Watcher.MaxTenantLabels)
 	switch cfg.Watcher.Source {
 	case config.SourcePostgres:
 		src, err := pgsource.New(ctx, pgsource.Config{
 			DSN: cfg.Watcher.Postgres.DSN, Tenant: cfg.Watcher.Tenant, TenantColumn: cfg.Watcher.Postgres.TenantColumn,
+			TenantFrom:  cfg.Watcher.Postgres.TenantFrom,
 			Publication: cfg.Watcher.Postgres.Publication, Slot: cfg.Watcher.Postgres.Slot, Tables: cfg.Watcher.Postgres.Tables,
-			Logger: log, Registerer: reg,
+			Logger: log, Registerer: reg, TenantLabels: labels,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("postgres source: %w", err)
 		}
 		return src, nil
 	default:
-		src, err := docstore.OpenSource(ctx, docstore.Config{Path: cfg.Watcher.SQLite.Path, Logger: log}, cfg.Watcher.Tenant)
+		tenant := cfg.Watcher.Tenant
+		if tenant == "" {
+			tenant = docstore.AllTenants
+		}
+		src, err := docstore.OpenSource(ctx, docstore.Config{Path: cfg.Watcher.SQLite.Path, Logger: log}, tenant)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite source %s: %w", cfg.Watcher.SQLite.Path, err)
 		}
