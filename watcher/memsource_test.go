@@ -34,6 +34,14 @@ func newMemSource() *memSource {
 	return &memSource{appended: make(chan struct{}), store: &memStore{m: map[string]string{}, saved: make(chan string, 1000)}}
 }
 
+// newQuietMemSource returns a memSource whose store reports saves through
+// store.changed only, for tests whose saves are too many to drain.
+func newQuietMemSource() *memSource {
+	s := newMemSource()
+	s.store.saved = nil
+	return s
+}
+
 func pos(i int) string { return fmt.Sprintf("%020d", i) }
 
 // ParsePosition accepts decimal numbers with or without the zero padding,
@@ -120,10 +128,17 @@ func (s *memSource) Checkpoints() watcher.CheckpointStore { return s.store }
 func (s *memSource) Close() error                         { return nil }
 
 type memStore struct {
-	mu    sync.Mutex
-	m     map[string]string
-	saved chan string // "key=pos" for every save
+	mu sync.Mutex
+	m  map[string]string
+	// saved gets "key=pos" for every save; nil sends nothing (a source of
+	// many tenants saves more than any buffer a test would drain).
+	saved chan string
 	bad   map[string]bool
+	// batches records every SaveAll, singles counts direct Saves.
+	batches []map[string]string
+	singles int
+	// changed fires after every save.
+	changed signal
 }
 
 func (m *memStore) Load(_ context.Context, key string) (string, bool, error) {
@@ -157,21 +172,46 @@ func (m *memStore) List(_ context.Context, prefix string) (map[string]string, er
 	return out, nil
 }
 
-func (m *memStore) SaveAll(ctx context.Context, positions map[string]string) error {
+func (m *memStore) SaveAll(_ context.Context, positions map[string]string) error {
+	m.mu.Lock()
+	m.batches = append(m.batches, maps.Clone(positions))
+	m.mu.Unlock()
 	for _, k := range slices.Sorted(maps.Keys(positions)) {
-		if err := m.Save(ctx, k, positions[k]); err != nil {
-			return err
-		}
+		m.save(k, positions[k])
 	}
 	return nil
 }
 
 func (m *memStore) Save(_ context.Context, key, p string) error {
 	m.mu.Lock()
+	m.singles++
+	m.mu.Unlock()
+	m.save(key, p)
+	return nil
+}
+
+func (m *memStore) save(key, p string) {
+	m.mu.Lock()
 	m.m[key] = p
 	m.mu.Unlock()
-	m.saved <- key + "=" + p
-	return nil
+	if m.saved != nil {
+		m.saved <- key + "=" + p
+	}
+	m.changed.fire()
+}
+
+// snapshot returns a copy of every stored checkpoint.
+func (m *memStore) snapshot() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.m)
+}
+
+// set stores a checkpoint as an operator would, outside the watcher.
+func (m *memStore) set(key, p string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m[key] = p
 }
 
 func (m *memStore) Delete(_ context.Context, key string) error {
@@ -207,4 +247,75 @@ func (a *memAuditor) records() []audit.Record {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]audit.Record(nil), a.recs...)
+}
+
+// signal is a broadcast: changed returns a channel that the next fire
+// closes.
+type signal struct {
+	mu sync.Mutex
+	c  chan struct{}
+}
+
+func (s *signal) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		s.c = make(chan struct{})
+	}
+	return s.c
+}
+
+func (s *signal) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c != nil {
+		close(s.c)
+		s.c = nil
+	}
+}
+
+// confirmCall is one TenantConfirmer call.
+type confirmCall struct {
+	pos     string
+	tenants []string
+}
+
+// tenantConfirmSource is a memSource keeping history per tenant: it
+// implements watcher.TenantConfirmer and records its calls. Each call is
+// checked against the checkpoints of the tenants it names, not against
+// those of other tenants, which keep their history.
+type tenantConfirmSource struct {
+	*memSource
+	mu    sync.Mutex
+	calls []confirmCall
+	// past lists calls beyond a saved checkpoint of a tenant they name.
+	past      []string
+	confirmed signal
+}
+
+var _ watcher.TenantConfirmer = (*tenantConfirmSource)(nil)
+
+func (s *tenantConfirmSource) ConfirmTenants(_ context.Context, p string, tenants []string) error {
+	s.store.mu.Lock()
+	var past []string
+	for _, t := range tenants {
+		for k, saved := range s.store.m {
+			if (k == watcher.CheckpointPrefix+t || strings.HasPrefix(k, watcher.CheckpointPrefix+t+"/")) && p > saved {
+				past = append(past, fmt.Sprintf("confirmed %s for %v while %s=%s", p, tenants, k, saved))
+			}
+		}
+	}
+	s.store.mu.Unlock()
+	s.mu.Lock()
+	s.calls = append(s.calls, confirmCall{pos: p, tenants: slices.Clone(tenants)})
+	s.past = append(s.past, past...)
+	s.mu.Unlock()
+	s.confirmed.fire()
+	return nil
+}
+
+func (s *tenantConfirmSource) confirmCalls() []confirmCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
 }

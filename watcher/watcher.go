@@ -216,16 +216,21 @@ type DocumentWatcher struct {
 type scope struct {
 	keys map[string][]string // tenant → its checkpoint keys
 	skip map[string]string   // checkpoint key → its changes up to here are had
+	// held marks keys added with a checkpoint behind what the session
+	// read: the session's finished prefix says nothing about them, so they
+	// neither match nor advance until the restart starts from them.
+	held map[string]bool
 }
 
 func newScope() *scope {
-	return &scope{keys: map[string][]string{}, skip: map[string]string{}}
+	return &scope{keys: map[string][]string{}, skip: map[string]string{}, held: map[string]bool{}}
 }
 
 func (s *scope) clone() *scope {
 	c := newScope()
 	maps.Copy(c.keys, s.keys)
 	maps.Copy(c.skip, s.skip)
+	maps.Copy(c.held, s.held)
 	return c
 }
 
@@ -363,12 +368,12 @@ func (w *DocumentWatcher) watchLoop(ctx, watchCtx context.Context, h Handler, tr
 			seq := tr.add(c.Position)
 			pos = c.Position
 			retry.Reset()
-			tenant := w.metrics.tenant(c.Tenant)
 			if !w.wanted(sc, c) {
 				tr.done(seq)
-				w.metrics.skipped.WithLabelValues(tenant).Inc()
+				w.metrics.skipped.WithLabelValues(w.scopeLabel(sc, c.Tenant)).Inc()
 				return nil
 			}
+			tenant := w.metrics.tenant(c.Tenant)
 			w.metrics.read.WithLabelValues(tenant).Inc()
 			if !c.CommitTime.IsZero() {
 				w.metrics.lag.WithLabelValues(tenant).Set(time.Since(c.CommitTime).Seconds())
@@ -388,7 +393,7 @@ func (w *DocumentWatcher) watchLoop(ctx, watchCtx context.Context, h Handler, tr
 		case errors.Is(context.Cause(watchCtx), errRestart):
 			return errRestart
 		}
-		w.metrics.sourceErrors.WithLabelValues(w.metrics.tenant(w.cfg.Tenant)).Inc()
+		w.metrics.sourceErrors.WithLabelValues(w.watcherLabel()).Inc()
 		wait := retry.Next()
 		w.log.Warn("source failed; reconnecting", "error", err, "resumeFrom", pos, "backoff", wait)
 		if !backoff.Sleep(ctx, wait) {
@@ -414,14 +419,33 @@ func (w *DocumentWatcher) wanted(sc *scope, c Change) bool {
 	// Both canonical (startPosition parsed every checkpoint), so byte-wise
 	// order is the source's order.
 	if len(w.cfg.Include) == 0 {
-		return c.Position > sc.skip[keys[0]]
+		return !sc.held[keys[0]] && c.Position > sc.skip[keys[0]]
 	}
 	for i, p := range w.cfg.Include {
 		if hasCollectionPrefix(c.Collection, p) {
-			return c.Position > sc.skip[keys[i]]
+			return !sc.held[keys[i]] && c.Position > sc.skip[keys[i]]
 		}
 	}
 	return false
+}
+
+// scopeLabel is the tenant label of a skipped change: its tenant when
+// served, else the watcher's own label, so that the tenants of a shared
+// database the watcher does not serve add no series.
+func (w *DocumentWatcher) scopeLabel(sc *scope, tenant string) string {
+	if _, ok := sc.keys[tenant]; ok {
+		return w.metrics.tenant(tenant)
+	}
+	return w.watcherLabel()
+}
+
+// watcherLabel is the tenant label of what concerns the whole watcher:
+// its tenant, or "*" for a watcher of several.
+func (w *DocumentWatcher) watcherLabel() string {
+	if w.cfg.Tenant != "" {
+		return w.cfg.Tenant
+	}
+	return "*"
 }
 
 // hasCollectionPrefix matches whole segments: "chats" covers "chats" and
@@ -454,7 +478,7 @@ func (w *DocumentWatcher) checkpointLoop(ctx context.Context, tr *tracker, saved
 			}
 		}
 		if err := w.save(ctx, tr, saved); err != nil {
-			w.metrics.checkpointErrors.WithLabelValues(w.metrics.tenant(w.cfg.Tenant)).Inc()
+			w.metrics.checkpointErrors.WithLabelValues(w.watcherLabel()).Inc()
 			w.log.Warn("checkpoint save failed; will retry", "error", err)
 		}
 	}
@@ -478,6 +502,10 @@ func (w *DocumentWatcher) save(ctx context.Context, tr *tracker, saved map[strin
 		tenantMoved := false
 		for _, k := range sc.keys[t] {
 			pos := max(sc.skip[k], finished)
+			if sc.held[k] {
+				// Waits for the restart; holds confirmation back.
+				pos = sc.skip[k]
+			}
 			if pos == "" {
 				confirmable = false
 				continue
@@ -485,7 +513,7 @@ func (w *DocumentWatcher) save(ctx context.Context, tr *tracker, saved map[strin
 			if lowest == "" || pos < lowest {
 				lowest = pos
 			}
-			if saved[k] != pos {
+			if saved[k] != pos && !sc.held[k] {
 				batch[k] = pos
 				tenantMoved = true
 			}
@@ -700,6 +728,7 @@ func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) erro
 			next.keys[t] = keys
 			for _, k := range keys {
 				next.skip[k] = w.scope.skip[k]
+				next.held[k] = w.scope.held[k]
 			}
 			continue
 		}
@@ -712,7 +741,8 @@ func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) erro
 		}
 		for k, pos := range per {
 			next.skip[k] = pos
-			restart = restart || pos < w.lastRead
+			next.held[k] = pos < w.lastRead
+			restart = restart || next.held[k]
 		}
 	}
 	if len(fresh) > 0 {
