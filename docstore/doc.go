@@ -46,9 +46,17 @@
 // A position is the change's seq as 20 zero-padded decimal digits, so
 // positions compare byte-wise in commit order; seq is global, not per
 // tenant. ParsePosition also accepts the seq without the padding and
-// returns the padded form. Confirm prunes the confirming tenant's change rows up to the
-// confirmed position (once older than Config.Retention), so the log of a
-// watched tenant stays bounded. Rows of a tenant that no source has ever
-// confirmed are kept: the store cannot know that no watcher will come for
-// them.
+// returns the padded form. Confirm prunes the confirming tenant's change
+// rows up to the confirmed position (once older than Config.Retention), so
+// the log of a watched tenant stays bounded. Rows of a tenant that no
+// source has ever confirmed are kept: the store cannot know that no
+// watcher will come for them.
+//
+// # Many tenants
+//
+// Source(AllTenants) reads every tenant's changes in one stream, for a
+// watcher serving many tenants. History stays per tenant: its
+// ConfirmTenants prunes only the tenants named, which the watcher makes
+// the ones it serves, so several watchers can share one file. Its Confirm
+// prunes nothing, since it names no tenant.
 package docstore

@@ -3,8 +3,8 @@ package docstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -15,10 +15,6 @@ import (
 
 // positionWidth is the digits of a position: enough for any int64 seq.
 const positionWidth = 20
-
-// pruneBatch bounds one pruning transaction, so that a large backlog does
-// not hold the write lock (and grow the WAL) in one go.
-const pruneBatch = 1000
 
 // FormatPosition returns the position token of change seq.
 func FormatPosition(seq int64) string {
@@ -55,33 +51,56 @@ func ParsePosition(pos string) (int64, error) {
 	return seq, nil
 }
 
-// Source is one tenant's change stream; it implements watcher.Source.
+// AllTenants, given to Store.Source or OpenSource in place of a tenant,
+// asks for one reader over every tenant's changes, so that a watcher
+// serving many tenants reads the log once rather than once per tenant. It
+// is no valid tenant name, so it cannot collide with one.
+//
+// Such a source differs from a tenant's in three ways. Its changes carry
+// the tenant of their row. It releases history only through
+// ConfirmTenants, for the tenants named; Confirm releases nothing. And its
+// Watch refuses a position past the head but never returns ErrPruned (see
+// checkStart).
+const AllTenants = "*"
+
+// Source is one tenant's change stream, or every tenant's (AllTenants); it
+// implements watcher.Source and watcher.TenantConfirmer.
 type Source struct {
 	store  *Store
-	tenant string
+	tenant string // AllTenants for the all-tenant reader
+	all    bool
 	owned  bool // Close closes the store too
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// confirmWarned limits the all-tenant Confirm's warning to one.
+	confirmWarned sync.Once
 }
 
-var _ watcher.Source = (*Source)(nil)
+var (
+	_ watcher.Source          = (*Source)(nil)
+	_ watcher.TenantConfirmer = (*Source)(nil)
+)
 
-// Source returns the change stream of tenant. Closing it leaves the store
-// open.
+// Source returns the change stream of tenant, or of every tenant for
+// AllTenants. Closing it leaves the store open.
 func (s *Store) Source(tenant string) (*Source, error) {
-	if err := CheckTenant(tenant); err != nil {
-		return nil, err
+	if tenant != AllTenants {
+		if err := CheckTenant(tenant); err != nil {
+			return nil, err
+		}
 	}
-	return &Source{store: s, tenant: tenant, closed: make(chan struct{})}, nil
+	return &Source{store: s, tenant: tenant, all: tenant == AllTenants, closed: make(chan struct{})}, nil
 }
 
-// OpenSource opens the store at cfg.Path and returns tenant's change stream;
-// closing the source closes the store. This is what a watcher process that
-// only reads the store wants.
+// OpenSource opens the store at cfg.Path and returns tenant's change stream
+// (every tenant's for AllTenants); closing the source closes the store.
+// This is what a watcher process that only reads the store wants.
 func OpenSource(ctx context.Context, cfg Config, tenant string) (*Source, error) {
-	if err := CheckTenant(tenant); err != nil {
-		return nil, err
+	if tenant != AllTenants {
+		if err := CheckTenant(tenant); err != nil {
+			return nil, err
+		}
 	}
 	st, err := Open(ctx, cfg)
 	if err != nil {
@@ -92,8 +111,17 @@ func OpenSource(ctx context.Context, cfg Config, tenant string) (*Source, error)
 	return src, nil
 }
 
-// Tenant returns the tenant whose changes the source reports.
+// Tenant returns the tenant whose changes the source reports, or
+// AllTenants.
 func (src *Source) Tenant() string { return src.tenant }
+
+// scope names what the source reads, for errors.
+func (src *Source) scope() string {
+	if src.all {
+		return "all tenants"
+	}
+	return src.tenant
+}
 
 // Store returns the store the source reads.
 func (src *Source) Store() *Store { return src.store }
@@ -139,6 +167,7 @@ func (src *Source) Checkpoints() watcher.CheckpointStore { return src.store.Chec
 // changeRow is one row of the changes table as read.
 type changeRow struct {
 	seq         int64
+	tenant      string
 	collection  string
 	docID       string
 	op          string
@@ -147,20 +176,30 @@ type changeRow struct {
 	committedAt int64
 }
 
-const selectChanges = `
-SELECT seq, collection, doc_id, op, before, after, committed_at
+// selectTenantChanges walks the changes_tenant_seq index.
+const selectTenantChanges = `
+SELECT seq, tenant, collection, doc_id, op, before, after, committed_at
 FROM changes WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?`
 
-// Watch emits the tenant's changes after position after in commit order.
-// Once caught up it polls every Config.PollInterval, and reads at once
-// after a write through the same Store. It reads at most
+// selectAllChanges walks the table itself: seq is its INTEGER PRIMARY KEY,
+// so a range of seq needs no index and comes out in seq order.
+const selectAllChanges = `
+SELECT seq, tenant, collection, doc_id, op, before, after, committed_at
+FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`
+
+// Watch emits the source's changes after position after in commit order:
+// the tenant's, or every tenant's for an AllTenants source, each with the
+// Tenant of its row. Once caught up it polls every Config.PollInterval, and
+// reads at once after a write through the same Store. It reads at most
 // Config.BatchSize rows at a time, releasing its read snapshot before
 // calling emit, so a slow emit neither grows memory nor holds back SQLite's
 // WAL checkpoints.
 //
 // Watch fails with ErrInvalidPosition for a token that is not a docstore
 // position or lies beyond the newest change (a token from another
-// database), and with ErrPruned when changes after it were already pruned.
+// database). A tenant's source also fails with ErrPruned when changes of
+// the tenant after the position were already pruned; an AllTenants source
+// does not (see checkStart).
 func (src *Source) Watch(ctx context.Context, after string, emit func(watcher.Change) error) error {
 	seq, err := ParsePosition(after)
 	if err != nil {
@@ -172,10 +211,13 @@ func (src *Source) Watch(ctx context.Context, after string, emit func(watcher.Ch
 	if err := src.checkStart(ctx, seq); err != nil {
 		return err
 	}
-	db := src.store.db
-	stmt, err := db.PrepareContext(ctx, selectChanges)
+	query := selectTenantChanges
+	if src.all {
+		query = selectAllChanges
+	}
+	stmt, err := src.store.db.PrepareContext(ctx, query)
 	if err != nil {
-		return src.queryErr(ctx, fmt.Errorf("docstore: prepare watch: %w", err))
+		return src.queryErr(ctx, fmt.Errorf("docstore: prepare watch of %s: %w", src.scope(), err))
 	}
 	defer func() { _ = stmt.Close() }()
 
@@ -235,36 +277,63 @@ func (src *Source) queryErr(ctx context.Context, err error) error {
 }
 
 func (src *Source) readBatch(ctx context.Context, stmt *sql.Stmt, after int64, limit int, batch []changeRow) ([]changeRow, error) {
-	rows, err := stmt.QueryContext(ctx, src.tenant, after, limit)
+	var rows *sql.Rows
+	var err error
+	if src.all {
+		rows, err = stmt.QueryContext(ctx, after, limit)
+	} else {
+		rows, err = stmt.QueryContext(ctx, src.tenant, after, limit)
+	}
 	if err != nil {
-		return batch, fmt.Errorf("docstore: read changes of %s after %d: %w", src.tenant, after, err)
+		return batch, fmt.Errorf("docstore: read changes of %s after %d: %w", src.scope(), after, err)
 	}
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var r changeRow
-		if err := rows.Scan(&r.seq, &r.collection, &r.docID, &r.op, &r.before, &r.after, &r.committedAt); err != nil {
-			return batch, fmt.Errorf("docstore: scan change of %s after %d: %w", src.tenant, after, err)
+		if err := rows.Scan(&r.seq, &r.tenant, &r.collection, &r.docID, &r.op, &r.before, &r.after, &r.committedAt); err != nil {
+			return batch, fmt.Errorf("docstore: scan change of %s after %d: %w", src.scope(), after, err)
 		}
 		batch = append(batch, r)
 	}
 	if err := rows.Err(); err != nil {
-		return batch, fmt.Errorf("docstore: read changes of %s after %d: %w", src.tenant, after, err)
+		return batch, fmt.Errorf("docstore: read changes of %s after %d: %w", src.scope(), after, err)
 	}
 	return batch, nil
 }
 
 // checkStart refuses positions that would silently skip changes: ones past
-// the log's head, and ones behind pruned changes of this tenant.
+// the log's head, and, for a tenant's source, ones behind pruned changes of
+// the tenant.
+//
+// An AllTenants source checks the head only. Tenants are pruned
+// independently, each only up to a position its own watcher confirmed,
+// which is never past that watcher's checkpoints of the tenant; and a
+// watcher starts at the oldest checkpoint of its scope and skips each
+// tenant's changes up to that tenant's own checkpoint. So a tenant's
+// change pruned after the start position is one its watcher had already
+// checkpointed, and whether anything is lost depends on checkpoints the
+// source cannot see. No rule on the position alone is right: a watcher
+// whose oldest checkpoint belongs to a tenant with nothing pruned yet
+// (just added, say), on a file where another watcher pruned its own
+// tenants further, starts behind their pruned changes legitimately, and
+// ErrPruned would make it retry forever. What this gives up is catching a
+// checkpoint moved back behind its tenant's pruning; a tenant's source
+// still catches that.
 func (src *Source) checkStart(ctx context.Context, seq int64) error {
 	if seq == 0 {
 		return nil
 	}
 	var head, pruned int64
-	err := src.store.db.QueryRowContext(ctx, `
+	var err error
+	if src.all {
+		err = src.store.db.QueryRowContext(ctx, selectHead).Scan(&head)
+	} else {
+		err = src.store.db.QueryRowContext(ctx, `
 SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0),
        COALESCE((SELECT pruned_seq FROM change_confirmations WHERE tenant = ?), 0)`, src.tenant).Scan(&head, &pruned)
+	}
 	if err != nil {
-		return src.queryErr(ctx, fmt.Errorf("docstore: check start position: %w", err))
+		return src.queryErr(ctx, fmt.Errorf("docstore: check start position %s for %s: %w", FormatPosition(seq), src.scope(), err))
 	}
 	if seq > head {
 		return fmt.Errorf("%w: %s is past the newest change %s; is it from another database?",
@@ -277,11 +346,15 @@ SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0),
 	return nil
 }
 
+// selectHead reads the newest seq ever committed, pruned or not:
+// AUTOINCREMENT keeps it in sqlite_sequence.
+const selectHead = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)`
+
 // change converts a row, reporting undecodable ones through Problem. The
 // raw bytes stay in Before and After even then, for the dead letter.
 func (src *Source) change(r *changeRow) watcher.Change {
 	c := watcher.Change{
-		Tenant:     src.tenant,
+		Tenant:     r.tenant,
 		Collection: r.collection,
 		DocKey:     r.docID,
 		Type:       trigger.EventType(r.op),
@@ -295,6 +368,12 @@ func (src *Source) change(r *changeRow) watcher.Change {
 }
 
 func rowProblem(r *changeRow) string {
+	// Only an AllTenants source can meet a bad tenant (any writer can
+	// store one); no watcher serves it, but a tool reading the stream
+	// should not mistake it for a real one.
+	if err := CheckTenant(r.tenant); err != nil {
+		return err.Error()
+	}
 	if reason := trigger.CollectionProblem(r.collection, MaxCollectionLength); reason != "" {
 		return fmt.Sprintf("collection %q %s", shorten(r.collection), reason)
 	}
@@ -325,19 +404,25 @@ func rowProblem(r *changeRow) string {
 	return ""
 }
 
-// Head returns the position of the tenant's newest change, including one
-// already pruned, or "" when the tenant has none.
+// Head returns the position of the tenant's newest change (any tenant's,
+// for an AllTenants source), including one already pruned, or "" when
+// there is none.
 func (src *Source) Head(ctx context.Context) (string, error) {
 	if err := src.checkOpen(); err != nil {
 		return "", err
 	}
 	var seq int64
-	err := src.store.db.QueryRowContext(ctx, `
+	var err error
+	if src.all {
+		err = src.store.db.QueryRowContext(ctx, selectHead).Scan(&seq)
+	} else {
+		err = src.store.db.QueryRowContext(ctx, `
 SELECT COALESCE((SELECT max(seq) FROM changes WHERE tenant = ?),
                 (SELECT pruned_seq FROM change_confirmations WHERE tenant = ?), 0)`,
-		src.tenant, src.tenant).Scan(&seq)
+			src.tenant, src.tenant).Scan(&seq)
+	}
 	if err != nil {
-		return "", src.queryErr(ctx, fmt.Errorf("docstore: head of %s: %w", src.tenant, err))
+		return "", src.queryErr(ctx, fmt.Errorf("docstore: head of %s: %w", src.scope(), err))
 	}
 	if seq == 0 {
 		return "", nil
@@ -349,6 +434,14 @@ SELECT COALESCE((SELECT max(seq) FROM changes WHERE tenant = ?),
 // prunes those older than Config.Retention. Confirming "" does nothing; a
 // position past the newest change is refused, since pruning by it would
 // delete changes nobody has seen yet.
+//
+// On an AllTenants source Confirm checks that pos is a position and
+// releases nothing, logging a warning once: pos says how far the caller got but not for which
+// tenants, and pruning every tenant would delete history that watchers of
+// other tenants on the same file have not read. It does not fail, because
+// Confirm only permits a source to release history, and a generic caller
+// (a tool, the conformance suite) should not break on it. The watcher
+// calls ConfirmTenants instead.
 func (src *Source) Confirm(ctx context.Context, pos string) error {
 	seq, err := ParsePosition(pos)
 	if err != nil {
@@ -360,102 +453,62 @@ func (src *Source) Confirm(ctx context.Context, pos string) error {
 	if err := src.checkOpen(); err != nil {
 		return err
 	}
-	st := src.store
-	st.writeMu.Lock()
-	defer st.writeMu.Unlock()
-	var head int64
-	if err := st.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)`).Scan(&head); err != nil {
-		return fmt.Errorf("docstore: confirm %s for %s: %w", pos, src.tenant, err)
+	if src.all {
+		src.confirmWarned.Do(func() {
+			src.store.log.Warn("docstore Confirm on an all-tenant source releases nothing; use ConfirmTenants to prune the change log", "position", FormatPosition(seq))
+		})
+		return nil
 	}
-	if seq > head {
-		return fmt.Errorf("%w: cannot confirm %s, past the newest change %s", ErrInvalidPosition, FormatPosition(seq), FormatPosition(head))
-	}
-	_, err = st.db.ExecContext(ctx, `
-INSERT INTO change_confirmations (tenant, confirmed_seq, updated_at) VALUES (?, ?, ?)
-ON CONFLICT (tenant) DO UPDATE SET confirmed_seq = excluded.confirmed_seq, updated_at = excluded.updated_at`,
-		src.tenant, seq, formatTime(time.Now()))
-	if err != nil {
-		return fmt.Errorf("docstore: confirm %s for %s: %w", pos, src.tenant, err)
-	}
-	n, err := src.prune(ctx, seq)
-	if n > 0 {
-		st.log.Debug("docstore pruned change log", "tenant", src.tenant, "through", FormatPosition(seq), "rows", n)
-	}
-	return err
+	return src.store.confirm(ctx, seq, []string{src.tenant})
 }
 
-// prune deletes the tenant's changes up to seq that are past retention.
-// Retention is applied as a prefix: pruning stops at the first change that
-// is too young, so a clock step backwards can delay pruning but never
-// delete a change ahead of a younger one. The caller holds writeMu.
-func (src *Source) prune(ctx context.Context, through int64) (int64, error) {
-	st := src.store
-	db := st.db
-	if st.cfg.Retention > 0 {
-		cutoff := time.Now().Add(-st.cfg.Retention).UnixMilli()
-		// Walks the tenant's rows in seq order and stops at the first young
-		// one; the rows it passes are the ones about to be deleted.
-		var young int64
-		err := db.QueryRowContext(ctx, `
-SELECT seq FROM changes WHERE tenant = ? AND seq <= ? AND committed_at > ? ORDER BY seq LIMIT 1`,
-			src.tenant, through, cutoff).Scan(&young)
-		switch {
-		case err == nil:
-			through = young - 1
-		case !errors.Is(err, sql.ErrNoRows):
-			return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
-		}
+// ConfirmTenants records that the changes of each of tenants up to pos are
+// checkpointed and prunes those older than Config.Retention, as Confirm
+// does for one tenant, in one transaction unless more than a prune batch
+// of rows is due. It implements watcher.TenantConfirmer: tenants not named
+// keep their history, whoever watches them.
+//
+// A tenant's source confirms only its own tenant: naming another fails
+// with ErrInvalidTenant and confirms nothing, since the caller's
+// checkpoint of a tenant the source never delivered says nothing about
+// that tenant's changes. Naming its own tenant is exactly Confirm, so a
+// watcher behaves the same over either kind of source.
+func (src *Source) ConfirmTenants(ctx context.Context, pos string, tenants []string) error {
+	seq, err := ParsePosition(pos)
+	if err != nil {
+		return err
 	}
-	var total int64
-	for {
-		n, err := src.pruneBatch(ctx, through)
-		total += n
-		if err != nil || n == 0 {
-			return total, err
-		}
+	names, err := src.confirmable(tenants)
+	if err != nil {
+		return err
 	}
+	if seq == 0 || len(names) == 0 {
+		return nil
+	}
+	if err := src.checkOpen(); err != nil {
+		return err
+	}
+	return src.store.confirm(ctx, seq, names)
 }
 
-func (src *Source) pruneBatch(ctx context.Context, through int64) (n int64, err error) {
-	tx, err := src.store.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+// confirmable validates the tenants ConfirmTenants names and returns them
+// sorted without duplicates, which also keeps a batch's index reads local.
+func (src *Source) confirmable(tenants []string) ([]string, error) {
+	names := slices.Clone(tenants)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	var foreign []string
+	for _, t := range names {
+		if err := CheckTenant(t); err != nil {
+			return nil, fmt.Errorf("docstore: confirm: %w", err)
 		}
-	}()
-	// The batch ends at its pruneBatch-th row, or at the last row to prune.
-	var hi int64
-	err = tx.QueryRowContext(ctx, `
-SELECT seq FROM changes WHERE tenant = ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?`, src.tenant, through, pruneBatch-1).Scan(&hi)
-	if errors.Is(err, sql.ErrNoRows) {
-		var last sql.NullInt64
-		err = tx.QueryRowContext(ctx, `SELECT max(seq) FROM changes WHERE tenant = ? AND seq <= ?`, src.tenant, through).Scan(&last)
-		hi = last.Int64
+		if !src.all && t != src.tenant {
+			foreign = append(foreign, t)
+		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
+	if len(foreign) > 0 {
+		return nil, fmt.Errorf("%w: the source of tenant %s cannot confirm %s: it does not read their changes; use an all-tenant source (docstore.AllTenants)",
+			ErrInvalidTenant, src.tenant, listTenants(foreign))
 	}
-	if hi == 0 {
-		return 0, tx.Commit()
-	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE tenant = ? AND seq <= ?`, src.tenant, hi)
-	if err != nil {
-		return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
-	}
-	if n, err = res.RowsAffected(); err != nil {
-		return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
-	}
-	// pruned_seq is the newest deleted change, so Watch can tell a resume
-	// point that would skip a deleted change from one that would not.
-	if _, err = tx.ExecContext(ctx, `
-UPDATE change_confirmations SET pruned_seq = max(pruned_seq, ?) WHERE tenant = ?`, hi, src.tenant); err != nil {
-		return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
-	}
-	if err = tx.Commit(); err != nil {
-		return 0, fmt.Errorf("docstore: prune %s: %w", src.tenant, err)
-	}
-	return n, nil
+	return names, nil
 }
