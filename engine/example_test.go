@@ -10,9 +10,10 @@ import (
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
-// Load the example trigger files and activate them. A failed load returns
-// every problem at once and leaves the previous set active, so a service
-// should exit at startup (or mark itself unready on reload) when it fails.
+// Load the example trigger files and activate the demo tenant's. A failed
+// load returns every problem at once and leaves the previous set active, so
+// a service should exit at startup (or mark itself unready on reload) when
+// it fails.
 func ExampleNewFactory() {
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	f, err := engine.NewFactory(engine.Deps{Logger: quiet}, engine.WithConfig(engine.Config{Tenant: "demo"}))
@@ -22,11 +23,16 @@ func ExampleNewFactory() {
 	}
 	defer f.Close()
 
-	ts, err := trigger.LoadTriggers("../examples/triggers", nil)
+	// The files hold two tenants (demo and acme); this engine serves demo.
+	res, err := trigger.LoadByTenant("../examples/triggers", nil)
+	if err == nil {
+		err = res.Err()
+	}
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	ts := res.Triggers["demo"]
 	if err := f.Engine().LoadTriggers(ts); err != nil {
 		fmt.Println(err)
 		return

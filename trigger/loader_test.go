@@ -23,10 +23,13 @@ func validator(t testing.TB, tenant string) *trigger.Validator {
 
 func TestLoadExamples(t *testing.T) {
 	t.Parallel()
-	ts, err := trigger.LoadTriggers("../examples/triggers", validator(t, "demo"))
+	// The examples hold two tenants; demo's are the ones looked at here.
+	res, err := trigger.LoadByTenant("../examples/triggers", validator(t, ""))
 	require.NoError(t, err)
+	require.NoError(t, res.Err())
+	require.Len(t, res.Triggers["acme"], 1)
 	byID := map[string]*trigger.Trigger{}
-	for _, tr := range ts {
+	for _, tr := range res.Triggers["demo"] {
 		byID[tr.ID] = tr
 	}
 	require.Len(t, byID, 4)

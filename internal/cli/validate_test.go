@@ -19,11 +19,14 @@ func run(args ...string) (code int, out, errOut string) {
 
 func TestValidateExamples(t *testing.T) {
 	t.Parallel()
-	code, out, errOut := run("validate", "--tenant", "demo", "../../examples/triggers")
+	code, out, errOut := run("validate", "../../examples/triggers")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "order-paid")
 	require.Contains(t, out, "chats/*/members")
-	require.Contains(t, out, "4 trigger(s) valid")
+	require.Contains(t, out, "5 trigger(s) valid", "demo's four and acme's one")
+	code, out, errOut = run("validate", "--tenant", "demo", "../../examples/triggers/orders.yaml")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "2 trigger(s) valid")
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {

@@ -1,18 +1,22 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -24,6 +28,8 @@ import (
 	"github.com/triggerflow/triggerflow/internal/receiver"
 	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/secrets"
+	"github.com/triggerflow/triggerflow/signature"
 )
 
 func freeAddr(t *testing.T) string {
@@ -159,6 +165,159 @@ triggers:
 		require.False(t, ids[d.ID], "delivered twice: %s", d.ID)
 		ids[d.ID] = true
 	}
+}
+
+// TestDevStackTenants is `make dev` on the example triggers, which name two
+// tenants: one watcher serves both, each tenant's change reaches the demo
+// receiver signed with that tenant's own secret and printed with its
+// tenant, and edits to the trigger files (a new trigger, a new tenant's
+// file) are picked up without a restart.
+func TestDevStackTenants(t *testing.T) {
+	dir := t.TempDir()
+	rcv := freeAddr(t)
+	trig := filepath.Join(dir, "triggers")
+	copyExamples(t, trig, rcv)
+	out := &syncBuffer{}
+	cfg := daemon.DevConfig{
+		DataDir: filepath.Join(dir, "data"), Triggers: trig,
+		NATSPort: -1, TemporalPort: mustPort(t), TemporalUIPort: -1, TemporalCLI: testenv.TemporalCLI(t),
+		ReceiverAddr: rcv, WatcherAddr: freeAddr(t), IngestAddr: freeAddr(t), WorkerAddr: freeAddr(t),
+		Out: out, Log: config.Log{Format: config.LogText, Level: config.LevelError, TemporalLevel: config.LevelError},
+	}
+	store, err := docstore.Open(context.Background(), docstore.Config{Path: filepath.Join(cfg.DataDir, "documents.db")})
+	require.NoError(t, err)
+	defer store.Close()
+	put := func(tenant, coll, id, doc string) {
+		t.Helper()
+		require.NoError(t, store.Put(context.Background(), tenant, coll, id, json.RawMessage(doc)))
+	}
+	secretOf := func(tenant, ref string) []signature.Secret {
+		t.Helper()
+		list, err := secrets.NewDir(filepath.Join(cfg.DataDir, "secrets")).Resolve(context.Background(), tenant, ref)
+		require.NoError(t, err)
+		return list
+	}
+	// checkSigned: d verifies with its tenant's secret and no other's, and
+	// the receiver printed it with its tenant.
+	checkSigned := func(d receiver.Delivery, ref string, others ...[]signature.Secret) {
+		t.Helper()
+		require.NoError(t, signature.Verify(d.Header, d.Body, secretOf(d.Tenant, ref), 0, time.Now()), "%s/%s", d.Tenant, d.TriggerID)
+		for _, o := range others {
+			require.Error(t, signature.Verify(d.Header, d.Body, o, 0, time.Now()), "%s/%s verifies with another secret", d.Tenant, d.TriggerID)
+		}
+		require.Contains(t, out.String(), fmt.Sprintf(" %s/%s %s %s/%s (signature ok, token ok) %s\n", d.Tenant, d.TriggerID, d.Type, d.Collection, d.DocKey, d.ID))
+	}
+
+	run := startDev(t, cfg)
+	require.Contains(t, out.String(), "(tenants acme, demo; triggers from "+trig)
+	require.Contains(t, out.String(), "are picked up when saved")
+
+	put("demo", "orders", "o-1", `{"status":"paid","total":42}`)
+	put("acme", "orders", "o-1", `{"total":7}`)
+	ds := waitDeliveries(t, run.stack.Receiver, 2)
+	byTenant := map[string]receiver.Delivery{}
+	for _, d := range ds {
+		byTenant[d.Tenant] = d
+	}
+	require.Equal(t, "order-paid", byTenant["demo"].TriggerID)
+	require.Equal(t, "order-created", byTenant["acme"].TriggerID)
+	demoSecret, acmeSecret := secretOf("demo", "default"), secretOf("acme", "default")
+	checkSigned(byTenant["demo"], "default", acmeSecret)
+	checkSigned(byTenant["acme"], "default", demoSecret)
+
+	// A new trigger, signing with a secret reference of its own, and a new
+	// tenant, saved while the stack runs.
+	acmeFile := filepath.Join(trig, "acme-orders.yaml")
+	before, err := os.ReadFile(acmeFile)
+	require.NoError(t, err)
+	writeAtomically(t, acmeFile, string(before)+fmt.Sprintf(`
+  - triggerId: invoice-created
+    collection: invoices
+    events: [create]
+    url: http://%s/hooks/acme-invoice
+    secretsRef: billing
+`, rcv))
+	writeAtomically(t, filepath.Join(trig, "beta.yaml"), fmt.Sprintf(`
+tenant: beta
+triggers:
+  - triggerId: order-created
+    collection: orders
+    url: http://%s/hooks/beta-orders
+    secretsRef: default
+`, rcv))
+	// The watcher reloads on its own time; its gauges say when.
+	testenv.Eventually(t, 30*time.Second, "the watcher to load the edited triggers", func() error {
+		m := watcherMetrics(t, cfg.WatcherAddr)
+		acme := testenv.Metric(t, m, "triggerflow_triggers_active", prometheus.Labels{"tenant": "acme"})
+		beta := testenv.Metric(t, m, "triggerflow_triggers_active", prometheus.Labels{"tenant": "beta"})
+		if acme != 2 || beta != 1 {
+			return fmt.Errorf("active triggers: acme %v, beta %v", acme, beta)
+		}
+		return nil
+	})
+	require.Contains(t, out.String(), "trigger files changed: reloading acme (2 triggers), beta (1 trigger), demo (4 triggers)")
+
+	put("acme", "invoices", "i-1", `{"total":7}`)
+	put("beta", "orders", "b-1", `{"total":1}`)
+	ds = waitDeliveries(t, run.stack.Receiver, 4)[2:]
+	byTenant = map[string]receiver.Delivery{}
+	for _, d := range ds {
+		byTenant[d.Tenant] = d
+	}
+	require.Equal(t, "invoice-created", byTenant["acme"].TriggerID)
+	require.Equal(t, "order-created", byTenant["beta"].TriggerID)
+	checkSigned(byTenant["acme"], "billing", acmeSecret, demoSecret)
+	checkSigned(byTenant["beta"], "default", acmeSecret, demoSecret)
+}
+
+// copyExamples copies examples/triggers to dir, delivering to rcv.
+func copyExamples(t *testing.T, dir, rcv string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	entries, err := os.ReadDir("../../examples/triggers")
+	require.NoError(t, err)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join("../../examples/triggers", e.Name()))
+		require.NoError(t, err)
+		data = bytes.ReplaceAll(data, []byte("127.0.0.1:8090"), []byte(rcv))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600))
+	}
+}
+
+// writeAtomically saves a file as editors do: a new file renamed over it.
+func writeAtomically(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+func watcherMetrics(t *testing.T, addr string) testenv.Scraped {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return testenv.ParseMetrics(t, body)
+}
+
+// syncBuffer is the stack's Out, written by the receiver's handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func keys(ds []receiver.Delivery) []string {

@@ -1,11 +1,13 @@
 // Package receiver is the demo webhook receiver of the dev stack: it
 // verifies each delivery the way a real receiver should — the Standard
-// Webhooks signature with the tenant's secrets (constant-time, ±5 min
-// timestamp tolerance) and the bearer token against the worker's JWKS —
-// prints one line per delivery, and remembers the deliveries it accepted.
+// Webhooks signature with the secrets of the delivery's tenant
+// (constant-time, ±5 min timestamp tolerance) and the bearer token against
+// the worker's JWKS — prints one line per delivery, naming its tenant, and
+// remembers the deliveries it accepted.
 package receiver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +33,10 @@ type Config struct {
 	// SecretsRef is the reference the demo triggers sign with. Defaults to
 	// "default".
 	SecretsRef string
+	// SecretsRefFor, when set, names the reference a tenant's trigger signs
+	// with (its secretsRef); "" falls back to SecretsRef. The dev stack
+	// answers it from the trigger files.
+	SecretsRefFor func(tenant, triggerID string) string
 	// JWKSURL is where the worker serves its token keys; empty skips token
 	// checks.
 	JWKSURL string
@@ -44,7 +50,9 @@ type Config struct {
 type Delivery struct {
 	ID, Type, Tenant, TriggerID, Collection, DocKey string
 	Path                                            string
-	Body                                            []byte
+	// Header holds the request's headers (signature headers included).
+	Header http.Header
+	Body   []byte
 }
 
 // Receiver is an http.Handler.
@@ -84,41 +92,47 @@ type envelope struct {
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rc.cfg.MaxBody))
 	if err != nil {
-		rc.reject(w, http.StatusRequestEntityTooLarge, "body: %v", err)
+		rc.reject(w, "", http.StatusRequestEntityTooLarge, "body: %v", err)
 		return
 	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil || env.Data.Tenant == "" {
-		rc.reject(w, http.StatusBadRequest, "not a Triggerflow delivery")
+		rc.reject(w, "", http.StatusBadRequest, "not a Triggerflow delivery")
 		return
 	}
+	who := env.Data.Tenant + "/" + env.Data.TriggerID
 	// The tenant named in the body picks the secrets; the signature then
 	// proves the body (tenant included) came from the worker.
-	secs, err := rc.cfg.Secrets.Resolve(r.Context(), env.Data.Tenant, rc.cfg.SecretsRef)
+	ref := rc.cfg.SecretsRef
+	if rc.cfg.SecretsRefFor != nil {
+		ref = cmp.Or(rc.cfg.SecretsRefFor(env.Data.Tenant, env.Data.TriggerID), ref)
+	}
+	secs, err := rc.cfg.Secrets.Resolve(r.Context(), env.Data.Tenant, ref)
 	if err != nil {
-		rc.reject(w, http.StatusUnauthorized, "no secret for tenant %q: %v", env.Data.Tenant, err)
+		rc.reject(w, who, http.StatusUnauthorized, "no secret %q for tenant %q: %v", ref, env.Data.Tenant, err)
 		return
 	}
 	if err := signature.Verify(r.Header, body, secs, 0, time.Now()); err != nil {
-		rc.reject(w, http.StatusUnauthorized, "signature: %v", err)
+		rc.reject(w, who, http.StatusUnauthorized, "signature (tenant %q's secret %q): %v", env.Data.Tenant, ref, err)
 		return
 	}
 	tokenNote := "token not checked"
 	if rc.cfg.JWKSURL != "" {
 		if err := rc.checkToken(r, env.Data.Tenant); err != nil {
-			rc.reject(w, http.StatusUnauthorized, "token: %v", err)
+			rc.reject(w, who, http.StatusUnauthorized, "token: %v", err)
 			return
 		}
 		tokenNote = "token ok"
 	}
 	d := Delivery{ID: r.Header.Get(signature.HeaderID), Type: env.Type, Tenant: env.Data.Tenant, TriggerID: env.Data.TriggerID,
-		Collection: env.Data.Collection, DocKey: env.Data.DocKey, Path: r.URL.Path, Body: body}
+		Collection: env.Data.Collection, DocKey: env.Data.DocKey, Path: r.URL.Path, Header: r.Header.Clone(), Body: body}
+	// The line is out before Wait sees the delivery.
+	fmt.Fprintf(rc.cfg.Out, "✓ %s %s %s %s/%s (signature ok, %s) %s\n", time.Now().Format("15:04:05"), who, d.Type, d.Collection, d.DocKey, tokenNote, d.ID)
 	rc.mu.Lock()
 	rc.deliveries = append(rc.deliveries, d)
 	close(rc.changed)
 	rc.changed = make(chan struct{})
 	rc.mu.Unlock()
-	fmt.Fprintf(rc.cfg.Out, "✓ %s %s/%s %s %s/%s (signature ok, %s) %s\n", time.Now().Format("15:04:05"), d.Tenant, d.TriggerID, d.Type, d.Collection, d.DocKey, tokenNote, d.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -165,9 +179,11 @@ func (rc *Receiver) fetchVerifier(ctx context.Context) (*authn.Verifier, error) 
 	return authn.NewVerifier(jwks, authn.VerifierConfig{})
 }
 
-func (rc *Receiver) reject(w http.ResponseWriter, code int, format string, args ...any) {
+// reject answers code and prints why, after who (tenant/trigger) when the
+// body named them.
+func (rc *Receiver) reject(w http.ResponseWriter, who string, code int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	fmt.Fprintf(rc.cfg.Out, "✗ %s rejected (%d): %s\n", time.Now().Format("15:04:05"), code, msg)
+	fmt.Fprintf(rc.cfg.Out, "✗ %s %s rejected (%d): %s\n", time.Now().Format("15:04:05"), cmp.Or(who, "(no tenant)"), code, msg)
 	http.Error(w, msg, code)
 }
 
