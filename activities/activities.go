@@ -201,6 +201,7 @@ type Activities struct {
 	log       *slog.Logger
 	metrics   *metrics
 	now       func() time.Time
+	replayed  *replayed
 }
 
 // New validates cfg (after defaults) and returns the activities.
@@ -241,5 +242,8 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 		log:       log,
 		metrics:   m,
 		now:       deps.Now,
+		// Long enough for any workflow task to be refused and replayed;
+		// bounded so a burst of cold keys cannot grow it without end.
+		replayed: newReplayed(10*time.Minute, 100_000, deps.Now),
 	}, nil
 }

@@ -114,19 +114,34 @@ func (a *Activities) Deliver(ctx context.Context, task trigger.DeliveryTask) (Re
 // shows in history. Progress is heartbeated (the number delivered so far),
 // so a workflow whose batch timed out knows where to resume.
 func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryTask) (BatchResult, error) {
+	key := replayKey(ctx)
+	if key != "" {
+		if res, ok := a.replayed.get(key); ok && len(tasks) > 0 {
+			a.metrics.replayed.WithLabelValues(tasks[0].Tenant).Inc()
+			return res, nil
+		}
+	}
+	out := a.deliverBatch(ctx, tasks)
+	if key != "" && ctx.Err() == nil {
+		a.replayed.put(key, out)
+	}
+	return out, nil
+}
+
+func (a *Activities) deliverBatch(ctx context.Context, tasks []trigger.DeliveryTask) BatchResult {
 	out := BatchResult{Results: make([]Result, 0, len(tasks))}
 	for i := range tasks {
 		if ctx.Err() != nil {
-			return out, nil
+			return out
 		}
 		res, f := a.post(ctx, &tasks[i], true)
 		if f != nil {
 			if ctx.Err() != nil && f.Type != TypeTimeout {
 				// Interrupted mid-request: no verdict on this task.
-				return out, nil
+				return out
 			}
 			out.Failure = f
-			return out, nil
+			return out
 		}
 		out.Delivered++
 		out.Results = append(out.Results, res)
@@ -134,7 +149,7 @@ func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryT
 			activity.RecordHeartbeat(ctx, out.Delivered)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // post makes one attempt and records its outcome in the metrics and the

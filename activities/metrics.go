@@ -13,6 +13,7 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	lag         *prometheus.HistogramVec
 	deadLetters *prometheus.CounterVec
+	replayed    *prometheus.CounterVec
 }
 
 // Every attempt ends as exactly one of: a retry (a failure another attempt
@@ -44,6 +45,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		deadLetters: r.CounterVec("triggerflow_delivery_dead_letters_total",
 			"Deliveries that failed for good and were recorded on the dead-letter stream, by reason.",
 			"tenant", "collection", "reason"),
+		replayed: r.CounterVec("triggerflow_webhook_local_replays_total",
+			"Local delivery activities Temporal ran again after their workflow task was refused, answered from the worker's memory instead of posting again.",
+			"tenant"),
 	}
 	return m, r.Err()
 }

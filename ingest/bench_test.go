@@ -112,7 +112,7 @@ func rawSignalWithStart(ctx context.Context, tc client.Client, taskQueue string,
 		StaticSummary:         t.Tenant + " · " + t.Collection + "/" + t.DocKey + " · " + t.TriggerID,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 	}
-	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
+	params := workflows.StartParams(t)
 	_, err = tc.SignalWithStartWorkflow(ctx, id, workflows.TaskSignal, json.RawMessage(data), opts, workflows.DeliveryWorkflow, params)
 	return err
 }

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/triggerflow/triggerflow/deadletter"
@@ -56,11 +58,14 @@ func (in *Ingester) runLane(l *lane, lim batchLimit, settle func(context.Context
 // later tasks never overtake them. It returns false, leaving the messages
 // unsettled, only when ctx is cancelled.
 func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
+	if batch = in.dropDelivered(ctx, batch); len(batch) == 0 {
+		return true
+	}
 	head := batch[0]
 	t := head.task
 	id := head.key
 	opts := StartOptions(id, in.cfg.TaskQueue, t)
-	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
+	params := workflows.StartParams(t)
 	// The raw payloads are signalled rather than the decoded tasks so
 	// fields this version does not know survive to a newer worker.
 	signal := signalPayload(batch)
@@ -116,6 +121,68 @@ func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
 	return true
 }
 
+// dropDelivered acks, without handing them off, the tasks of a batch that
+// the key's closed run already delivered. A cold key's run closes as soon
+// as its task is delivered (workflows.LifecycleCloseWhenCold), so a task
+// handed off again after ingest crashed between hand-off and ack would
+// start a new run and be delivered twice; the closed run's result lists
+// what it saw. Only tasks that may have been handed off before are
+// checked, so the common case costs nothing: redelivered ones, and those
+// a takeover replays (up to the dead holder's replay horizon). An open run
+// drops duplicates itself. A lookup that fails hands the batch off
+// anyway: a duplicate is better than a loss.
+func (in *Ingester) dropDelivered(ctx context.Context, batch []*item) []*item {
+	horizon := in.replayHorizon.Load()
+	if !slices.ContainsFunc(batch, func(it *item) bool { return it.delivered > 1 || it.streamSeq <= horizon }) {
+		return batch
+	}
+	seen, err := in.closedRunSeen(ctx, batch[0].key)
+	if err != nil {
+		in.log.Warn("ingest: cannot read the closed run of a redelivered task; handing it off", "workflowId", batch[0].key, "err", err)
+		return batch
+	}
+	kept := batch[:0:0]
+	for _, it := range batch {
+		if seen[it.task.DedupeKey()] {
+			in.note("delivered-before", it)
+			in.m.dropped.WithLabelValues(it.labels.values()...).Inc()
+			in.settle(it)
+			continue
+		}
+		kept = append(kept, it)
+	}
+	return kept
+}
+
+// closedRunSeen returns the dedupe keys the latest run of workflow id saw,
+// if that run completed; nil when it runs (it dedupes itself) or never
+// existed.
+func (in *Ingester) closedRunSeen(ctx context.Context, id string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
+	defer cancel()
+	desc, err := in.tc.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		return nil, nil
+	}
+	var res workflows.DeliveryResult
+	if err := in.tc.GetWorkflow(ctx, id, info.GetExecution().GetRunId()).Get(ctx, &res); err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(res.Seen))
+	for _, k := range res.Seen {
+		seen[k] = true
+	}
+	return seen, nil
+}
+
 // signalPayload is the task signal for a batch: the one task itself, or
 // the tasks as a JSON array (each payload decoded as a task, so each is a
 // JSON object).
@@ -140,9 +207,14 @@ func signalPayload(batch []*item) json.RawMessage {
 
 // ack settles a handed-off message.
 func (in *Ingester) ack(it *item) {
-	t := it.task
 	in.m.signalled.WithLabelValues(it.labels.values()...).Inc()
 	in.note("signalled", it)
+	in.settle(it)
+}
+
+// settle acks a message whose task Temporal holds.
+func (in *Ingester) settle(it *item) {
+	t := it.task
 	if in.beforeAck != nil && !in.beforeAck(t) {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/triggerflow/triggerflow/deadletter"
@@ -22,6 +23,10 @@ type TemporalClient interface {
 	SignalWithStartWorkflow(ctx context.Context, workflowID, signalName string, signalArg any,
 		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
 	CheckHealth(ctx context.Context, request *client.CheckHealthRequest) (*client.CheckHealthResponse, error)
+	// DescribeWorkflowExecution and GetWorkflow read a closed run's result
+	// when a task may have been handed off before (see dropDelivered).
+	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+	GetWorkflow(ctx context.Context, workflowID string, runID string) client.WorkflowRun
 }
 
 // Dead-letter reasons ingest records.
@@ -102,6 +107,10 @@ type Ingester struct {
 	watchDone  chan struct{}
 	livenessMu sync.Mutex
 	liveness   *nats.Subscription // answers for pinID while we live
+	// replayHorizon is the highest stream sequence a dead holder may have
+	// handed off before a takeover replayed it (see dropDelivered).
+	replayHorizon atomic.Uint64
+	horizonSub    *nats.Subscription
 
 	mu       sync.Mutex
 	state    state
@@ -185,6 +194,10 @@ func (in *Ingester) Start(ctx context.Context) error {
 	})
 	go in.keep()
 
+	if in.cfg.takeover() {
+		// Before consuming: a takeover's replay must find its horizon.
+		in.horizonSub = in.followReplayHorizon()
+	}
 	opts := []jetstream.PullConsumeOpt{
 		jetstream.PullMaxMessages(in.cfg.FetchBatch),
 		jetstream.PullExpiry(in.cfg.pullExpiry()),
@@ -241,6 +254,9 @@ func (in *Ingester) Close() error {
 		// Closing replicas take nothing over.
 		close(in.watchStop)
 		<-in.watchDone
+	}
+	if in.horizonSub != nil {
+		_ = in.horizonSub.Unsubscribe()
 	}
 	drainBy := start.Add(in.cfg.DrainTimeout)
 	giveUpBy := start.Add(in.cfg.ShutdownTimeout)

@@ -44,6 +44,7 @@ func TestWithTemporal(t *testing.T) {
 		t.Run("Collision/"+string(p), func(t *testing.T) { t.Parallel(); testCollision(t, ts, p) })
 	}
 	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, ts) })
+	t.Run("ClosedRunDropsRedelivery", func(t *testing.T) { t.Parallel(); testClosedRunDropsRedelivery(t, ts) })
 	t.Run("MaxDeliverDeadLetters", func(t *testing.T) { t.Parallel(); testMaxDeliver(t, ts) })
 	t.Run("TemporalRejects", func(t *testing.T) { t.Parallel(); testTemporalRejects(t, ts) })
 	t.Run("BatchesAKeysQueuedTasks", func(t *testing.T) { t.Parallel(); testBatching(t, ts) })
@@ -492,7 +493,8 @@ func TestProvisioningVerify(t *testing.T) {
 	require.NoError(t, in.Close())
 }
 
-type fakeTemporal struct{}
+// fakeTemporal embeds the interface for the calls these tests never make.
+type fakeTemporal struct{ ingest.TemporalClient }
 
 func (fakeTemporal) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
 	return nil, fmt.Errorf("fake temporal: no hand-offs")
@@ -500,6 +502,45 @@ func (fakeTemporal) SignalWithStartWorkflow(context.Context, string, string, any
 
 func (fakeTemporal) CheckHealth(context.Context, *client.CheckHealthRequest) (*client.CheckHealthResponse, error) {
 	return &client.CheckHealthResponse{}, nil
+}
+
+// A cold key's run closes as soon as it delivered. Ingest crashes after
+// handing the task off, before acking it: the redelivered task finds the
+// run closed with the task in its result, and is acked without starting
+// a new run that would deliver it again.
+func testClosedRunDropsRedelivery(t *testing.T, ts *testenv.TemporalServer) {
+	h := newHarness(t, ts)
+	h.cfg.AckWait = time.Second
+	rec := testenv.Recorder(t)
+	acts, err := activities.New(activities.Config{
+		Egress:      egress.Policy{AllowLoopback: true},
+		DeadLetters: deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ"),
+	}, activities.Deps{})
+	require.NoError(t, err)
+	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
+	workflows.Register(w, acts, workflows.Options{QuietPeriod: time.Minute})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	task := h.task("cold", "doc")
+	task.URL = rec.URL() + "/hooks/doc"
+	var once sync.Once
+	inst := h.start(startOpts{opts: []ingest.Option{ingest.WithBeforeAck(func(*trigger.DeliveryTask) bool {
+		crash := false
+		once.Do(func() { crash = true })
+		return !crash
+	})}})
+	// The run closes before the redelivery: wait for it.
+	h.publish(task)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	require.NoError(t, h.tc.GetWorkflow(ctx, h.wfID(task), "").Get(ctx, nil))
+
+	inst.steps.waitCount(t, "acked", 1)
+	require.Equal(t, 1, inst.steps.count("signalled"), "the redelivery is not handed off again")
+	require.Equal(t, 1, inst.steps.count("delivered-before"))
+	require.Equal(t, 1.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_delivered_before_total", nil))
+	require.Len(t, rec.Requests(), 1, "delivered once")
 }
 
 // End to end with the real delivery workflow and webhook activities: the

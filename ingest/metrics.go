@@ -32,6 +32,7 @@ type metrics struct {
 	handoff       *prometheus.HistogramVec
 	laneDepth     *prometheus.GaugeVec   // lane
 	takeovers     *prometheus.CounterVec // outcome
+	dropped       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,6 +65,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		laneDepth: r.GaugeVec("triggerflow_ingest_lane_depth",
 			"Messages held by a lane, the one being handed off included; lane \"dead-letter\" holds poison.",
 			"lane"),
+		dropped: r.CounterVec("triggerflow_ingest_delivered_before_total",
+			"Tasks handed to ingest again (redelivered, or replayed by a takeover) that the key's closed run had already delivered: acked without a hand-off.", task()...),
 		takeovers: r.CounterVec("triggerflow_ingest_takeovers_total",
 			"Checks of the pinned replica by a replica not holding the pin while tasks wait, by outcome: taken, holder-alive, holder-unproven, replay-too-long, failed.",
 			"outcome"),

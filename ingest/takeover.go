@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,6 +78,48 @@ func (in *Ingester) stopLiveness() {
 	}
 }
 
+// replaySubject carries the replay horizon of a takeover to every replica.
+func (c Config) replaySubject() string {
+	return fmt.Sprintf("_TRIGGERFLOW.ingest-replay.%s.%s", c.Stream, c.Consumer)
+}
+
+// followReplayHorizon raises replayHorizon with every horizon a takeover
+// announces.
+func (in *Ingester) followReplayHorizon() *nats.Subscription {
+	sub, err := in.js.Conn().Subscribe(in.cfg.replaySubject(), func(m *nats.Msg) {
+		if n, err := strconv.ParseUint(string(m.Data), 10, 64); err == nil {
+			in.raiseReplayHorizon(n)
+		}
+	})
+	if err != nil {
+		in.log.Warn("ingest: cannot follow takeover replays; a replayed task another replica delivered may be delivered again", "err", err)
+		return nil
+	}
+	return sub
+}
+
+// announceReplayHorizon raises the horizon here and on every replica. The
+// flush puts the announcement on the wire before the reset: core NATS
+// delivers it to the other replicas ahead of the replay in practice, not
+// by guarantee, so a replica that missed it delivers a replayed task again
+// at worst, as before closed runs were checked.
+func (in *Ingester) announceReplayHorizon(seq uint64) {
+	in.raiseReplayHorizon(seq)
+	nc := in.js.Conn()
+	if err := nc.Publish(in.cfg.replaySubject(), []byte(strconv.FormatUint(seq, 10))); err == nil {
+		_ = nc.Flush()
+	}
+}
+
+func (in *Ingester) raiseReplayHorizon(seq uint64) {
+	for {
+		cur := in.replayHorizon.Load()
+		if seq <= cur || in.replayHorizon.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
@@ -144,6 +187,9 @@ func (in *Ingester) checkPin(ctx context.Context) {
 		in.takeoverOutcome(takeoverFailed, "look up stream", err)
 		return
 	}
+	// Every replica learns, before the replay reaches any of them, up to
+	// where the dead holder may have handed tasks off without acking.
+	in.announceReplayHorizon(info.Delivered.Stream)
 	reset, err := s.ResetConsumer(ctx, in.cfg.Consumer)
 	if err != nil {
 		in.takeoverOutcome(takeoverFailed, "reset consumer", err)

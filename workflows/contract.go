@@ -64,6 +64,43 @@ type DeliveryParams struct {
 	// Blocked is set while the key waits for an operator's UnblockSignal;
 	// the blocked task is Pending[0].
 	Blocked *BlockState `json:"blocked,omitempty"`
+	// Lifecycle says when an idle run closes. Ingest starts runs with
+	// LifecycleCloseWhenCold; zero is how runs recorded before it behave,
+	// and is kept so they replay. It is part of the input, hence of
+	// history, so a run keeps the lifecycle it started with.
+	Lifecycle Lifecycle `json:"lifecycle,omitempty"`
+}
+
+// StartParams is the input of a run that ingest (or an operator) starts
+// for t's key.
+func StartParams(t *trigger.DeliveryTask) DeliveryParams {
+	return DeliveryParams{
+		Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey,
+		Lifecycle: LifecycleCloseWhenCold,
+	}
+}
+
+// Lifecycle is when an idle delivery run closes.
+type Lifecycle int
+
+const (
+	// LifecycleQuiet waits QuietPeriod without a task before closing,
+	// whatever the key's traffic: a cold key pays a timer (five history
+	// events) for a wait that rarely catches anything.
+	LifecycleQuiet Lifecycle = 0
+	// LifecycleCloseWhenCold closes as soon as the queue is empty when
+	// the run has seen one task only (a cold key: Started, Signaled, one
+	// workflow task, the delivery's marker, Completed), and waits
+	// QuietPeriod like LifecycleQuiet once it has seen two or more (a hot
+	// key, whose next task is likely to come soon).
+	LifecycleCloseWhenCold Lifecycle = 1
+)
+
+// DeliveryResult is what a run returns when it closes: the dedupe keys it
+// had seen, oldest first. Ingest reads it to drop a redelivered task the
+// closed run already delivered, since a new run would not know it.
+type DeliveryResult struct {
+	Seen []string `json:"seen,omitempty"`
 }
 
 // SplitTaskSignal returns the tasks a TaskSignal payload carries, in order,

@@ -30,7 +30,7 @@ func Register(w worker.Registry, acts *activities.Activities, opts Options) {
 // workers that run the activities elsewhere.
 func RegisterWorkflow(w worker.WorkflowRegistry, opts Options) {
 	opts = opts.WithDefaults()
-	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, p DeliveryParams) error {
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, p DeliveryParams) (DeliveryResult, error) {
 		return run(ctx, p, opts)
 	}, workflow.RegisterOptions{Name: DeliveryWorkflow})
 }
@@ -41,9 +41,9 @@ func RegisterWorkflow(w worker.WorkflowRegistry, opts Options) {
 // It delivers the tasks signalled on TaskSignal strictly in arrival order,
 // drops event ids it has seen recently, dead-letters a task that fails for
 // good (or blocks the key, for onFailure "block") and moves on, continues
-// as new before its history grows large, and exits after QuietPeriod
-// without a task.
-func Delivery(ctx workflow.Context, p DeliveryParams) error {
+// as new before its history grows large, and exits when idle (see
+// Lifecycle), returning the dedupe keys it saw.
+func Delivery(ctx workflow.Context, p DeliveryParams) (DeliveryResult, error) {
 	return run(ctx, p, DefaultOptions())
 }
 
@@ -78,6 +78,8 @@ type mailbox struct {
 	opts Options
 	log  log.Logger
 	key  DeliveryParams // only the key fields are used
+	// lifecycle comes from the run's input, so replay decides alike.
+	lifecycle Lifecycle
 
 	pending []trigger.DeliveryTask
 	seen    []string // dedupe keys, oldest first, at most opts.DedupeSize
@@ -108,7 +110,7 @@ type invalidTask struct {
 	reason string
 }
 
-func run(ctx workflow.Context, p DeliveryParams, registered Options) error {
+func run(ctx workflow.Context, p DeliveryParams, registered Options) (DeliveryResult, error) {
 	// The options are not recorded in history: a marker would cost every
 	// run an event. The ones a worker's file sets are used so that a
 	// different value on replay cannot change which commands the run
@@ -120,6 +122,7 @@ func run(ctx workflow.Context, p DeliveryParams, registered Options) error {
 		opts:       opts,
 		log:        workflow.GetLogger(ctx),
 		key:        DeliveryParams{Tenant: p.Tenant, TriggerID: p.TriggerID, Collection: p.Collection, DocKey: p.DocKey},
+		lifecycle:  p.Lifecycle,
 		pending:    p.Pending,
 		seenSet:    make(map[string]bool, len(p.Seen)),
 		failed:     p.Failed,
@@ -138,10 +141,13 @@ func run(ctx workflow.Context, p DeliveryParams, registered Options) error {
 		m.blocked = nil // nothing left to block on
 	}
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, m.status); err != nil {
-		return fmt.Errorf("registering %s query: %w", StatusQuery, err)
+		return DeliveryResult{}, fmt.Errorf("registering %s query: %w", StatusQuery, err)
 	}
 	m.showBlocked()
-	return m.run()
+	if err := m.run(); err != nil {
+		return DeliveryResult{}, err
+	}
+	return DeliveryResult{Seen: m.seen}, nil
 }
 
 func (m *mailbox) run() error {
@@ -164,6 +170,12 @@ func (m *mailbox) run() error {
 			if err := m.deliverNext(); err != nil {
 				return err
 			}
+		case m.cold():
+			// Nothing buffered (drain ran above): close now. A task
+			// signalled while this workflow task ran makes the server
+			// refuse the completion, and the run goes on with it.
+			m.log.Debug("cold key delivered, exiting")
+			return nil
 		case !m.wait(true):
 			// Quiet for QuietPeriod. A task signalled while this last
 			// workflow task ran is still buffered: look once more before
@@ -175,6 +187,12 @@ func (m *mailbox) run() error {
 			}
 		}
 	}
+}
+
+// cold reports whether an idle run closes without waiting: under
+// LifecycleCloseWhenCold, a run that has seen a single task.
+func (m *mailbox) cold() bool {
+	return m.lifecycle == LifecycleCloseWhenCold && len(m.seen) <= 1 && m.blocked == nil
 }
 
 // drain takes every buffered signal without blocking.
@@ -592,6 +610,7 @@ func (m *mailbox) continueAsNew() (bool, error) {
 	next.Seen = m.seen
 	next.Failed = m.failed
 	next.Blocked = m.blocked
+	next.Lifecycle = m.lifecycle
 	return true, workflow.NewContinueAsNewError(m.ctx, DeliveryWorkflow, next)
 }
 

@@ -698,3 +698,55 @@ func TestTemporalRetryPolicyMapping(t *testing.T) {
 	require.InDelta(t, 1.0, bad.Multiplier, 0)
 	require.Equal(t, bad.InitialBackoff, bad.MaxBackoff)
 }
+
+// coldKey is how ingest starts a run (workflows.StartParams).
+var coldKey = func() workflows.DeliveryParams {
+	k := testKey
+	k.Lifecycle = workflows.LifecycleCloseWhenCold
+	return k
+}()
+
+func TestColdKeyClosesRightAfterDelivering(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+		signalAt(env, 0, task("e1"))
+		start := env.Now()
+		execute(t, env, coldKey)
+
+		_, delivered, _ := r.snapshot()
+		require.Equal(t, []string{"e1"}, delivered)
+		require.Zero(t, env.Now().Sub(start), "no quiet timer for a key that had one task")
+		var res workflows.DeliveryResult
+		require.NoError(t, env.GetWorkflowResult(&res))
+		require.Equal(t, []string{"e1"}, res.Seen, "the result lists what the run saw, for ingest's check of redeliveries")
+	})
+}
+
+func TestHotKeyWaitsTheQuietPeriod(t *testing.T) {
+	t.Parallel()
+	opts := testOptions
+	opts.QuietPeriod = 10 * time.Second
+	eachEnv(t, opts, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+		signalAt(env, 0, task("e1"), task("e2"))
+		signalAt(env, 5*time.Second, task("e3"))
+		start := env.Now()
+		execute(t, env, coldKey)
+
+		_, delivered, _ := r.snapshot()
+		require.Equal(t, []string{"e1", "e2", "e3"}, delivered, "a run that saw two tasks stays for the third")
+		require.Equal(t, 15*time.Second, env.Now().Sub(start), "exits one quiet period after the last task")
+	})
+}
+
+func TestLifecycleSurvivesContinueAsNew(t *testing.T) {
+	t.Parallel()
+	env, _ := newEnv(t, testOptions)
+	signalAt(env, 0, task("e1"), task("e2"))
+	env.RegisterDelayedCallback(func() {
+		env.SetContinueAsNewSuggested(true)
+		env.SignalWorkflow(workflows.TaskSignal, task("e3"))
+	}, 10*time.Second)
+	env.ExecuteWorkflow(workflows.DeliveryWorkflow, coldKey)
+	_, next := continuedAsNew(t, env)
+	require.Equal(t, workflows.LifecycleCloseWhenCold, next.Lifecycle)
+}

@@ -216,9 +216,11 @@ func TestEndToEnd(t *testing.T) {
 		h := newHarness(t, srv, replayOptions["local-first-attempt"])
 		sc := &script{outs: map[string][]int{"evt_l1": {500}, "evt_l3": {404}}}
 		h.rec.Respond(sc.respond)
+		var batch []trigger.DeliveryTask
 		for _, id := range []string{"evt_l0", "evt_l1", "evt_l2", "evt_l3"} {
-			h.signal(t, h.liveTask("local", id))
+			batch = append(batch, h.liveTask("local", id))
 		}
+		require.NoError(t, h.send("local", batch))
 		h.wait(t, "local")
 		require.Equal(t, []string{"evt_l0", "evt_l1", "evt_l1", "evt_l2", "evt_l3"}, requestsFor(h, "local"))
 		var dead bool
@@ -302,43 +304,70 @@ func TestEndToEnd(t *testing.T) {
 		recordAndReplay(t, "retry-policy", hists, replayOptions["retry-policy"])
 	})
 
-	t.Run("a cold key costs two workflow tasks and 12 events", func(t *testing.T) {
+	t.Run("a cold key costs one workflow task and 7 events", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second})
+		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Minute})
 		h.signal(t, h.liveTask("cold", "evt_cold"))
 		h.wait(t, "cold")
 		hists := h.runs(t, "cold")
 		require.Len(t, hists, 1)
 		var events []enumspb.EventType
-		completedTasks := 0
 		for _, ev := range hists[0].Events {
-			switch ev.EventType {
-			case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-				completedTasks++
-			case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-				enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-				// Three events per task, unless a loaded server times one
-				// out and adds more.
-			default:
-				events = append(events, ev.EventType)
-			}
+			events = append(events, ev.EventType)
 		}
-		// One task delivers (the local activity's marker) and arms the
-		// quiet timer, one closes the run: 6 + 2×3 = 12 events, as many
-		// as a raw SignalWithStart of a one-activity workflow.
+		// The workflow task that delivers (the local activity's marker)
+		// also closes the run: no quiet timer for a key that had one task.
 		require.Equal(t, []enumspb.EventType{
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-			enumspb.EVENT_TYPE_MARKER_RECORDED, enumspb.EVENT_TYPE_TIMER_STARTED, enumspb.EVENT_TYPE_TIMER_FIRED,
+			enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+			enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_MARKER_RECORDED,
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
 		}, events)
-		require.Equal(t, 2, completedTasks)
+		var res workflows.DeliveryResult
+		require.NoError(t, h.c.GetWorkflow(context.Background(), workflowID(keyFor("cold")), "").Get(context.Background(), &res))
+		require.Equal(t, []string{"evt_cold"}, res.Seen, "the closed run lists what it delivered, for ingest")
+		recordAndReplay(t, "cold-close", hists, workflows.Options{})
+	})
+
+	t.Run("a task arriving while a cold run closes is delivered once, after it", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Second})
+		// The first delivery waits until the second task is signalled:
+		// the run then tries to close with a signal pending, the server
+		// refuses, and the replayed run must not post the first again.
+		hold, held := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		h.rec.Respond(func(r *testenv.Request) testenv.Response {
+			if r.Headers.Get("webhook-id") == "evt_race1" {
+				once.Do(func() { close(held); <-hold })
+			}
+			return testenv.Response{}
+		})
+		h.signal(t, h.liveTask("race", "evt_race1"))
+		<-held
+		h.signal(t, h.liveTask("race", "evt_race2"))
+		close(hold)
+		awaitRequests(t, h, "race", 2)
+		h.wait(t, "race")
+		require.Equal(t, []string{"evt_race1", "evt_race2"}, requestsFor(h, "race"), "each once, in order")
+		refused := false
+		for _, ev := range h.runs(t, "race")[0].Events {
+			if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil && a.GetCause() == enumspb.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND {
+				refused = true
+			}
+		}
+		require.True(t, refused, "the run's first attempt to close was refused, so its local activity ran again")
 	})
 
 	t.Run("continue-as-new keeps order and dedupe", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, srv, replayOptions["continue-as-new"])
-		var want []string
-		for i := range 12 {
+		// The first two arrive together, as ingest batches a key's queued
+		// tasks: a run that saw two stays open for the next.
+		want := []string{"evt_c00", "evt_c01"}
+		require.NoError(t, h.send("can", []trigger.DeliveryTask{h.liveTask("can", "evt_c00"), h.liveTask("can", "evt_c01")}))
+		awaitRequests(t, h, "can", 2)
+		for i := 2; i < 12; i++ {
 			id := fmt.Sprintf("evt_c%02d", i)
 			h.signal(t, h.liveTask("can", id))
 			want = append(want, id)

@@ -67,10 +67,10 @@ func workflowID(k workflows.DeliveryParams) string {
 	return "delivery/" + k.Tenant + "/" + k.TriggerID + "/" + k.Collection + "/" + k.DocKey
 }
 
+// keyFor is the input ingest starts docKey's run with.
 func keyFor(docKey string) workflows.DeliveryParams {
-	k := testKey
-	k.DocKey = docKey
-	return k
+	t := trigger.DeliveryTask{Tenant: testKey.Tenant, TriggerID: testKey.TriggerID, Collection: testKey.Collection, DocKey: docKey}
+	return workflows.StartParams(&t)
 }
 
 // liveTask is a task for docKey that the recorder receives.

@@ -129,7 +129,7 @@ func signalRedelivery(ctx context.Context, c client.Client, desc *workflowservic
 	// As ingest starts it, on the task queue where the workflow ran: the
 	// worker polls there.
 	opts := ingest.StartOptions(workflowID, desc.GetWorkflowExecutionInfo().GetTaskQueue(), t)
-	params := workflows.DeliveryParams{Tenant: t.Tenant, TriggerID: t.TriggerID, Collection: t.Collection, DocKey: t.DocKey}
+	params := workflows.StartParams(t)
 	run, err := c.SignalWithStartWorkflow(ctx, workflowID, workflows.RedeliverSignal, r, opts, workflows.DeliveryWorkflow, params)
 	if err != nil {
 		return "", fmt.Errorf("signalling %s: %w", workflowID, err)

@@ -315,7 +315,7 @@ func closedPort(t *testing.T) int {
 
 // fakeTemporal stands in for the Temporal client: ingest registers its
 // metrics in New, before it ever calls Temporal.
-type fakeTemporal struct{}
+type fakeTemporal struct{ ingest.TemporalClient }
 
 func (fakeTemporal) SignalWithStartWorkflow(context.Context, string, string, any, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
 	return nil, errors.New("fake Temporal client: not for hand-offs")
