@@ -24,7 +24,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/goleak"
 
+	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/streams"
@@ -176,6 +178,21 @@ func (h *harness) worker() {
 	h.t.Helper()
 	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(standInDelivery, workflow.RegisterOptions{Name: workflows.DeliveryWorkflow})
+	require.NoError(h.t, w.Start())
+	h.t.Cleanup(w.Stop)
+}
+
+// deliveryWorker runs the real delivery workflow and webhook activities
+// on the harness's task queue.
+func (h *harness) deliveryWorker(quiet time.Duration) {
+	h.t.Helper()
+	acts, err := activities.New(activities.Config{
+		Egress:      egress.Policy{AllowLoopback: true},
+		DeadLetters: deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ"),
+	}, activities.Deps{})
+	require.NoError(h.t, err)
+	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
+	workflows.Register(w, acts, workflows.Options{QuietPeriod: quiet})
 	require.NoError(h.t, w.Start())
 	h.t.Cleanup(w.Stop)
 }

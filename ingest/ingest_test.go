@@ -14,11 +14,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/worker"
 
-	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/deadletter"
-	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/streams"
@@ -512,15 +509,7 @@ func testClosedRunDropsRedelivery(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	h.cfg.AckWait = time.Second
 	rec := testenv.Recorder(t)
-	acts, err := activities.New(activities.Config{
-		Egress:      egress.Policy{AllowLoopback: true},
-		DeadLetters: deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ"),
-	}, activities.Deps{})
-	require.NoError(t, err)
-	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
-	workflows.Register(w, acts, workflows.Options{QuietPeriod: time.Minute})
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	h.deliveryWorker(time.Minute)
 
 	task := h.task("cold", "doc")
 	task.URL = rec.URL() + "/hooks/doc"
@@ -551,15 +540,7 @@ func testEndToEnd(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	h.cfg.AckWait = time.Second
 	rec := testenv.Recorder(t)
-	acts, err := activities.New(activities.Config{
-		Egress:      egress.Policy{AllowLoopback: true},
-		DeadLetters: deadletter.NewPublisher(h.js, streams.DefaultStream+"_DLQ"),
-	}, activities.Deps{})
-	require.NoError(t, err)
-	w := worker.New(h.tc, h.cfg.TaskQueue, worker.Options{})
-	workflows.Register(w, acts, workflows.Options{QuietPeriod: 2 * time.Second})
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	h.deliveryWorker(2 * time.Second)
 
 	var tasks []*trigger.DeliveryTask
 	want := map[string][]string{} // path -> webhook-ids in publish order
