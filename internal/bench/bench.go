@@ -18,6 +18,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/internal/toolpath"
+	"github.com/triggerflow/triggerflow/pgsource"
 )
 
 // Options are a bench run's settings, cmd/bench's flags.
@@ -38,6 +39,8 @@ type Options struct {
 	SoakRate         float64
 	SoakKeys         int
 	RawAttrs         bool
+	// Tenants and TenantChanges size the tenants row.
+	Tenants, TenantChanges int
 	// Flags is the command line the report records.
 	Flags map[string]string
 	// Out receives the table, Progress the steps as they happen. They
@@ -46,7 +49,11 @@ type Options struct {
 }
 
 // RowKeys are the -only keys, in the order the rows run.
-var RowKeys = []string{"a", "b", "c", "tc", "th", "pc", "ph"}
+var RowKeys = []string{"a", "b", "c", "tc", "th", "pc", "ph", "tenants"}
+
+// temporalRows are the rows that need the Temporal dev server and the
+// receiver (all but tenants).
+var temporalRows = []string{"a", "b", "c", "tc", "th", "pc", "ph"}
 
 // RegisterFlags defines o's flags on fs, each with its default.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) {
@@ -62,15 +69,17 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "longest wait for one phase's deliveries")
 	fs.StringVar(&o.Results, "results", "bench/results", "directory for the JSON result")
 	fs.StringVar(&o.Repo, "repo", ".", "module root, to build the binaries from")
-	fs.StringVar(&o.Only, "only", "", "run only the rows listed: "+strings.Join(RowKeys, ",")+" (default all; tc/th SQLite, pc/ph PostgreSQL)")
-	fs.BoolVar(&o.Postgres, "postgres", true, "run the PostgreSQL rows (pc, ph) on a throwaway cluster; needs initdb and pg_ctl")
-	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of watcher, ingest and worker taken during the hot SQLite (th) closed loop, and heap profiles at its end, into this directory")
+	fs.StringVar(&o.Only, "only", "", "run only the rows listed: "+strings.Join(RowKeys, ",")+" (default all; tc/th SQLite, pc/ph PostgreSQL; tenants: one multi-tenant watcher on SQLite and PostgreSQL, no Temporal)")
+	fs.BoolVar(&o.Postgres, "postgres", true, "run the PostgreSQL rows (pc, ph, and tenants' PostgreSQL half) on a throwaway cluster; needs initdb and pg_ctl")
+	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of watcher, ingest and worker taken during the hot SQLite (th) closed loop, and heap profiles at its end, into this directory; with tenants, also of the tenants rows' watcher")
 	fs.IntVar(&o.ProfileSeconds, "profile-seconds", 5, "length of the -profile CPU profiles, in seconds; choose at most the th closed loop's duration (printed)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the working directory (config files and logs of the binaries and servers) and print its path")
 	fs.DurationVar(&o.Soak, "soak", 0, "instead of the rows, run the SQLite pipeline at -soak-rate for this long and sample each binary's RSS every 30s (memory over time)")
 	fs.Float64Var(&o.SoakRate, "soak-rate", 30, "events/s of the -soak run")
 	fs.IntVar(&o.SoakKeys, "soak-keys", 200, "documents the -soak run's events cycle over")
 	fs.BoolVar(&o.RawAttrs, "raw-attrs", false, "the raw Temporal rows (b, c) start workflows with Triggerflow's search attributes, memo and summary")
+	fs.IntVar(&o.Tenants, "tenants", 1000, "tenants of the tenants row (5 triggers each)")
+	fs.IntVar(&o.TenantChanges, "tenant-changes", 100000, "changes the tenants row commits before starting its watcher, spread over every tenant")
 }
 
 // want reports whether row k runs.
@@ -84,6 +93,11 @@ func (o Options) want(k string) bool {
 	return o.Only == "" || slices.Contains(strings.Split(o.Only, ","), k)
 }
 
+// wantAny reports whether any of the rows ks runs.
+func (o Options) wantAny(ks []string) bool {
+	return slices.ContainsFunc(ks, o.want)
+}
+
 // check refuses options that would fail only after minutes of set-up, and
 // returns the sweep's fractions.
 func (o Options) check() (sweep []float64, err error) {
@@ -92,8 +106,11 @@ func (o Options) check() (sweep []float64, err error) {
 			return nil, fmt.Errorf("-only: unknown row %q (rows: %s)", k, strings.Join(RowKeys, ","))
 		}
 	}
-	if o.ProfileDir != "" && !o.want("th") {
-		return nil, errors.New("-profile profiles the hot SQLite row: include th in -only")
+	if o.ProfileDir != "" && !o.want("th") && !o.want("tenants") {
+		return nil, errors.New("-profile profiles the hot SQLite row and the tenants rows: include th or tenants in -only")
+	}
+	if o.Tenants < 1 || o.TenantChanges < 1 {
+		return nil, errors.New("-tenants and -tenant-changes must be at least 1")
 	}
 	if sweep, err = parseSweep(o.Sweep); err != nil {
 		return nil, err
@@ -132,10 +149,12 @@ type run struct {
 	o     Options
 	sizes Sizes // of the Temporal and Triggerflow rows
 	dir   string
-	srv   *Servers
-	rec   *Receiver
-	rep   *Report
-	pcfg  PipelineConfig
+	// binDir holds the watcher, ingest and worker binaries.
+	binDir string
+	srv    *Servers
+	rec    *Receiver
+	rep    *Report
+	pcfg   PipelineConfig
 }
 
 // Run measures the rows o selects, or soaks, prints the table and writes
@@ -169,23 +188,33 @@ func (r *run) run() error {
 	// PostgreSQL first: a machine without it fails in seconds, not after
 	// the other rows.
 	var pg *testenv.PostgresServer
-	if r.o.want("pc") || r.o.want("ph") {
+	if r.o.want("pc") || r.o.want("ph") || r.o.want("tenants") && r.o.Postgres {
 		var err error
 		if pg, err = r.startPostgres(); err != nil {
 			return err
 		}
 		defer r.stopPostgres(pg)
 	}
-	stop, err := r.startShared()
-	if err != nil {
+	r.step("building watcher, ingest, worker")
+	r.binDir = filepath.Join(r.dir, "bin")
+	if err := BuildBinaries(r.ctx, r.o.Repo, r.binDir); err != nil {
 		return err
 	}
-	defer stop()
-	if r.o.Soak > 0 {
-		return r.soak()
+	if r.o.Soak > 0 || r.o.wantAny(temporalRows) {
+		if err := r.sharedRows(pg); err != nil {
+			return err
+		}
+		if r.o.Soak > 0 {
+			return nil
+		}
 	}
-	if err := r.rows(pg); err != nil {
-		return err
+	// The tenants rows need neither Temporal nor the receiver: they run
+	// last, once those stopped, and leave the bench process's peak RSS,
+	// which the raw rows report, alone.
+	if r.o.want("tenants") {
+		if err := r.tenantsRows(pg); err != nil {
+			return err
+		}
 	}
 	return r.report()
 }
@@ -218,14 +247,23 @@ func (r *run) stopPostgres(pg *testenv.PostgresServer) {
 	}
 }
 
-// startShared builds the binaries and starts what every row uses: NATS,
-// the Temporal dev server and the receiver.
-func (r *run) startShared() (stop func(), err error) {
-	r.step("building watcher, ingest, worker")
-	binDir := filepath.Join(r.dir, "bin")
-	if err := BuildBinaries(r.ctx, r.o.Repo, binDir); err != nil {
-		return nil, err
+// sharedRows starts the servers the Temporal rows share, soaks or
+// measures those rows, and stops the servers.
+func (r *run) sharedRows(pg *testenv.PostgresServer) error {
+	stop, err := r.startShared()
+	if err != nil {
+		return err
 	}
+	defer stop()
+	if r.o.Soak > 0 {
+		return r.soak()
+	}
+	return r.rows(pg)
+}
+
+// startShared starts what every row but tenants uses: NATS, the Temporal
+// dev server and the receiver.
+func (r *run) startShared() (stop func(), err error) {
 	r.step("starting NATS and the Temporal dev server")
 	if r.srv, err = StartServers(r.ctx, r.dir, toolpath.TemporalCLI()); err != nil {
 		return nil, err
@@ -235,7 +273,7 @@ func (r *run) startShared() (stop func(), err error) {
 		return nil, err
 	}
 	r.pcfg = PipelineConfig{
-		BinDir: binDir, NATSURL: r.srv.NATS.ClientURL(), TemporalHostPort: r.srv.Temporal.FrontendHostPort(),
+		BinDir: r.binDir, NATSURL: r.srv.NATS.ClientURL(), TemporalHostPort: r.srv.Temporal.FrontendHostPort(),
 		ReceiverURL: r.rec.URL, Quiet: r.o.Quiet, Senders: r.o.Senders,
 	}
 	return func() { _ = r.rec.Close(); r.srv.Close() }, nil
@@ -286,7 +324,15 @@ func (r *run) rows(pg *testenv.PostgresServer) error {
 	if cfg.PostgresPID, err = pg.PID(); err != nil {
 		return err
 	}
-	return r.triggerflowRows("PostgreSQL", "pc", "ph", cfg, false)
+	if err := r.triggerflowRows("PostgreSQL", "pc", "ph", cfg, false); err != nil {
+		return err
+	}
+	if r.o.want("pc") || r.o.want("ph") {
+		// The tenants row counts the cluster's slots: only its own may
+		// be left.
+		return dropSlot(r.ctx, pg.DSN(), pgsource.SlotName(tfTenant))
+	}
+	return nil
 }
 
 func (r *run) measure(sc Scenario, sz Sizes) Row {
@@ -409,7 +455,9 @@ func (r *run) profiledRow(p *Pipeline, sc Scenario) error {
 
 // report computes the ratios to the raw ceilings and writes the table.
 func (r *run) report() error {
-	r.rep.ComputeRatios(r.rawTemporal(false).Name, r.rawTemporal(true).Name)
+	// The ceilings' names only: no client (the servers may not have run).
+	cold, hot := RawTemporal(nil, false, r.o.HotKeys, r.o.Senders, r.o.RawAttrs), RawTemporal(nil, true, r.o.HotKeys, r.o.Senders, r.o.RawAttrs)
+	r.rep.ComputeRatios(cold.Name, hot.Name)
 	fmt.Fprintf(r.o.Out, "\nTriggerflow bench %s — %s\n\n", r.rep.Time.UTC().Format(time.RFC3339), r.rep.Machine)
 	return r.write(r.rep.WriteTable)
 }

@@ -28,7 +28,8 @@ func TestOptionsCheck(t *testing.T) {
 		want string
 	}{
 		{[]string{"-only", "a,x"}, `-only: unknown row "x"`},
-		{[]string{"-only", "tc", "-profile", "p"}, "include th in -only"},
+		{[]string{"-only", "tc", "-profile", "p"}, "include th or tenants in -only"},
+		{[]string{"-tenants", "0"}, "-tenants and -tenant-changes must be at least 1"},
 		{[]string{"-sweep", "0.5,2"}, `-sweep: "2" is not a fraction`},
 		{[]string{"-sweep", "0.5,0.4,0.3,0.2"}, "-sweep: at most 3 rates"},
 		{[]string{"-soak", "1m", "-soak-rate", "0"}, "-soak needs -soak-rate above 0"},
@@ -50,4 +51,8 @@ func TestOptionsWant(t *testing.T) {
 	require.False(t, only.want("tc"))
 	require.False(t, defaults(t, "-postgres=false").want("pc"), "no PostgreSQL rows without PostgreSQL")
 	require.False(t, defaults(t, "-soak", "1m").want("a"), "a soak measures no rows")
+	tenants := defaults(t, "-only", "tenants")
+	require.True(t, tenants.want("tenants"))
+	require.False(t, tenants.wantAny(temporalRows), "the tenants row alone needs no Temporal")
+	require.True(t, defaults(t, "-only", "tenants,a").wantAny(temporalRows))
 }

@@ -53,6 +53,8 @@ type Report struct {
 	Machine string             `json:"machine"`
 	Rows    []Row              `json:"rows"`
 	Ratios  map[string]float64 `json:"ratios"`
+	// Tenants are the tenants row's results, one per source.
+	Tenants []TenantsResult `json:"tenants,omitempty"`
 	// Soak is set by a -soak run, which measures no rows.
 	Soak  *SoakResult       `json:"soak,omitempty"`
 	Flags map[string]string `json:"flags"`
@@ -103,8 +105,19 @@ func (r *Report) ComputeRatios(coldCeiling, hotCeiling string) {
 	}
 }
 
-// WriteTable prints the report as one aligned table plus the ratios.
+// WriteTable prints the report as one aligned table plus the ratios, then
+// the tenants rows.
 func (r *Report) WriteTable(w io.Writer) error {
+	if err := r.writeRows(w); err != nil {
+		return err
+	}
+	return writeTenantsTable(w, r.Tenants)
+}
+
+func (r *Report) writeRows(w io.Writer) error {
+	if len(r.Rows) == 0 {
+		return nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "row\tevents\tdeliv/s\topen-loop rate\tp50 ms\tp95 ms\tp99 ms\thist ev/deliv\tpeak RSS MiB\tload\t")
 	for _, row := range r.Rows {
