@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -195,30 +196,40 @@ func RawTemporal(tc client.Client, hot bool, hotKeys, senders int, attrs bool) S
 			_, err := tc.SignalWithStartWorkflow(ctx, key, rawSignal, m, options(key), wf)
 			return err
 		},
-		History: func(ctx context.Context, keys []string) (int64, error) {
+		History: func(ctx context.Context, keys []string) (Usage, error) {
 			return historyOf(ctx, tc, unique(keys), !hot, hot)
 		},
 	}
 }
 
-// historyOf sums the history lengths of the latest runs of ids, first
-// waiting (bounded) for them to close when waitClosed, and terminating
-// them afterwards when terminate.
-func historyOf(ctx context.Context, tc client.Client, ids []string, waitClosed, terminate bool) (int64, error) {
-	var sum int64
+// historyOf sums the history events and Temporal Cloud actions of the
+// latest runs of ids, first waiting (bounded) for them to close when
+// waitClosed, and terminating them afterwards when terminate.
+func historyOf(ctx context.Context, tc client.Client, ids []string, waitClosed, terminate bool) (Usage, error) {
+	var sum Usage
 	deadline := time.Now().Add(60 * time.Second)
 	for _, id := range ids {
 		for {
 			d, err := tc.DescribeWorkflow(ctx, id, "")
 			if err != nil {
-				return 0, fmt.Errorf("describe %s: %w", id, err)
+				return Usage{}, fmt.Errorf("describe %s: %w", id, err)
 			}
 			info := d.RawResponse.GetWorkflowExecutionInfo()
 			if waitClosed && info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING && time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond) // polling the server for the run to close
 				continue
 			}
-			sum += info.GetHistoryLength()
+			var events []*historypb.HistoryEvent
+			it := tc.GetWorkflowHistory(ctx, id, info.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() {
+				ev, err := it.Next()
+				if err != nil {
+					return Usage{}, fmt.Errorf("history of %s: %w", id, err)
+				}
+				events = append(events, ev)
+			}
+			sum.Events += int64(len(events))
+			sum.Actions += cloudActions(events)
 			break
 		}
 		if terminate {

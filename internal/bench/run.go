@@ -35,9 +35,10 @@ type Scenario struct {
 	Send func(ctx context.Context, p Phase, key string, m Mark) error
 	// Senders is how many goroutines write in the closed loop.
 	Senders int
-	// History, when set, sums the history lengths of the workflows of the
-	// closed phase's keys (called after every event is delivered).
-	History func(ctx context.Context, keys []string) (int64, error)
+	// History, when set, sums the history events and actions of the
+	// workflows of the closed phase's keys (called after every event is
+	// delivered).
+	History func(ctx context.Context, keys []string) (Usage, error)
 	// RSS reports peak RSS per process, MiB.
 	RSS func() map[string]float64
 	// CPU reports cumulative CPU seconds per process; the row records
@@ -70,7 +71,7 @@ type Sizes struct {
 
 // Measure runs a scenario's closed and open loops against rec.
 func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row) {
-	row = Row{Name: sc.Name, Events: sz.Closed, HistoryPerDelivery: -1, Notes: sc.Notes}
+	row = Row{Name: sc.Name, Events: sz.Closed, HistoryPerDelivery: -1, ActionsPerDelivery: -1, Notes: sc.Notes}
 	defer func() {
 		if sc.RSS != nil {
 			row.RSSMB = sc.RSS()
@@ -140,7 +141,8 @@ func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row
 		if err != nil {
 			row.Err = "history: " + err.Error()
 		} else {
-			row.HistoryPerDelivery = math.Round(float64(h)/float64(sz.Closed)*100) / 100
+			row.HistoryPerDelivery = math.Round(float64(h.Events)/float64(sz.Closed)*100) / 100
+			row.ActionsPerDelivery = math.Round(float64(h.Actions)/float64(sz.Closed)*100) / 100
 		}
 	}
 

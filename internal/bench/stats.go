@@ -36,6 +36,9 @@ type Row struct {
 	// workflows the closed-loop run created, over its deliveries; -1 when
 	// the row involves no Temporal.
 	HistoryPerDelivery float64 `json:"historyPerDelivery"`
+	// ActionsPerDelivery is the same for Temporal Cloud's billable
+	// actions (see cloudActions); -1 without Temporal.
+	ActionsPerDelivery float64 `json:"actionsPerDelivery"`
 	// RSSMB is the peak resident set (VmHWM) per process, in MiB.
 	RSSMB map[string]float64 `json:"rssMB"`
 	// CPUPerDeliveryMs is each process's CPU time over the closed loop
@@ -119,15 +122,18 @@ func (r *Report) writeRows(w io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "row\tevents\tdeliv/s\topen-loop rate\tp50 ms\tp95 ms\tp99 ms\thist ev/deliv\tpeak RSS MiB\tload\t")
+	fmt.Fprintln(tw, "row\tevents\tdeliv/s\topen-loop rate\tp50 ms\tp95 ms\tp99 ms\thist ev/deliv\tactions/deliv\tpeak RSS MiB\tload\t")
 	for _, row := range r.Rows {
-		hist := "-"
+		hist, actions := "-", "-"
 		if row.HistoryPerDelivery >= 0 {
 			hist = fmt.Sprintf("%.2f", row.HistoryPerDelivery)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f/s ×%d\t%.1f\t%.1f\t%.1f\t%s\t%s\t%.2f\t\n",
+		if row.ActionsPerDelivery >= 0 {
+			actions = fmt.Sprintf("%.2f", row.ActionsPerDelivery)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f/s ×%d\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.2f\t\n",
 			row.Name, row.Events, row.DeliveriesPerSec, row.OpenLoopRate, row.OpenLoopEvents,
-			row.P50ms, row.P95ms, row.P99ms, hist, formatRSS(row.RSSMB), row.Load)
+			row.P50ms, row.P95ms, row.P99ms, hist, actions, formatRSS(row.RSSMB), row.Load)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -355,14 +355,14 @@ func (p *Pipeline) Scenario(ctx context.Context, tc client.Client, name string, 
 	coll := func(ph Phase) string { return fmt.Sprintf("%s-%s", sanitize(name), ph) }
 	sc := Scenario{
 		Name: name, Key: key, Senders: p.senders, RSS: p.RSS, CPU: p.cpu(),
-		History: func(ctx context.Context, keys []string) (int64, error) {
+		History: func(ctx context.Context, keys []string) (Usage, error) {
 			var ids []string
 			for _, k := range unique(keys) {
 				ids = append(ids, ingest.WorkflowID(tfTenant, tfTrigger, coll(Closed), k))
 			}
 			return historyOf(ctx, tc, ids, true, false)
 		},
-		Notes: fmt.Sprintf("separate watcher/ingest/worker processes, %s source, %d writer(s); history counted after each workflow's quiet-period exit.", p.source, p.senders),
+		Notes: fmt.Sprintf("separate watcher/ingest/worker processes, %s source, %d writer(s); history counted once each run closed.", p.source, p.senders),
 	}
 	if p.pool == nil {
 		sc.Send = func(ctx context.Context, ph Phase, key string, m Mark) error {
