@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/triggerflow/triggerflow/activities"
+	"github.com/triggerflow/triggerflow/codec"
 	"github.com/triggerflow/triggerflow/egress"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/publisher"
@@ -395,6 +396,63 @@ type Temporal struct {
 	APIKey string `yaml:"apiKey" secret:"true"`
 	// TLS configures TLS to the frontend.
 	TLS TLS `yaml:"tls"`
+	// Codec encrypts what the client puts in Temporal's history.
+	Codec Codec `yaml:"codec"`
+}
+
+// Codec configures the encryption of the payloads ingest and the worker
+// write to Temporal (documents, headers, URLs, signal and activity
+// arguments and results, memo, summaries, failure messages); see package
+// codec. Search attributes and workflow ids stay readable.
+type Codec struct {
+	// Enabled encrypts every payload with AES-256-GCM under ActiveKey.
+	// Defaults to false: once on, every ingest and worker replica needs
+	// every key still used by a history it may read (a worker lacking one
+	// cannot run that document's workflow until it has it), and the
+	// Temporal UI and CLI show payloads only through a codec server
+	// (worker.codecServer or `triggerflow codec-server`). `triggerflow
+	// dev` turns it on with a key of its own.
+	Enabled bool `yaml:"enabled"`
+	// KeyFile holds keys, one "id=<base64 of 32 bytes>" per line ('#'
+	// starts a comment), as `triggerflow codec keygen` writes them.
+	// Defaults to "" (keys from Keys only).
+	KeyFile string `yaml:"keyFile"`
+	// Keys are keys as "id=<base64>" entries, beside or instead of
+	// KeyFile (in the environment: comma-separated). A key id in both
+	// must hold the same key. Defaults to [].
+	Keys []string `yaml:"keys,omitempty" secret:"true"`
+	// ActiveKey is the id of the key that encrypts; every key of the ring
+	// decrypts, so keys rotate without a stop. Required when Enabled.
+	ActiveKey string `yaml:"activeKey"`
+}
+
+func (c Codec) check(p *problems) {
+	if !c.Enabled {
+		return
+	}
+	if c.KeyFile == "" && len(c.Keys) == 0 {
+		p.add("temporal.codec.keyFile", nil, "or temporal.codec.keys must be set when temporal.codec.enabled is true ('triggerflow codec keygen --out FILE' makes a key file)")
+	}
+	ids := map[string]bool{}
+	for i, e := range c.Keys {
+		keys, err := codec.ParseKeys([]byte(e))
+		if err != nil {
+			// The value is secret; the reason names line and entry only.
+			p.add(indexPath("temporal.codec.keys", i), nil, "%s", strings.TrimPrefix(err.Error(), codec.ErrInvalidKeys.Error()+": "))
+			continue
+		}
+		for _, k := range keys {
+			ids[k.ID] = true
+		}
+	}
+	switch {
+	case c.ActiveKey == "":
+		p.required("temporal.codec.activeKey", c.ActiveKey)
+	case codec.CheckKeyID(c.ActiveKey) != nil:
+		p.add("temporal.codec.activeKey", c.ActiveKey, "is not a key id: use 1 to 64 letters, digits, '.', '_' and '-'")
+	case c.KeyFile == "" && len(ids) > 0 && !ids[c.ActiveKey]:
+		p.add("temporal.codec.activeKey", c.ActiveKey, "is none of the keys in temporal.codec.keys")
+	}
 }
 
 // WithDefaults returns t with zero fields set to their defaults.
@@ -427,6 +485,7 @@ func (t Temporal) check(p *problems) {
 	p.required("temporal.namespace", t.Namespace)
 	p.required("temporal.taskQueue", t.TaskQueue)
 	t.TLS.check(p, "temporal.tls")
+	t.Codec.check(p)
 }
 
 // Source is where the watcher reads document changes.
@@ -921,6 +980,52 @@ type Worker struct {
 	// (MaxConcurrentLocalActivityExecutionSize). Defaults to 1000, the
 	// SDK's default.
 	MaxConcurrentLocalActivities int `yaml:"maxConcurrentLocalActivities"`
+	// WorkflowTaskPollers is how many requests the worker keeps waiting
+	// for workflow tasks (MaxConcurrentWorkflowTaskPollers). A cold key's
+	// delivery is one workflow task that waits on the webhook, so with
+	// the SDK's 2 a worker hands out at most two cold deliveries per round
+	// trip. Defaults to 8.
+	WorkflowTaskPollers int `yaml:"workflowTaskPollers"`
+	// CodecServer serves Temporal's codec server protocol on the ops port,
+	// so that the Temporal UI and CLI show encrypted payloads.
+	CodecServer CodecServer `yaml:"codecServer"`
+}
+
+// CodecServer configures the codec server that decrypts and encrypts
+// payloads for the Temporal UI and CLI with the keys of temporal.codec,
+// served by the worker and by `triggerflow codec-server`.
+type CodecServer struct {
+	// Enabled serves it under /codec/ on the worker's http.addr: point the
+	// UI (TEMPORAL_CODEC_ENDPOINT, or the dev server's
+	// --ui-codec-endpoint) at http://<that address>/codec. It needs
+	// temporal.codec.enabled. Defaults to false: it decrypts any payload
+	// for whoever reaches the port, so turn it on only where the port is
+	// reachable by operators alone, or set AuthToken.
+	Enabled bool `yaml:"enabled"`
+	// AllowedOrigins are the browser origins allowed to call it, as the
+	// browser sends them ("http://localhost:8233": scheme, host and port,
+	// no path): the Temporal UI's. Defaults to [] (no CORS: the UI cannot
+	// use it, the CLI can).
+	AllowedOrigins []string `yaml:"allowedOrigins,omitempty"`
+	// AuthToken, when set, is required as "Authorization: Bearer <token>"
+	// (the CLI's --codec-auth). A browser cannot send a fixed token: with
+	// it set the UI reaches the codec server only through a proxy that
+	// adds it. Defaults to "" (no check).
+	AuthToken string `yaml:"authToken" secret:"true"`
+}
+
+// Handler is the codec package's view of s.
+func (s CodecServer) Handler() codec.HandlerConfig {
+	return codec.HandlerConfig{AllowedOrigins: s.AllowedOrigins, AuthToken: s.AuthToken}
+}
+
+func (s CodecServer) check(p *problems) {
+	for i, o := range s.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.add(indexPath("worker.codecServer.allowedOrigins", i), o, `is not an origin like "https://temporal-ui.example.com" or "http://localhost:8233"`)
+		}
+	}
 }
 
 // Tokens configures the short-lived per-tenant JWTs the worker sends with
@@ -997,6 +1102,7 @@ func (w Worker) WithDefaults() Worker {
 	w.MaxConcurrentActivities = cmp.Or(w.MaxConcurrentActivities, 1000)
 	w.MaxConcurrentWorkflowTasks = cmp.Or(w.MaxConcurrentWorkflowTasks, 1000)
 	w.MaxConcurrentLocalActivities = cmp.Or(w.MaxConcurrentLocalActivities, 1000)
+	w.WorkflowTaskPollers = cmp.Or(w.WorkflowTaskPollers, 8)
 	return w
 }
 
@@ -1036,6 +1142,10 @@ func (w Worker) check(p *problems) {
 	// poller would only ever poll the sticky queue.
 	p.atLeast("worker.maxConcurrentWorkflowTasks", w.MaxConcurrentWorkflowTasks, 2)
 	p.atLeast("worker.maxConcurrentLocalActivities", w.MaxConcurrentLocalActivities, 1)
+	// As for maxConcurrentWorkflowTasks: one poller would poll only the
+	// sticky queue.
+	p.atLeast("worker.workflowTaskPollers", w.WorkflowTaskPollers, 2)
+	w.CodecServer.check(p)
 	if w.Tokens.TTL < trigger.Duration(2*time.Minute) {
 		p.add("worker.tokens.ttl", w.Tokens.TTL, "must be at least 2m: tokens are renewed a minute before they expire")
 	}

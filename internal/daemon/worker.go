@@ -8,11 +8,18 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/triggerflow/triggerflow/authn"
+	"github.com/triggerflow/triggerflow/codec"
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/engine"
 	"github.com/triggerflow/triggerflow/internal/backoff"
+	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/secrets"
 )
+
+// CodecPath is where the worker's ops server serves the codec server
+// (worker.codecServer): the Temporal UI's codec endpoint is
+// http://<http.addr>/codec, to which it appends /decode and /encode.
+const CodecPath = "/codec"
 
 // Worker runs the delivery worker until ctx ends: it polls the task queue
 // for delivery workflows and runs their webhook activities, signing with
@@ -44,6 +51,15 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 		return fmt.Errorf("tokens: %w", err)
 	}
 	ops.Handle("GET "+authn.JWKSPath, issuer.Handler())
+	if cfg.Temporal.Codec.Enabled && cfg.Worker.CodecServer.Enabled {
+		cdc, err := service.LoadCodec(cfg.Temporal.Codec)
+		if err != nil {
+			return err
+		}
+		ops.Handle(CodecPath+"/", codec.NewHandler(cdc, cfg.Worker.CodecServer.Handler()))
+		log.Info("codec server enabled", "endpoint", "http://"+ops.Addr()+CodecPath,
+			"allowedOrigins", cfg.Worker.CodecServer.AllowedOrigins, "authToken", cfg.Worker.CodecServer.AuthToken != "")
+	}
 
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: log, NATS: nc, Registerer: opts.Registry, Secrets: sm, Tokens: issuer, WebhookHTTP: opts.WebhookHTTP},
@@ -96,7 +112,8 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	log.Info("worker started", "taskQueue", cfg.Temporal.TaskQueue, "temporal", cfg.Temporal.HostPort, "ops", ops.Addr(),
 		"maxConcurrentActivities", wopts.MaxConcurrentActivityExecutionSize,
 		"maxConcurrentWorkflowTasks", wopts.MaxConcurrentWorkflowTaskExecutionSize,
-		"maxConcurrentLocalActivities", wopts.MaxConcurrentLocalActivityExecutionSize)
+		"maxConcurrentLocalActivities", wopts.MaxConcurrentLocalActivityExecutionSize,
+		"workflowTaskPollers", wopts.MaxConcurrentWorkflowTaskPollers)
 	<-ctx.Done()
 	log.Info("worker stopping")
 	return nil
@@ -110,5 +127,6 @@ func WorkerOptions(w config.Worker) worker.Options {
 		MaxConcurrentActivityExecutionSize:      w.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize:  w.MaxConcurrentWorkflowTasks,
 		MaxConcurrentLocalActivityExecutionSize: w.MaxConcurrentLocalActivities,
+		MaxConcurrentWorkflowTaskPollers:        w.WorkflowTaskPollers,
 	}
 }
