@@ -511,7 +511,10 @@ func startDevStack(ctx context.Context, cfg DevConfig, trig *devTriggers, log *s
 	if s.TemporalHostPort == "" {
 		dev, err := TemporalDevServer{
 			CLI: cfg.TemporalCLI, Dir: cfg.DataDir, Port: cfg.TemporalPort, UIPort: cfg.TemporalUIPort,
-			CLIHint: "run `make tools`, which installs the pinned CLI into ~/.cache/triggerflow/tools, or point at a server with --temporal",
+			// The UI shows decrypted payloads through the worker's codec
+			// server (see devServices).
+			ExtraArgs: DevUICodecArgs(cfg.WorkerAddr),
+			CLIHint:   "run `make tools`, which installs the pinned CLI into ~/.cache/triggerflow/tools, or point at a server with --temporal",
 		}.Start(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -553,6 +556,14 @@ func devSecretsDir(cfg DevConfig) string { return filepath.Join(cfg.DataDir, "se
 // stack, each file built and checked the way its binary's would be.
 func devServices(cfg DevConfig, s *DevStack) ([]Service, error) {
 	wf, inf, wkf := devWatcherFile(cfg, s), devIngestFile(cfg, s), devWorkerFile(cfg, s)
+	// History is encrypted, as it should be in production, with a key
+	// made in the data dir on the first run; the worker serves the codec
+	// endpoint the dev server's UI decrypts through.
+	c, srv, err := DevCodec(cfg.DataDir, cfg.TemporalUIPort)
+	if err != nil {
+		return nil, fmt.Errorf("dev codec key: %w", err)
+	}
+	inf.Temporal.Codec, wkf.Temporal.Codec, wkf.Worker.CodecServer = c, c, srv
 	return Services(&wf, &inf, &wkf)
 }
 
@@ -721,6 +732,8 @@ Triggerflow dev stack is up (%s; triggers from %s, data in %s)
   Metrics          http://%s/metrics  http://%s/metrics  http://%s/metrics
   Token keys       http://%s%s
   Signing secrets  %s   (one directory per tenant)
+  History key      %s   (history is encrypted; the UI decrypts through
+                   http://%s%s; CLI: triggerflow deliveries --codec-key-file %s)
 
 Write a document:
 %s  (or sqlite3 %s: INSERT INTO documents ...)
@@ -730,6 +743,7 @@ Ctrl-C stops everything; the next run resumes from the saved checkpoint.
 
 `, scope, cfg.Triggers, cfg.DataDir, ui, s.TemporalHostPort, s.NATSURL, s.ReceiverURL,
 		cfg.WatcherAddr, cfg.IngestAddr, cfg.WorkerAddr, cfg.WorkerAddr, authn.JWKSPath, devSecretsDir(cfg),
+		DevCodecKeyFile(cfg.DataDir), cfg.WorkerAddr, CodecPath, DevCodecKeyFile(cfg.DataDir),
 		puts.String(), db, edits)
 }
 

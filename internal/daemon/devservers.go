@@ -50,6 +50,8 @@ type TemporalDevServer struct {
 	Port int
 	// UIPort serves the web UI; 0 or less turns it off.
 	UIPort int
+	// ExtraArgs are appended to the server's command line.
+	ExtraArgs []string
 }
 
 // Start starts the server and waits, at most 90s, until it serves.
@@ -89,8 +91,15 @@ func (t TemporalDevServer) options(logFile *os.File) testsuite.DevServerOptions 
 		UIPort:           ui,
 		LogLevel:         "error",
 		SearchAttributes: workflows.SearchAttributes(),
-		ExtraArgs:        []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"},
-		Stdout:           logFile,
-		Stderr:           logFile,
+		ExtraArgs: append([]string{
+			"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+			// One partition per task queue: on one node, more only split
+			// the pollers, and a task written to a partition no poller
+			// waits on is forwarded after a delay.
+			"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+			"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+		}, t.ExtraArgs...),
+		Stdout: logFile,
+		Stderr: logFile,
 	}
 }
