@@ -98,5 +98,9 @@ func (f WorkerFile) WithDefaults() WorkerFile {
 
 // Validate reports every invalid field of f.
 func (f WorkerFile) Validate() error {
-	return checkSections(f.Log, f.HTTP, f.NATS, f.Temporal, f.Worker).err()
+	p := checkSections(f.Log, f.HTTP, f.NATS, f.Temporal, f.Worker)
+	if f.Worker.CodecServer.Enabled && !f.Temporal.Codec.Enabled {
+		p.add("worker.codecServer.enabled", true, "needs temporal.codec.enabled: without encryption there is nothing to decode")
+	}
+	return p.err()
 }

@@ -120,14 +120,25 @@ func LoadWorker(path string) (*WorkerFile, error) { return Load[WorkerFile](path
 const Redacted = "REDACTED"
 
 // Dump renders f as YAML, for --print-config. Secrets (passwords, tokens,
-// API keys, the Postgres DSN) are replaced by Redacted, so the output is
-// safe to paste into a bug report but must not be loaded as is.
+// API keys, the Postgres DSN, encryption keys) are replaced by Redacted,
+// so the output is safe to paste into a bug report but must not be loaded
+// as is.
 func Dump[T File[T]](f *T) ([]byte, error) {
-	c := *f // shallow: only strings are changed, and those are copied
+	c := *f // shallow: strings and lists are replaced, never changed in place
 	rv := reflect.ValueOf(&c).Elem()
 	for _, k := range keysOf(rv.Type()) {
-		if v := rv.FieldByIndex(k.index); k.secret && v.String() != "" {
+		v := rv.FieldByIndex(k.index)
+		switch {
+		case !k.secret:
+		case v.Kind() == reflect.String && v.String() != "":
 			v.SetString(Redacted)
+		case v.Kind() == reflect.Slice && v.Len() > 0:
+			// A new list: the copy shares the original's elements.
+			red := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			for i := range v.Len() {
+				red.Index(i).SetString(Redacted)
+			}
+			v.Set(red)
 		}
 	}
 	var buf bytes.Buffer

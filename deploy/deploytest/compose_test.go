@@ -12,6 +12,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/stretchr/testify/require"
 
+	"github.com/triggerflow/triggerflow/codec"
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -24,7 +25,7 @@ func TestComposeFileIsValid(t *testing.T) {
 	p, err := opts.LoadProject(context.Background())
 	require.NoError(t, err)
 
-	for _, name := range []string{"temporal", "temporal-ui", "temporal-db", "nats", "source-db", "prometheus", "grafana", "watcher", "ingest", "worker"} {
+	for _, name := range []string{"temporal", "temporal-ui", "temporal-db", "nats", "source-db", "prometheus", "grafana", "watcher", "ingest", "worker", "codec-server"} {
 		_, err := p.GetService(name)
 		require.NoError(t, err, "service %s", name)
 	}
@@ -37,6 +38,18 @@ func TestComposeFileIsValid(t *testing.T) {
 	src, err := p.GetService("source-db")
 	require.NoError(t, err)
 	require.Contains(t, src.Command, "wal_level=logical")
+
+	// The UI decrypts history through the codec server, at the address
+	// the browser reaches it on.
+	ui, err := p.GetService("temporal-ui")
+	require.NoError(t, err)
+	endpoint := ui.Environment["TEMPORAL_CODEC_ENDPOINT"]
+	require.NotNil(t, endpoint)
+	cs, err := p.GetService("codec-server")
+	require.NoError(t, err)
+	require.Equal(t, []string{"triggerflow", "codec-server", "--config", "/etc/triggerflow/worker.yaml", "--addr", ":8081"}, []string(cs.Command))
+	require.Len(t, cs.Ports, 1)
+	require.Equal(t, "http://localhost:"+cs.Ports[0].Published, *endpoint)
 
 	// Every file a service mounts exists in the repository.
 	for _, s := range p.Services {
@@ -54,10 +67,22 @@ func TestServiceConfigsLoad(t *testing.T) {
 	w, err := config.LoadWatcher("../config/watcher.yaml")
 	require.NoError(t, err)
 	require.Equal(t, config.Source("postgres"), w.Watcher.Source)
-	_, err = config.LoadIngest("../config/ingest.yaml")
+	in, err := config.LoadIngest("../config/ingest.yaml")
 	require.NoError(t, err)
-	_, err = config.LoadWorker("../config/worker.yaml")
+	wk, err := config.LoadWorker("../config/worker.yaml")
 	require.NoError(t, err)
+
+	// History is encrypted, with the same key ring in ingest and the
+	// worker, and the dev key file (mounted at the configured path) holds
+	// the active key.
+	require.True(t, in.Temporal.Codec.Enabled)
+	require.Equal(t, in.Temporal.Codec, wk.Temporal.Codec)
+	ring, err := codec.LoadKeys(filepath.Join("..", "codec", filepath.Base(wk.Temporal.Codec.KeyFile)), nil)
+	require.NoError(t, err)
+	_, err = codec.New(codec.Config{Keys: ring, ActiveKey: wk.Temporal.Codec.ActiveKey})
+	require.NoError(t, err)
+	require.Equal(t, "/etc/triggerflow/codec/", filepath.Dir(wk.Temporal.Codec.KeyFile)+"/")
+	require.Contains(t, wk.Worker.CodecServer.AllowedOrigins, "http://localhost:8080", "the UI's origin")
 
 	v, err := trigger.NewValidator(w.Watcher.Tenant, w.Validation, nil)
 	require.NoError(t, err)

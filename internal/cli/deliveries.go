@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/triggerflow/triggerflow/codec"
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/service"
@@ -41,17 +42,24 @@ const defaultRunLimit = 200
 
 // temporalFlags connect a command to the Temporal holding the delivery
 // workflows.
-type temporalFlags struct{ hostPort, namespace string }
+type temporalFlags struct {
+	hostPort, namespace string
+	codec               codecFlags
+}
 
 func (f *temporalFlags) register(fs *pflag.FlagSet) {
 	d := config.Temporal{}.WithDefaults()
 	fs.StringVar(&f.hostPort, "temporal", d.HostPort, "Temporal frontend host:port")
 	fs.StringVar(&f.namespace, "namespace", d.Namespace, "Temporal namespace of the delivery workflows")
+	f.codec.register(fs)
 }
 
 // dial connects and checks the server answers, so that a wrong address
 // fails at once. An API key in TRIGGERFLOW_TEMPORAL_API_KEY (the variable
-// the binaries read for temporal.apiKey) is sent over TLS.
+// the binaries read for temporal.apiKey) is sent over TLS. With the keys
+// of encrypted histories (--codec-key-file, TRIGGERFLOW_TEMPORAL_CODEC_*)
+// every payload is decrypted as it arrives and encrypted as it leaves, so
+// the commands read and write as if no encryption were on.
 func (f *temporalFlags) dial(ctx context.Context) (client.Client, error) {
 	opts := client.Options{
 		HostPort:  f.hostPort,
@@ -61,6 +69,17 @@ func (f *temporalFlags) dial(ctx context.Context) (client.Client, error) {
 	if key := os.Getenv(config.EnvName("temporal.apiKey")); key != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(key)
 		opts.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	cdc, err := f.codec.load()
+	if err != nil {
+		return nil, err
+	}
+	if cdc != nil {
+		dial, err := codec.DialOptions(cdc)
+		if err != nil {
+			return nil, err
+		}
+		opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, dial...)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -42,7 +42,10 @@ type pipeline struct {
 	secret signature.Secret
 }
 
-func runPipeline(t *testing.T) *pipeline {
+// runPipeline starts the pipeline; adjust, when given, changes the ingest
+// and worker files (dir is the pipeline's scratch directory) before they
+// start.
+func runPipeline(t *testing.T, adjust ...func(dir string, inf *config.IngestFile, wkf *config.WorkerFile)) *pipeline {
 	t.Helper()
 	ctx := context.Background()
 	p := &pipeline{ns: testenv.NATS(t), ts: testenv.Temporal(t), rec: testenv.Recorder(t)}
@@ -94,6 +97,9 @@ triggers:
 	wkf := config.WorkerFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg, Temporal: temporalCfg,
 		Worker: config.Worker{AllowLoopback: new(true), QuietPeriod: trigger.Duration(time.Second),
 			Secrets: config.Secrets{Dir: secretsDir}, Tokens: config.Tokens{KeyFile: filepath.Join(dir, "keys", "token.pem")}}}.WithDefaults()
+	for _, a := range adjust {
+		a(dir, &inf, &wkf)
+	}
 	daemontest.Start(t, logger, &wf, &inf, &wkf, nil)
 	return p
 }

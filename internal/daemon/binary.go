@@ -112,6 +112,7 @@ freely: they poll the same Temporal task queue (temporal.taskQueue).
 SIGTERM or SIGINT stops it; Temporal hands what it was running to another
 replica. The ops port (http.addr, default :9466) serves /metrics (the
 Temporal SDK's included), /healthz, /readyz and the token keys at
-/.well-known/jwks.json.`,
+/.well-known/jwks.json, and with worker.codecServer.enabled the codec
+server for the Temporal UI under /codec.`,
 	Run: Worker,
 }

@@ -56,8 +56,9 @@ type stack struct {
 }
 
 // runStack runs the three services in-process against real servers until
-// the test ends, and returns once all three are ready.
-func runStack(t *testing.T) *stack {
+// the test ends, and returns once all three are ready. adjust, when given,
+// changes the ingest and worker files before they start.
+func runStack(t *testing.T, adjust ...func(s *stack, inf *config.IngestFile, wkf *config.WorkerFile)) *stack {
 	t.Helper()
 	ns := testenv.NATS(t)
 	ts := testenv.Temporal(t)
@@ -98,6 +99,9 @@ triggers:
 	wkf := config.WorkerFile{Log: logCfg, HTTP: config.HTTP{Addr: "127.0.0.1:0"}, NATS: natsCfg, Temporal: temporalCfg,
 		Worker: config.Worker{AllowLoopback: new(true), QuietPeriod: trigger.Duration(time.Second),
 			Secrets: config.Secrets{Dir: secretsDir}, Tokens: config.Tokens{KeyFile: filepath.Join(s.dir, "keys", "token.pem")}}}.WithDefaults()
+	for _, a := range adjust {
+		a(s, &inf, &wkf)
+	}
 	s.opsAddr = daemontest.Start(t, logger, &wf, &inf, &wkf, func(name string, o *daemon.Options) {
 		if name != "worker" {
 			return

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 
+	"github.com/triggerflow/triggerflow/codec"
 	"github.com/triggerflow/triggerflow/config"
 )
 
@@ -95,6 +96,8 @@ func natsAuth(cfg config.NATS) ([]nats.Option, error) {
 
 // DialTemporal returns a lazily connecting Temporal client: it does not fail
 // when the server is down at start-up; readiness checks report it instead.
+// With temporal.codec.enabled its data and failure converters encrypt every
+// payload and failure message it writes and decrypt what it reads.
 func DialTemporal(cfg config.Temporal, log *slog.Logger, level config.LogLevel, metrics client.MetricsHandler) (client.Client, error) {
 	opts := client.Options{
 		HostPort:       cfg.HostPort,
@@ -112,9 +115,33 @@ func DialTemporal(cfg config.Temporal, log *slog.Logger, level config.LogLevel, 
 	if cfg.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.APIKey)
 	}
+	if cfg.Codec.Enabled {
+		cdc, err := LoadCodec(cfg.Codec)
+		if err != nil {
+			return nil, err
+		}
+		opts.DataConverter = codec.DataConverter(cdc)
+		opts.FailureConverter = codec.FailureConverter(opts.DataConverter)
+		log.Info("temporal payloads encrypted", "activeKey", cdc.ActiveKey(), "keys", cdc.KeyIDs())
+	}
 	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal client for %s: %w", cfg.HostPort, err)
+	}
+	return c, nil
+}
+
+// LoadCodec reads the key ring of cfg (temporal.codec.keyFile and
+// temporal.codec.keys) and returns the codec encrypting with
+// temporal.codec.activeKey. Its errors name the key, never its material.
+func LoadCodec(cfg config.Codec) (*codec.Codec, error) {
+	ring, err := codec.LoadKeys(cfg.KeyFile, cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("temporal.codec: %w", err)
+	}
+	c, err := codec.New(codec.Config{Keys: ring, ActiveKey: cfg.ActiveKey})
+	if err != nil {
+		return nil, fmt.Errorf("temporal.codec: %w", err)
 	}
 	return c, nil
 }
