@@ -226,14 +226,6 @@ func newScope() *scope {
 	return &scope{keys: map[string][]string{}, skip: map[string]string{}, held: map[string]bool{}}
 }
 
-func (s *scope) clone() *scope {
-	c := newScope()
-	maps.Copy(c.keys, s.keys)
-	maps.Copy(c.skip, s.skip)
-	maps.Copy(c.held, s.held)
-	return c
-}
-
 // names returns the tenants, sorted.
 func (s *scope) names() []string {
 	return slices.Sorted(maps.Keys(s.keys))
