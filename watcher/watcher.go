@@ -148,7 +148,7 @@ func (c Config) validate(src Source) error {
 	case c.Tenant == "" && len(c.Tenants) == 0:
 		errs = append(errs, errors.New("a tenant scope is required (Tenant or Tenants)"))
 	case c.Tenant != "" && len(c.Tenants) > 0:
-		errs = append(errs, errors.New("Tenant and Tenants are mutually exclusive"))
+		errs = append(errs, errors.New("set Tenant or Tenants, not both"))
 	}
 	for _, t := range c.Tenants {
 		if t == "" {
