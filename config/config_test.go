@@ -94,6 +94,7 @@ var (
 		MaxConcurrentActivities:      1000,
 		MaxConcurrentWorkflowTasks:   1000,
 		MaxConcurrentLocalActivities: 1000,
+		WorkflowTaskPollers:          8,
 	}
 )
 
