@@ -186,6 +186,15 @@ type Deps struct {
 	// the caller answers for. The zero value is the client Config
 	// describes.
 	HTTP HTTPOptions
+	// Verifier, when set, authenticates every task before anything is
+	// done for it (a *tasksig.Verifier); a task that fails is not
+	// delivered. nil trusts every task.
+	Verifier TaskVerifier
+}
+
+// TaskVerifier authenticates a delivery task.
+type TaskVerifier interface {
+	Verify(t *trigger.DeliveryTask) error
 }
 
 // Activities delivers webhooks. Register it with
@@ -197,6 +206,7 @@ type Activities struct {
 	client    *retryablehttp.Client
 	secrets   SecretResolver
 	tokens    TokenSource
+	verifier  TaskVerifier
 	dlq       deadletter.Sink
 	log       *slog.Logger
 	metrics   *metrics
@@ -238,6 +248,7 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 		client:    client,
 		secrets:   deps.Secrets,
 		tokens:    deps.Tokens,
+		verifier:  deps.Verifier,
 		dlq:       cfg.DeadLetters,
 		log:       log,
 		metrics:   m,

@@ -220,6 +220,13 @@ func (a *Activities) failed(ctx context.Context, task *trigger.DeliveryTask, f *
 
 // attempt sends task once and classifies what came back.
 func (a *Activities) attempt(ctx context.Context, task *trigger.DeliveryTask) (Result, *Failure) {
+	if a.verifier != nil {
+		// Before the secret is resolved or a token minted: a task that
+		// anyone could have written gets neither.
+		if err := a.verifier.Verify(task); err != nil {
+			return Result{}, &Failure{EventID: task.EventID, Type: TypeUnauthenticated, Message: err.Error()}
+		}
+	}
 	req, f := a.newRequest(ctx, task)
 	if f != nil {
 		return Result{}, f

@@ -42,11 +42,15 @@ const (
 	// TypeInvalid is a task that cannot be sent at all (bad URL, event id
 	// unusable as webhook-id). Non-retryable.
 	TypeInvalid = "INVALID_TASK"
+	// TypeUnauthenticated is a task whose signature does not verify (see
+	// package tasksig): nothing is resolved, signed or sent for it.
+	// Non-retryable.
+	TypeUnauthenticated = "UNAUTHENTICATED"
 )
 
 // NonRetryableTypes lists the failure types that never succeed on retry.
 func NonRetryableTypes() []string {
-	return []string{TypeHTTP4xx, TypeHTTP3xx, TypeOversize, TypeForbidden, TypeInvalid}
+	return []string{TypeHTTP4xx, TypeHTTP3xx, TypeOversize, TypeForbidden, TypeInvalid, TypeUnauthenticated}
 }
 
 // Failure describes one failed attempt. It is the detail of the

@@ -723,6 +723,11 @@ type Publisher struct {
 	// RetryBackoff spaces retries of a failed publish. Defaults to
 	// initial 100ms, max 5s.
 	RetryBackoff Backoff `yaml:"retryBackoff"`
+	// SigningKeyFile, when set, signs every task with the Ed25519 key in
+	// this file (one line "id=<base64 seed>", see `triggerflow tasks
+	// keygen`), so ingest and the worker can refuse tasks nobody signed.
+	// Defaults to "" (tasks go unsigned).
+	SigningKeyFile string `yaml:"signingKeyFile"`
 }
 
 // HashGuardOn reports whether the hash guard is on; unset means on.
@@ -829,6 +834,11 @@ type Ingest struct {
 	// floor and the last delivered one the replica waits for pinnedTTL
 	// instead. -1 turns takeovers off. Defaults to 10000.
 	TakeoverMaxReplay int `yaml:"takeoverMaxReplay"`
+	// VerifyKeysFile, when set, holds the public keys ("id=<base64>" per
+	// line) of the watchers' task signing keys; a task without a valid
+	// signature by one of them is dead-lettered as unauthenticated and
+	// never reaches Temporal. Defaults to "" (every task is trusted).
+	VerifyKeysFile string `yaml:"verifyKeysFile"`
 }
 
 // ForIngester is the ingest package's view of the file's sections: the
@@ -947,6 +957,12 @@ type Worker struct {
 	// A pointer so that false can be told from unset (see
 	// LoopbackAllowed).
 	AllowLoopback *bool `yaml:"allowLoopback"`
+	// VerifyKeysFile, when set, holds the public keys ("id=<base64>" per
+	// line) of the watchers' task signing keys; the worker resolves no
+	// secret, mints no token and sends nothing for a task without a valid
+	// signature by one of them (it fails as UNAUTHENTICATED and is
+	// dead-lettered). Defaults to "" (every task is trusted).
+	VerifyKeysFile string `yaml:"verifyKeysFile"`
 	// AllowPrivate permits URLs that resolve to private or unique-local
 	// addresses (RFC 1918, 100.64/10, fc00::/7). Link-local and cloud
 	// metadata addresses (169.254/16, fd00:ec2::254, …) stay refused

@@ -177,6 +177,22 @@ type Deps struct {
 	Secrets     activities.SecretResolver
 	Tokens      activities.TokenSource
 	WebhookHTTP activities.HTTPOptions
+	// TaskSigner signs every task the engine publishes (a
+	// *tasksig.Signer); nil publishes unsigned tasks. TaskVerifier
+	// authenticates tasks in ingest and the worker's activities before
+	// they act on one; nil trusts every task.
+	TaskSigner   TaskSigner
+	TaskVerifier TaskVerifier
+}
+
+// TaskSigner signs a delivery task in place.
+type TaskSigner interface {
+	Sign(t *trigger.DeliveryTask)
+}
+
+// TaskVerifier authenticates a delivery task.
+type TaskVerifier interface {
+	Verify(t *trigger.DeliveryTask) error
 }
 
 // Option adjusts a factory at construction.
@@ -268,6 +284,9 @@ func (f *factory) Ingester() (*ingest.Ingester, error) {
 	}
 	cfg := f.cfg.Ingest
 	cfg.DeadLetters, cfg.Logger, cfg.Registerer = f.deadLetters(js), f.deps.Logger, f.deps.Registerer
+	if f.deps.TaskVerifier != nil {
+		cfg.Verifier = f.deps.TaskVerifier
+	}
 	return ingest.New(cfg, js, f.deps.Temporal)
 }
 
@@ -289,7 +308,7 @@ func (f *factory) RegisterWorker(w worker.Registry) error {
 		cfg := f.cfg.Activities
 		cfg.DeadLetters, cfg.Logger, cfg.Registerer = dl, f.deps.Logger, f.deps.Registerer
 		acts, err := activities.New(cfg, activities.Deps{
-			Secrets: f.deps.Secrets, Tokens: f.deps.Tokens, HTTP: f.deps.WebhookHTTP,
+			Secrets: f.deps.Secrets, Tokens: f.deps.Tokens, HTTP: f.deps.WebhookHTTP, Verifier: f.deps.TaskVerifier,
 		})
 		if err != nil {
 			return fmt.Errorf("engine: %w", err)
@@ -680,6 +699,9 @@ func (e *triggerEngine) handle(ctx context.Context, c watcher.Change, done func(
 	remaining.Store(int32(len(matches)))
 	for _, m := range matches {
 		task := m.Task(&c)
+		if e.deps.TaskSigner != nil {
+			e.deps.TaskSigner.Sign(task)
+		}
 		err := e.pub.Publish(ctx, task, func(err error) {
 			if err != nil {
 				// The publisher gives up only when it is closing; leaving

@@ -179,6 +179,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Verifier, when set, authenticates every task before anything else
+	// (a *tasksig.Verifier); a task that fails is dead-lettered with
+	// ReasonUnauthenticated and never handed to Temporal. nil trusts
+	// every task.
+	Verifier TaskVerifier
+}
+
+// TaskVerifier authenticates a delivery task.
+type TaskVerifier interface {
+	Verify(t *trigger.DeliveryTask) error
 }
 
 // takeover reports whether a replica watches the pin holder.

@@ -37,6 +37,7 @@ const (
 	ReasonHashCollision    = "hash-collision"    // collision policy "fail"
 	ReasonTemporalRejected = "temporal-rejected" // Temporal refused the task as invalid
 	ReasonMaxDeliver       = "max-deliver"       // delivered more than Config.MaxDeliver times
+	ReasonUnauthenticated  = "unauthenticated"   // the task's signature does not verify (Config.Verifier)
 )
 
 // ErrShutdownTimeout is returned by Close when hand-offs did not stop within

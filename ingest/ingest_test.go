@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
@@ -19,6 +21,7 @@ import (
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/tasksig"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
 )
@@ -37,6 +40,7 @@ func TestWithTemporal(t *testing.T) {
 	t.Run("RedeliveryIsDuplicateSignal", func(t *testing.T) { t.Parallel(); testRedeliveryIsDuplicate(t, ts) })
 	t.Run("GracefulShutdownHandsOver", func(t *testing.T) { t.Parallel(); testGracefulShutdown(t, ts) })
 	t.Run("PoisonIsDeadLettered", func(t *testing.T) { t.Parallel(); testPoison(t, ts) })
+	t.Run("UnauthenticatedIsDeadLettered", func(t *testing.T) { t.Parallel(); testUnauthenticated(t, ts) })
 	for _, p := range []ingest.CollisionPolicy{ingest.CollisionSerialize, ingest.CollisionAlert, ingest.CollisionFail} {
 		t.Run("Collision/"+string(p), func(t *testing.T) { t.Parallel(); testCollision(t, ts, p) })
 	}
@@ -499,6 +503,45 @@ func (fakeTemporal) SignalWithStartWorkflow(context.Context, string, string, any
 
 func (fakeTemporal) CheckHealth(context.Context, *client.CheckHealthRequest) (*client.CheckHealthResponse, error) {
 	return &client.CheckHealthResponse{}, nil
+}
+
+// With a verifier, tasks nobody signed are dead-lettered as
+// unauthenticated and never reach Temporal: one published unsigned on NATS,
+// one signed with a key the verifier does not hold, and a validly signed
+// one whose URL was changed afterwards. A validly signed task goes through.
+func testUnauthenticated(t *testing.T, ts *testenv.TemporalServer) {
+	h := newHarness(t, ts)
+	h.cfg.Sharing = ingest.SharingShared
+	pub, priv, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	_, attackerKey, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	signer, err := tasksig.NewSigner("watcher-1", priv)
+	require.NoError(t, err)
+	attacker, err := tasksig.NewSigner("watcher-1", attackerKey)
+	require.NoError(t, err)
+	h.cfg.Verifier, err = tasksig.NewVerifier(map[string]ed25519.PublicKey{"watcher-1": pub})
+	require.NoError(t, err)
+	inst := h.start(startOpts{})
+
+	unsigned := h.task("t", "doc")
+	forged := h.task("t", "doc")
+	attacker.Sign(forged)
+	redirected := h.task("t", "doc")
+	signer.Sign(redirected)
+	redirected.URL = "https://attacker.example/collect"
+	good := h.task("t", "doc")
+	signer.Sign(good)
+	h.publish(unsigned, forged, redirected, good)
+
+	inst.steps.waitCount(t, "terminated", 3)
+	inst.steps.waitCount(t, "acked", 1)
+	require.Equal(t, []string{good.EventID}, h.signalled(h.wfID(good)), "only the signed task reaches Temporal")
+	recs := h.deadLetters(3)
+	for _, rec := range recs {
+		require.Equal(t, ingest.ReasonUnauthenticated, rec.Reason)
+	}
+	require.Equal(t, 3.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_terminated_total", prometheus.Labels{"reason": ingest.ReasonUnauthenticated}))
 }
 
 // A cold key's run closes as soon as it delivered. Ingest crashes after

@@ -138,6 +138,13 @@ func (in *Ingester) classify(it *item) {
 		return
 	}
 	it.task = task
+	if in.cfg.Verifier != nil {
+		// First: nothing else a task says is believed before this.
+		if err := in.cfg.Verifier.Verify(task); err != nil {
+			it.reason, it.detail = ReasonUnauthenticated, err.Error()
+			return
+		}
+	}
 	if _, err := streams.ParseSubject(it.msg.Subject()); err != nil {
 		it.reason, it.detail = ReasonInvalidSubject, err.Error()
 		return

@@ -63,6 +63,16 @@ type DeliveryTask struct {
 	// changes the dedupe key so the redriven task is delivered again, while
 	// EventID, and so the receiver's webhook-id, stays the same.
 	Redrive uint64 `json:"redrive,omitempty"`
+	// Auth is the watcher's signature (package tasksig); nil when tasks
+	// are not signed.
+	Auth *TaskAuth `json:"auth,omitempty"`
+}
+
+// TaskAuth authenticates a task: the id of the key that signed it and the
+// Ed25519 signature, base64url without padding.
+type TaskAuth struct {
+	KeyID string `json:"keyId"`
+	Sig   string `json:"sig"`
 }
 
 // MetricCollection is the collection metric label for this task: the

@@ -69,6 +69,8 @@ func deadLetterReason(failureType string, retryable bool) string {
 		return "url-forbidden"
 	case activities.TypeInvalid:
 		return reasonInvalid
+	case activities.TypeUnauthenticated:
+		return "unauthenticated"
 	}
 	return "non-retryable"
 }

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/internal/testenv"
+	"github.com/triggerflow/triggerflow/tasksig"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/workflows"
 )
@@ -357,6 +359,36 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		require.True(t, refused, "the run's first attempt to close was refused, so its local activity ran again")
+	})
+
+	t.Run("a forged task signalled straight to the workflow is refused", func(t *testing.T) {
+		t.Parallel()
+		pub, priv, err := ed25519.GenerateKey(nil)
+		require.NoError(t, err)
+		_, attackerKey, err := ed25519.GenerateKey(nil)
+		require.NoError(t, err)
+		verifier, err := tasksig.NewVerifier(map[string]ed25519.PublicKey{"watcher-1": pub})
+		require.NoError(t, err)
+		h := newHarnessWith(t, srv, workflows.Options{QuietPeriod: time.Second}, activities.Deps{Verifier: verifier})
+		signer, _ := tasksig.NewSigner("watcher-1", priv)
+		attacker, _ := tasksig.NewSigner("watcher-1", attackerKey)
+
+		forged := h.liveTask("forged", "evt_forged")
+		attacker.Sign(&forged)
+		unsigned := h.liveTask("forged", "evt_unsigned")
+		good := h.liveTask("forged", "evt_signed")
+		signer.Sign(&good)
+		require.NoError(t, h.send("forged", []trigger.DeliveryTask{forged, unsigned, good}))
+		awaitRequests(t, h, "forged", 1)
+		h.wait(t, "forged")
+
+		require.Equal(t, []string{"evt_signed"}, requestsFor(h, "forged"), "nothing but the signed task reaches the receiver")
+		reasons := map[string]string{}
+		for _, rec := range h.deadLetters(t) {
+			reasons[rec.EventID] = rec.Reason
+		}
+		require.Equal(t, "unauthenticated", reasons["evt_forged"])
+		require.Equal(t, "unauthenticated", reasons["evt_unsigned"])
 	})
 
 	t.Run("continue-as-new keeps order and dedupe", func(t *testing.T) {

@@ -41,6 +41,12 @@ var taskQueueSeq atomic.Int64
 
 func newHarness(t testing.TB, srv *testenv.TemporalServer, opts workflows.Options) *harness {
 	t.Helper()
+	return newHarnessWith(t, srv, opts, activities.Deps{})
+}
+
+// newHarnessWith is newHarness with the activities' dependencies.
+func newHarnessWith(t testing.TB, srv *testenv.TemporalServer, opts workflows.Options, deps activities.Deps) *harness {
+	t.Helper()
 	cfg := config.NATS{}.WithDefaults()
 	js := testenv.NATS(t).JetStream(t, cfg.Streams())
 
@@ -54,7 +60,7 @@ func newHarness(t testing.TB, srv *testenv.TemporalServer, opts workflows.Option
 	acts, err := activities.New(activities.Config{
 		Egress:      egress.Policy{AllowLoopback: true},
 		DeadLetters: deadletter.NewPublisher(js, cfg.DeadLetterSubject),
-	}, activities.Deps{})
+	}, deps)
 	require.NoError(t, err)
 	w := worker.New(h.c, h.tq, worker.Options{})
 	workflows.Register(w, acts, opts)

@@ -37,7 +37,7 @@ deliveries, redrives and purges dead letters and reads the audit trail.`,
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.AddCommand(newValidateCmd(), newDocCmd(), newCheckpointCmd(), newReplayCmd(), newAuditCmd(), newDLQCmd(), newDevCmd(), newSecretCmd())
-	root.AddCommand(newDeliveriesCmd(), newRedeliverCmd(), newCodecCmd(), newCodecServerCmd())
+	root.AddCommand(newDeliveriesCmd(), newRedeliverCmd(), newCodecCmd(), newCodecServerCmd(), newTasksCmd())
 	// Cobra adds these two when the root executes; added now, the rules
 	// below cover them too.
 	root.InitDefaultHelpCmd()

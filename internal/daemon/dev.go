@@ -26,6 +26,7 @@ import (
 	"github.com/triggerflow/triggerflow/internal/receiver"
 	"github.com/triggerflow/triggerflow/internal/service"
 	"github.com/triggerflow/triggerflow/secrets"
+	"github.com/triggerflow/triggerflow/tasksig"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -564,6 +565,13 @@ func devServices(cfg DevConfig, s *DevStack) ([]Service, error) {
 		return nil, fmt.Errorf("dev codec key: %w", err)
 	}
 	inf.Temporal.Codec, wkf.Temporal.Codec, wkf.Worker.CodecServer = c, c, srv
+	// Tasks are signed by the watcher and verified by ingest and the
+	// worker, with a key pair made on the first run.
+	signing, verify := filepath.Join(cfg.DataDir, "keys", "task-signing.key"), filepath.Join(cfg.DataDir, "keys", "task-verify.keys")
+	if err := tasksig.EnsureKeyPair(signing, verify); err != nil {
+		return nil, fmt.Errorf("dev task signing key: %w", err)
+	}
+	wf.Publisher.SigningKeyFile, inf.Ingest.VerifyKeysFile, wkf.Worker.VerifyKeysFile = signing, verify, verify
 	return Services(&wf, &inf, &wkf)
 }
 

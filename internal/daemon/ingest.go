@@ -28,8 +28,12 @@ func Ingest(ctx context.Context, cfg *config.IngestFile, opts Options) error {
 	}
 	defer closeTemporal()
 
+	verifier, err := taskVerifier("ingest.verifyKeysFile", cfg.Ingest.VerifyKeysFile)
+	if err != nil {
+		return err
+	}
 	f, err := engine.NewFactory(
-		engine.Deps{Logger: log, NATS: nc, Temporal: tc, Registerer: opts.Registry},
+		engine.Deps{Logger: log, NATS: nc, Temporal: tc, Registerer: opts.Registry, TaskVerifier: verifier},
 		engine.WithConfig(engine.Config{Streams: cfg.NATS.Streams(), Ingest: cfg.Ingester()}),
 	)
 	if err != nil {

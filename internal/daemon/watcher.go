@@ -114,8 +114,13 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	}
 	defer src.Close()
 
+	signer, err := taskSigner(cfg.Publisher.SigningKeyFile)
+	if err != nil {
+		return err
+	}
 	f, err := engine.NewFactory(
-		engine.Deps{Logger: log, Source: src, NATS: nc, Registerer: opts.Registry, Auditor: audit.NewWriter(js, cfg.NATS.AuditStream)},
+		engine.Deps{Logger: log, Source: src, NATS: nc, Registerer: opts.Registry, Auditor: audit.NewWriter(js, cfg.NATS.AuditStream),
+			TaskSigner: signer},
 		engine.WithConfig(engine.Config{
 			Tenant:          cfg.Watcher.Tenant,
 			Tenants:         cfg.Watcher.Tenants,

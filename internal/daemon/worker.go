@@ -61,8 +61,13 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 			"allowedOrigins", cfg.Worker.CodecServer.AllowedOrigins, "authToken", cfg.Worker.CodecServer.AuthToken != "")
 	}
 
+	verifier, err := taskVerifier("worker.verifyKeysFile", cfg.Worker.VerifyKeysFile)
+	if err != nil {
+		return err
+	}
 	f, err := engine.NewFactory(
-		engine.Deps{Logger: log, NATS: nc, Registerer: opts.Registry, Secrets: sm, Tokens: issuer, WebhookHTTP: opts.WebhookHTTP},
+		engine.Deps{Logger: log, NATS: nc, Registerer: opts.Registry, Secrets: sm, Tokens: issuer, WebhookHTTP: opts.WebhookHTTP,
+			TaskVerifier: verifier},
 		engine.WithConfig(engine.Config{Streams: cfg.NATS.Streams(), Activities: cfg.Worker.Activities(), Workflows: cfg.Worker.Workflows()}),
 	)
 	if err != nil {
