@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triggerflow/triggerflow/docstore"
-	"github.com/triggerflow/triggerflow/watcher"
 )
 
 // fillSpread commits n documents round robin over tenants t0…t<tenants-1>
@@ -42,23 +41,7 @@ func BenchmarkWatchAllTenants(b *testing.B) {
 	const tenants, backlog = 1000, 20_000
 	st := openStore(b, docstore.Config{})
 	fillSpread(b, rawDB(b, st.Path()), tenants, backlog, 256)
-	src := source(b, st, docstore.AllTenants)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		n := 0
-		ctx, cancel := context.WithCancel(context.Background())
-		err := src.Watch(ctx, "", func(watcher.Change) error {
-			if n++; n == backlog {
-				cancel()
-			}
-			return nil
-		})
-		cancel()
-		require.ErrorIs(b, err, context.Canceled)
-	}
-	b.ReportMetric(float64(b.N*backlog)/time.Since(start).Seconds(), "events/s")
+	benchWatch(b, source(b, st, docstore.AllTenants), backlog)
 }
 
 // BenchmarkConfirmTenants confirms 1,000 tenants at once, as a watcher

@@ -21,25 +21,30 @@ func BenchmarkWatch(b *testing.B) {
 		b.Run(fmt.Sprintf("doc=%dB", size), func(b *testing.B) {
 			st := openStore(b, docstore.Config{})
 			fill(b, rawDB(b, st.Path()), "acme", backlog, size)
-			src := source(b, st, "acme")
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for range b.N {
-				n := 0
-				ctx, cancel := context.WithCancel(context.Background())
-				err := src.Watch(ctx, "", func(watcher.Change) error {
-					if n++; n == backlog {
-						cancel()
-					}
-					return nil
-				})
-				cancel()
-				require.ErrorIs(b, err, context.Canceled)
-			}
-			b.ReportMetric(float64(b.N*backlog)/time.Since(start).Seconds(), "events/s")
+			benchWatch(b, source(b, st, "acme"), backlog)
 		})
 	}
+}
+
+// benchWatch reads backlog changes from src b.N times and reports
+// events/s.
+func benchWatch(b *testing.B, src *docstore.Source, backlog int) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		n := 0
+		ctx, cancel := context.WithCancel(context.Background())
+		err := src.Watch(ctx, "", func(watcher.Change) error {
+			if n++; n == backlog {
+				cancel()
+			}
+			return nil
+		})
+		cancel()
+		require.ErrorIs(b, err, context.Canceled)
+	}
+	b.ReportMetric(float64(b.N*backlog)/time.Since(start).Seconds(), "events/s")
 }
 
 // BenchmarkPut measures single-document writes through the Go API, each
