@@ -116,14 +116,14 @@ func (a *Activities) Deliver(ctx context.Context, task trigger.DeliveryTask) (Re
 func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryTask) (BatchResult, error) {
 	key := replayKey(ctx)
 	if key != "" {
-		if res, ok := a.replayed.get(key); ok && len(tasks) > 0 {
+		if res, ok := a.replayed.get(key, tasks); ok && len(tasks) > 0 {
 			a.metrics.replayed.WithLabelValues(tasks[0].Tenant).Inc()
 			return res, nil
 		}
 	}
 	out := a.deliverBatch(ctx, tasks)
 	if key != "" && ctx.Err() == nil {
-		a.replayed.put(key, out)
+		a.replayed.put(key, tasks, out)
 	}
 	return out, nil
 }

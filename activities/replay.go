@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/triggerflow/triggerflow/trigger"
 )
 
 // replayed remembers the results of recent local delivery activities, so
@@ -23,9 +25,12 @@ import (
 // replay on another worker still posts again, with the same webhook-id.
 //
 // The replayed activity may be handed more tasks than the first run (the
-// signals that arrived meanwhile join the batch), but it starts with the
-// same ones, in the same order: the remembered result covers a prefix of
-// the batch, which is all the workflow reads of it.
+// signals that arrived meanwhile join the batch). The remembered result
+// answers it only when the batch starts with the first run's tasks, in
+// order, so the result covers a prefix of it, which is all the workflow
+// reads; another batch (a task signal drained ahead of a redelivery) is
+// delivered for real, a repeated POST rather than a task marked delivered
+// that was never sent.
 type replayed struct {
 	ttl time.Duration
 	max int
@@ -37,8 +42,9 @@ type replayed struct {
 }
 
 type replayEntry struct {
-	res BatchResult
-	at  time.Time
+	res  BatchResult
+	keys []string // the batch's dedupe keys, in order
+	at   time.Time
 }
 
 func newReplayed(ttl time.Duration, max int, now func() time.Time) *replayed {
@@ -58,24 +64,33 @@ func replayKey(ctx context.Context) string {
 	return info.WorkflowExecution.RunID + "/" + info.ActivityID
 }
 
-func (r *replayed) get(key string) (BatchResult, bool) {
+func (r *replayed) get(key string, tasks []trigger.DeliveryTask) (BatchResult, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.byKey[key]
-	if !ok || r.now().Sub(e.at) > r.ttl {
+	if !ok || r.now().Sub(e.at) > r.ttl || len(tasks) < len(e.keys) {
 		return BatchResult{}, false
+	}
+	for i, k := range e.keys {
+		if tasks[i].DedupeKey() != k {
+			return BatchResult{}, false
+		}
 	}
 	return e.res, true
 }
 
-func (r *replayed) put(key string, res BatchResult) {
+func (r *replayed) put(key string, tasks []trigger.DeliveryTask, res BatchResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
 	if _, ok := r.byKey[key]; !ok {
 		r.order = append(r.order, key)
 	}
-	r.byKey[key] = replayEntry{res: res, at: now}
+	keys := make([]string, len(tasks))
+	for i := range tasks {
+		keys[i] = tasks[i].DedupeKey()
+	}
+	r.byKey[key] = replayEntry{res: res, keys: keys, at: now}
 	// Oldest first: drop what expired, and what is over the bound.
 	n := 0
 	for n < len(r.order) && (len(r.order)-n > r.max || now.Sub(r.byKey[r.order[n]].at) > r.ttl) {

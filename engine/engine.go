@@ -396,21 +396,29 @@ func (e *triggerEngine) LoadSets(res *trigger.TenantSets) error {
 	}
 
 	failed := make(map[string]bool, len(res.Failed))
-	for t := range res.Failed {
+	var unowned []trigger.Problem
+	for t, ve := range res.Failed {
 		failed[t] = true
+		if !e.validator.InScope(t) {
+			unowned = append(unowned, ve.Problems...)
+		}
 	}
 	if res.Unattributed != nil {
-		// A file too broken to name its tenant fails the tenants whose
-		// triggers it held before.
-		for _, p := range res.Unattributed.Problems {
-			file, _ := splitLine(p.File)
-			for t, set := range cur.byTenant {
-				for _, tr := range set.Triggers {
-					if f, _ := splitLine(tr.Source); f == file {
-						failed[t] = true
-						break
-					}
-				}
+		unowned = append(unowned, res.Unattributed.Problems...)
+	}
+	// A problem that names no tenant of the scope — a file too broken to
+	// say whose it is, a trigger whose tenant field is missing or
+	// misspelt, a directory that cannot be read — fails the tenants whose
+	// triggers came from that file, or from below that directory, before:
+	// they keep their set rather than lose it to a typo.
+	for _, p := range unowned {
+		file, _ := splitLine(p.File)
+		for t, set := range cur.byTenant {
+			if file == "" || slices.ContainsFunc(set.Triggers, func(tr *trigger.Trigger) bool {
+				f, _ := splitLine(tr.Source)
+				return f == file || strings.HasPrefix(f, strings.TrimSuffix(file, "/")+"/")
+			}) {
+				failed[t] = true
 			}
 		}
 	}
@@ -659,8 +667,11 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 	e.watcher = w
 	e.mu.Unlock()
 	// A load between building the watcher and recording it would not have
-	// rescoped it.
+	// rescoped it; under loadMu, so that a concurrent load's scope is not
+	// overwritten by this older one.
+	e.loadMu.Lock()
 	e.rescope(e.active.Load())
+	e.loadMu.Unlock()
 	defer func() {
 		e.mu.Lock()
 		e.watcher = nil

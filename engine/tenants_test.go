@@ -113,3 +113,31 @@ func failed(t *testing.T, reg *prometheus.Registry, tenant string) float64 {
 	t.Helper()
 	return testenv.Metric(t, reg, "triggerflow_triggers_load_failed", prometheus.Labels{"tenant": tenant})
 }
+
+// A misspelt tenant field, or a directory that holds no trigger files any
+// more, keeps the tenants whose triggers were there on their previous set.
+func TestUnownedProblemsKeepThePreviousSets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "demo.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("tenant: demo\ntriggers:\n  - {triggerId: d1, collection: orders, url: https://x.example/d}\n"), 0o600))
+	e := newScopedEngine(t, nil, "demo", "acme")
+	v, err := trigger.NewScopeValidator([]string{"demo", "acme"}, trigger.Limits{}, nil)
+	require.NoError(t, err)
+	res, err := trigger.LoadByTenant(dir, v)
+	require.NoError(t, err)
+	require.NoError(t, e.LoadSets(res))
+	require.Equal(t, []string{"d1"}, ids(e.Active("demo")))
+
+	require.NoError(t, os.WriteFile(file, []byte("tenat: demo\ntriggers:\n  - {triggerId: d2, collection: orders, url: https://x.example/d}\n"), 0o600))
+	res, err = trigger.LoadByTenant(dir, v)
+	require.NoError(t, err)
+	require.Error(t, e.LoadSets(res))
+	require.Equal(t, []string{"d1"}, ids(e.Active("demo")), "a typo in the tenant field keeps demo's set")
+
+	require.NoError(t, os.Remove(file))
+	res, err = trigger.LoadByTenant(dir, v)
+	require.NoError(t, err)
+	require.Error(t, e.LoadSets(res))
+	require.Equal(t, []string{"d1"}, ids(e.Active("demo")), "an empty directory keeps every set")
+}

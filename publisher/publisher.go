@@ -309,9 +309,21 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 	it.msg = &nats.Msg{
 		Subject: subj.Name,
 		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{task.DedupeKey()}},
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{msgID(task)}},
 	}
 	return it
+}
+
+// msgID is the task's JetStream message id: its dedupe key, which the
+// same change republished keeps. A signed task adds the start of its
+// signature, which is deterministic too (Ed25519), so a message forged
+// under a known event id cannot take the id first and have JetStream drop
+// the real task as a duplicate.
+func msgID(task *trigger.DeliveryTask) string {
+	if task.Auth == nil || task.Auth.Sig == "" {
+		return task.DedupeKey()
+	}
+	return task.DedupeKey() + "." + task.Auth.Sig[:min(len(task.Auth.Sig), 22)]
 }
 
 // record builds the dead-letter record of task. withTask embeds the

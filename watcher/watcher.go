@@ -269,9 +269,14 @@ func sortedUnique(ss []string) []string {
 }
 
 // Tenants returns the tenants the watcher serves.
+// While a session runs they are the tenants it serves, which a SetTenants
+// that failed did not change.
 func (w *DocumentWatcher) Tenants() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.scope != nil {
+		return w.scope.names()
+	}
 	return slices.Clone(w.tenants)
 }
 
@@ -279,14 +284,28 @@ func (w *DocumentWatcher) Tenants() []string {
 // finished so far and returns nil. It returns an error when the start
 // position cannot be determined or the handler fails.
 func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
+	retry := backoff.Exponential{Initial: w.cfg.RetryInitial, Max: w.cfg.RetryMax}
 	for first := true; ; first = false {
 		err := w.session(ctx, h, first)
-		if !errors.Is(err, errRestart) {
+		switch {
+		case errors.Is(err, errRestart):
+			w.log.Info("restarting the change stream from the oldest checkpoint of the scope")
+		case errors.Is(err, errStartAgain):
+			// A restart that could not read its start (the store, the
+			// audit trail) must not end a pipeline that ran: try again.
+			wait := retry.Next()
+			w.log.Warn("restart failed; retrying", "error", err, "backoff", wait)
+			if !backoff.Sleep(ctx, wait) {
+				return nil
+			}
+		default:
 			return err
 		}
-		w.log.Info("restarting the change stream from the oldest checkpoint of the scope")
 	}
 }
+
+// errStartAgain wraps a failure to find a restarted session's start.
+var errStartAgain = errors.New("watcher: restart")
 
 // session reads from the scope's oldest checkpoint until ctx is done, the
 // handler fails, or SetTenants added a tenant whose checkpoint lies behind
@@ -294,6 +313,9 @@ func (w *DocumentWatcher) Run(ctx context.Context, h Handler) error {
 func (w *DocumentWatcher) session(ctx context.Context, h Handler, first bool) error {
 	start, sc, err := w.startPosition(ctx, first)
 	if err != nil {
+		if !first && ctx.Err() == nil {
+			return fmt.Errorf("%w: %w", errStartAgain, err)
+		}
 		return err
 	}
 	if first && (w.cfg.StartFromNow || w.cfg.ResumeToken != "") && start != "" {
@@ -305,12 +327,20 @@ func (w *DocumentWatcher) session(ctx context.Context, h Handler, first bool) er
 	defer restart(nil)
 	w.mu.Lock()
 	w.scope, w.lastRead, w.restart = sc, start, restart
+	pending := slices.Clone(w.tenants)
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		w.scope, w.restart = nil, nil
 		w.mu.Unlock()
 	}()
+	if !slices.Equal(pending, sc.names()) {
+		// SetTenants ran while this session was finding its start and
+		// found no scope to change: apply it now.
+		if err := w.SetTenants(ctx, pending); err != nil {
+			w.log.Error("tenant scope not changed at start; serving the tenants the session started with", "error", err)
+		}
+	}
 	w.log.Info("watching", "from", start, "tenants", len(sc.keys))
 	if first && w.cfg.OnStarted != nil {
 		w.cfg.OnStarted(start)
@@ -583,9 +613,10 @@ func (w *DocumentWatcher) startPosition(ctx context.Context, first bool) (string
 	}
 
 	var fresh []string
+	unreadable := make(map[string]bool)
 	reseeded := make(map[string]string)
 	for _, t := range tenants {
-		per, missing := w.canonical(stored, sc.keys[t])
+		per, missing := w.canonical(stored, sc.keys[t], unreadable)
 		if len(missing) > 0 && len(per) > 0 {
 			// Filters changed: a new include entry starts where the
 			// slowest existing checkpoint of the tenant stands, so nothing
@@ -602,7 +633,7 @@ func (w *DocumentWatcher) startPosition(ctx context.Context, first bool) (string
 		if len(missing) > 0 && len(w.cfg.Include) > 0 {
 			// Filtering was just turned on: carry the tenant-wide
 			// checkpoint over.
-			if pos, none := w.canonical(stored, []string{CheckpointPrefix + t}); len(none) == 0 {
+			if pos, none := w.canonical(stored, []string{CheckpointPrefix + t}, nil); len(none) == 0 {
 				seed := pos[CheckpointPrefix+t]
 				for _, k := range missing {
 					per[k], reseeded[k] = seed, seed
@@ -622,6 +653,13 @@ func (w *DocumentWatcher) startPosition(ctx context.Context, first bool) (string
 		if err := store.SaveAll(ctx, reseeded); err != nil {
 			return "", nil, fmt.Errorf("watcher: reseed checkpoints: %w", err)
 		}
+	}
+	if len(unreadable) > 0 && !w.cfg.StartFromNow {
+		// Unlike a missing one, such a checkpoint stood somewhere: starting
+		// that tenant from now would skip everything since.
+		return "", nil, fmt.Errorf("%w: the checkpoint(s) %s cannot be read as positions of this source; "+
+			"set them with `triggerflow checkpoint set`, or enable start-from-now (audited; changes committed before now are not delivered)",
+			ErrNoCheckpoint, quoteList(slices.Sorted(maps.Keys(unreadable))))
 	}
 	if len(fresh) > 0 {
 		if len(fresh) == len(tenants) && !w.cfg.StartFromNow {
@@ -667,7 +705,7 @@ func (w *DocumentWatcher) startFromNow(ctx context.Context, sc *scope, tenants [
 // keys that have none. A stored value that is no position of this source
 // counts as missing, with a warning: it may have been written by hand or
 // by a tool that did not check it.
-func (w *DocumentWatcher) canonical(stored map[string]string, keys []string) (map[string]string, []string) {
+func (w *DocumentWatcher) canonical(stored map[string]string, keys []string, unreadable map[string]bool) (map[string]string, []string) {
 	per := make(map[string]string, len(keys))
 	var missing []string
 	for _, k := range keys {
@@ -680,6 +718,9 @@ func (w *DocumentWatcher) canonical(stored map[string]string, keys []string) (ma
 		if err != nil {
 			w.log.Warn("checkpoint unreadable; treating it as missing", "key", k, "error", err)
 			missing = append(missing, k)
+			if unreadable != nil {
+				unreadable[k] = true
+			}
 			continue
 		}
 		per[k] = pos
@@ -708,12 +749,14 @@ func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) erro
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.tenants = tenants
 	if w.scope == nil {
+		// The next session starts with them (see session).
+		w.tenants = tenants
 		return nil
 	}
 	next := newScope()
 	var added, fresh []string
+	unreadable := make(map[string]bool)
 	restart := false
 	for _, t := range tenants {
 		if keys, ok := w.scope.keys[t]; ok {
@@ -726,7 +769,7 @@ func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) erro
 		}
 		added = append(added, t)
 		next.keys[t] = CheckpointKeys(t, w.cfg.Include)
-		per, missing := w.canonical(stored, next.keys[t])
+		per, missing := w.canonical(stored, next.keys[t], unreadable)
 		if len(missing) > 0 {
 			fresh = append(fresh, t)
 			continue
@@ -736,6 +779,10 @@ func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) erro
 			next.held[k] = pos < w.lastRead
 			restart = restart || next.held[k]
 		}
+	}
+	if len(unreadable) > 0 && !w.cfg.StartFromNow {
+		return fmt.Errorf("%w: the checkpoint(s) %s cannot be read as positions of this source; set them with `triggerflow checkpoint set`",
+			ErrNoCheckpoint, quoteList(slices.Sorted(maps.Keys(unreadable))))
 	}
 	if len(fresh) > 0 {
 		at := w.lastRead
@@ -754,7 +801,7 @@ func (w *DocumentWatcher) SetTenants(ctx context.Context, tenants []string) erro
 			removed++
 		}
 	}
-	w.scope = next
+	w.scope, w.tenants = next, tenants
 	w.log.Info("tenant scope changed", "tenants", len(tenants), "added", added, "startedFromNow", fresh, "removed", removed, "restart", restart)
 	if restart {
 		w.restart(errRestart)

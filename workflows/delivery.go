@@ -51,6 +51,8 @@ func Delivery(ctx workflow.Context, p DeliveryParams) (DeliveryResult, error) {
 const (
 	reasonExhausted = "attempts-exhausted"
 	reasonInvalid   = "invalid-task"
+	// reasonUnauthenticated is a task whose signature did not verify.
+	reasonUnauthenticated = "unauthenticated"
 )
 
 // deadLetterReason maps a failure type to a dead-letter reason.
@@ -70,7 +72,7 @@ func deadLetterReason(failureType string, retryable bool) string {
 	case activities.TypeInvalid:
 		return reasonInvalid
 	case activities.TypeUnauthenticated:
-		return "unauthenticated"
+		return reasonUnauthenticated
 	}
 	return "non-retryable"
 }
@@ -373,6 +375,15 @@ func (m *mailbox) remember(id string) {
 	}
 }
 
+// forget drops id from the dedupe set.
+func (m *mailbox) forget(id string) {
+	if !m.seenSet[id] {
+		return
+	}
+	delete(m.seenSet, id)
+	m.seen = slices.DeleteFunc(m.seen, func(s string) bool { return s == id })
+}
+
 func (m *mailbox) onUnblock(u Unblock) {
 	if m.blocked == nil {
 		m.log.Warn("unblock signal ignored: the key is not blocked")
@@ -493,7 +504,12 @@ func (m *mailbox) fail(task trigger.DeliveryTask, reason, detail string) error {
 	if err := workflow.UpsertTypedSearchAttributes(m.ctx, FailedDeliveries.ValueSet(m.failed)); err != nil {
 		m.log.Warn("updating FailedDeliveries search attribute", "error", err)
 	}
-	if task.OnFailure == trigger.FailureBlock {
+	if reason == reasonUnauthenticated {
+		// Nobody vouched for this task: it may not block the key, nor
+		// keep its event id, or a forged copy signalled first would make
+		// the workflow drop the real task as a duplicate.
+		m.forget(task.DedupeKey())
+	} else if task.OnFailure == trigger.FailureBlock {
 		m.blocked = &BlockState{EventID: task.EventID, Reason: reason, Detail: detail}
 		m.log.Warn("delivery failed, key blocked until an unblock signal", "eventId", task.EventID, "reason", reason, "detail", detail)
 		m.showBlocked()
