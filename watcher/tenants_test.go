@@ -2,6 +2,7 @@ package watcher_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -828,4 +829,29 @@ func TestMultiTenantMetricsUseTenantLabels(t *testing.T) {
 	require.Equal(t, 1.0, testenv.Metric(t, reg, read, prometheus.Labels{"tenant": "a"}))
 	require.Equal(t, 1.0, testenv.Metric(t, reg, read, prometheus.Labels{"tenant": "b"}))
 	require.Equal(t, 2.0, testenv.Metric(t, reg, read, prometheus.Labels{"tenant": tenantlabel.Other}))
+}
+
+// A SetTenants that fails (here: its audit record cannot be written) leaves
+// the scope as it was and says so, so the caller can try again; a tenant
+// whose checkpoint cannot be read is refused rather than started from now.
+func TestSetTenantsFailureKeepsTheServedScope(t *testing.T) {
+	t.Parallel()
+	src := newQuietMemSource()
+	src.store.m[tkey("a")] = pos(0)
+	src.store.m[tkey("d")] = "not a position"
+	aud := &memAuditor{}
+	rec := &recorder{}
+	w, stop := runStarted(t, src, watcher.Config{Tenants: []string{"a"}, Auditor: aud}, rec.handle)
+	p := tlog(src, "a:a1")
+	rec.waitFor(t, p[0])
+
+	aud.mu.Lock()
+	aud.fail = errors.New("audit stream down")
+	aud.mu.Unlock()
+	require.ErrorIs(t, w.SetTenants(t.Context(), []string{"a", "c"}), watcher.ErrNotAudited)
+	require.Equal(t, []string{"a"}, w.Tenants(), "c is not served, and Tenants says so")
+
+	require.ErrorIs(t, w.SetTenants(t.Context(), []string{"a", "d"}), watcher.ErrNoCheckpoint)
+	require.Equal(t, []string{"a"}, w.Tenants())
+	require.NoError(t, stop())
 }
