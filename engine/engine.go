@@ -468,22 +468,45 @@ func (e *triggerEngine) LoadSets(res *trigger.TenantSets) error {
 	}
 	slices.Sort(failedNames)
 	err := errors.Join(errs...)
-	e.reportFailed(failedNames, err)
+	if err != nil {
+		e.log.Error("trigger set rejected; the previous set stays active", "tenants", failedNames, "error", err)
+	}
+	// Per label, not per tenant: tenants folded into one label by the
+	// guard share its series, so it sums their triggers and shows a
+	// failure while any of them failed.
+	triggers, loadFailed := map[string]float64{}, map[string]float64{}
 	for t, set := range next.byTenant {
-		if !failed[t] {
-			e.metrics.loadFailed.WithLabelValues(e.labels.Label(t)).Set(0)
+		l := e.labels.Label(t)
+		triggers[l] += float64(len(set.Triggers))
+		if failed[t] {
+			loadFailed[l] = 1
+		} else if _, ok := loadFailed[l]; !ok {
+			loadFailed[l] = 0
 		}
-		e.metrics.triggers.WithLabelValues(e.labels.Label(t)).Set(float64(len(set.Triggers)))
+	}
+	for _, t := range failedNames {
+		loadFailed[e.labels.Label(t)] = 1
+	}
+	for l, n := range triggers {
+		e.metrics.triggers.WithLabelValues(l).Set(n)
+	}
+	for l, v := range loadFailed {
+		e.metrics.loadFailed.WithLabelValues(l).Set(v)
 	}
 	for t := range cur.byTenant {
-		if _, ok := next.byTenant[t]; !ok {
-			e.metrics.triggers.DeleteLabelValues(e.labels.Label(t))
-			e.metrics.loadFailed.DeleteLabelValues(e.labels.Label(t))
+		if l := e.labels.Label(t); !hasKey(triggers, l) {
+			e.metrics.triggers.DeleteLabelValues(l)
+			e.metrics.loadFailed.DeleteLabelValues(l)
 		}
 	}
 	e.log.Info("trigger sets loaded", "generation", gen, "tenants", len(next.byTenant), "failed", failedNames, "triggers", next.count())
 	e.rescope(next)
 	return err
+}
+
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // compile validates one tenant's triggers and indexes them.

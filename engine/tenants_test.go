@@ -141,3 +141,30 @@ func TestUnownedProblemsKeepThePreviousSets(t *testing.T) {
 	require.Error(t, e.LoadSets(res))
 	require.Equal(t, []string{"d1"}, ids(e.Active("demo")), "an empty directory keeps every set")
 }
+
+// Tenants folded into one metric label share its series: the load-failed
+// gauge stays on while any of them failed, and the triggers gauge sums them.
+func TestFoldedTenantsShareTheirMetricSeries(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	f, err := engine.NewFactory(engine.Deps{Logger: quietLogger(), Registerer: reg},
+		engine.WithConfig(engine.Config{Tenants: []string{trigger.AllTenants}, MaxTenantLabels: 1}))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.Close()) })
+	e := f.Engine()
+	require.NoError(t, e.LoadTriggers([]*trigger.Trigger{
+		tr("a1", "acme", "https://x.example/a"), tr("g1", "globex", "https://x.example/g"), tr("i1", "initech", "https://x.example/i"),
+	}))
+	other := prometheus.Labels{"tenant": "_other"}
+	require.Equal(t, 2.0, testenv.Metric(t, reg, "triggerflow_triggers_active", other), "globex and initech, summed")
+
+	require.Error(t, e.LoadTriggers([]*trigger.Trigger{
+		tr("a1", "acme", "https://x.example/a"), tr("g2", "globex", "ftp://bad"), tr("i1", "initech", "https://x.example/i"),
+	}))
+	// Which tenant keeps its name depends on the order the guard met them;
+	// globex's failure shows either way, on its own label or on _other,
+	// where another tenant's success does not hide it.
+	failedSeries := testenv.Metric(t, reg, "triggerflow_triggers_load_failed", other) +
+		testenv.Metric(t, reg, "triggerflow_triggers_load_failed", prometheus.Labels{"tenant": "globex"})
+	require.Equal(t, 1.0, failedSeries)
+}
