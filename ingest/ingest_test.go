@@ -562,8 +562,10 @@ func testClosedRunDropsRedelivery(t *testing.T, ts *testenv.TemporalServer) {
 		once.Do(func() { crash = true })
 		return !crash
 	})}})
-	// The run closes before the redelivery: wait for it.
+	// The run closes before the redelivery: wait for it, once ingest has
+	// started it.
 	h.publish(task)
+	inst.steps.waitCount(t, "signalled", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	require.NoError(t, h.tc.GetWorkflow(ctx, h.wfID(task), "").Get(ctx, nil))
