@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -213,7 +214,10 @@ func testTemporalOutage(t *testing.T, ts *testenv.TemporalServer) {
 		want[h.wfID(task)] = append(want[h.wfID(task)], task.EventID)
 	}
 	for id, events := range want {
-		require.Equal(t, events, h.signalled(id), "history of %s", id)
+		// A hand-off the restarted server applied but answered too late
+		// is retried: the same signal twice in a row, which the delivery
+		// workflow drops. Anything else would break the order.
+		require.Equal(t, events, slices.Compact(h.signalled(id)), "history of %s", id)
 	}
 	require.Zero(t, inst.steps.count("naked"))
 	require.Zero(t, testenv.Metric(t, inst.reg, "triggerflow_ingest_redelivered_total", nil))
