@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -412,10 +411,10 @@ func (e *triggerEngine) LoadSets(res *trigger.TenantSets) error {
 	// triggers came from that file, or from below that directory, before:
 	// they keep their set rather than lose it to a typo.
 	for _, p := range unowned {
-		file, _ := splitLine(p.File)
+		file := trigger.FileOf(p.File)
 		for t, set := range cur.byTenant {
 			if file == "" || slices.ContainsFunc(set.Triggers, func(tr *trigger.Trigger) bool {
-				f, _ := splitLine(tr.Source)
+				f := trigger.FileOf(tr.Source)
 				return f == file || strings.HasPrefix(f, strings.TrimSuffix(file, "/")+"/")
 			}) {
 				failed[t] = true
@@ -468,9 +467,7 @@ func (e *triggerEngine) LoadSets(res *trigger.TenantSets) error {
 	}
 	slices.Sort(failedNames)
 	err := errors.Join(errs...)
-	if err != nil {
-		e.log.Error("trigger set rejected; the previous set stays active", "tenants", failedNames, "error", err)
-	}
+	e.reportFailed(failedNames, err)
 	// Per label, not per tenant: tenants folded into one label by the
 	// guard share its series, so it sums their triggers and shows a
 	// failure while any of them failed.
@@ -582,16 +579,6 @@ func (e *triggerEngine) Tenants() []string {
 		return s.names()
 	}
 	return nil
-}
-
-// splitLine drops a ":line" suffix from a trigger's Source.
-func splitLine(source string) (string, string) {
-	if i := strings.LastIndexByte(source, ':'); i >= 0 {
-		if _, err := strconv.Atoi(source[i+1:]); err == nil {
-			return source[:i], source[i+1:]
-		}
-	}
-	return source, ""
 }
 
 func (e *triggerEngine) Ready(context.Context) error {

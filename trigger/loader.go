@@ -260,6 +260,13 @@ func sortProblems(ps problems) {
 	})
 }
 
+// FileOf returns the file of a location as Trigger.Source and
+// Problem.File give it: the path without its ":line".
+func FileOf(location string) string {
+	file, _ := splitLine(location)
+	return file
+}
+
 func splitLine(file string) (string, int) {
 	i := strings.LastIndexByte(file, ':')
 	if i < 0 {
