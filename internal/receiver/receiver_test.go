@@ -22,6 +22,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// signedDelivery is a delivery of document id as the worker sends it,
+// signed with secret.
+func signedDelivery(t *testing.T, tenant, trigger, id string, secret signature.Secret) *http.Request {
+	t.Helper()
+	body := []byte(`{"type":"document.created","data":{"tenant":"` + tenant + `","triggerId":"` + trigger + `","collection":"orders","docKey":"` + id + `"}}`)
+	ts := time.Now()
+	sig, err := signature.Sign(id, ts, body, secret)
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(body))
+	req.Header.Set(signature.HeaderID, id)
+	req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(signature.HeaderSignature, sig)
+	return req
+}
+
 func TestReceiverVerifiesSignatureAndToken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -39,14 +54,7 @@ func TestReceiverVerifiesSignatureAndToken(t *testing.T) {
 
 	rc := receiver.New(receiver.Config{Secrets: secrets.NewDir(dir), JWKSURL: jwks.URL})
 	send := func(id string, secret signature.Secret, token string) int {
-		body := []byte(`{"type":"document.created","data":{"tenant":"acme","triggerId":"t","collection":"orders","docKey":"` + id + `"}}`)
-		ts := time.Now()
-		sig, err := signature.Sign(id, ts, body, secret)
-		require.NoError(t, err)
-		req := httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(body))
-		req.Header.Set(signature.HeaderID, id)
-		req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-		req.Header.Set(signature.HeaderSignature, sig)
+		req := signedDelivery(t, "acme", "t", id, secret)
 		req.Header.Set("Authorization", "Bearer "+token)
 		rec := httptest.NewRecorder()
 		rc.ServeHTTP(rec, req)
@@ -91,14 +99,7 @@ func TestReceiverUsesTheDeliverysTenantSecret(t *testing.T) {
 		return ""
 	}})
 	send := func(tenant, trigger, id string, secret signature.Secret) int {
-		body := []byte(`{"type":"document.created","data":{"tenant":"` + tenant + `","triggerId":"` + trigger + `","collection":"orders","docKey":"` + id + `"}}`)
-		ts := time.Now()
-		sig, err := signature.Sign(id, ts, body, secret)
-		require.NoError(t, err)
-		req := httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(body))
-		req.Header.Set(signature.HeaderID, id)
-		req.Header.Set(signature.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-		req.Header.Set(signature.HeaderSignature, sig)
+		req := signedDelivery(t, tenant, trigger, id, secret)
 		rec := httptest.NewRecorder()
 		rc.ServeHTTP(rec, req)
 		return rec.Code
