@@ -182,6 +182,10 @@ type Deps struct {
 	// they act on one; nil trusts every task.
 	TaskSigner   TaskSigner
 	TaskVerifier TaskVerifier
+	// TenantLabels names tenants in the metrics of every stage; share it
+	// with the source so that all name the same tenants. nil makes one
+	// from Config.MaxTenantLabels.
+	TenantLabels *tenantlabel.Guard
 }
 
 // TaskSigner signs a delivery task in place.
@@ -222,7 +226,10 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	if f.cfg.Ingest.Stream == "" {
 		f.cfg.Ingest.Stream = f.cfg.Streams.Stream
 	}
-	labels := tenantlabel.New(f.cfg.MaxTenantLabels)
+	labels := f.deps.TenantLabels
+	if labels == nil {
+		labels = tenantlabel.New(f.cfg.MaxTenantLabels)
+	}
 	if f.cfg.Tenant == "" && len(f.cfg.Tenants) == 0 {
 		f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, log: f.deps.Logger, labels: labels}
 		return f, nil

@@ -520,7 +520,8 @@ func (w *DocumentWatcher) save(ctx context.Context, tr *tracker, saved map[strin
 	batch := make(map[string]string)
 	var moved []string
 	lowest, confirmable := "", true
-	for _, t := range sc.names() {
+	tenants := sc.names()
+	for _, t := range tenants {
 		tenantMoved := false
 		for _, k := range sc.keys[t] {
 			pos := max(sc.skip[k], finished)
@@ -555,7 +556,7 @@ func (w *DocumentWatcher) save(ctx context.Context, tr *tracker, saved map[strin
 		w.metrics.checkpointSaves.WithLabelValues(w.metrics.tenant(t)).Inc()
 	}
 	if confirmable {
-		w.confirm(ctx, lowest, sc.names())
+		w.confirm(ctx, lowest, tenants)
 	}
 	return nil
 }

@@ -108,7 +108,10 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	defer b.Close()
 	log, ops, nc, js := b.log, b.ops, b.nc, b.js
 
-	src, err := OpenSource(ctx, cfg, log, opts.Registry)
+	// One guard for the source's and the pipeline's metrics, so both name
+	// the same tenants.
+	labels := tenantlabel.New(cfg.Watcher.MaxTenantLabels)
+	src, err := openSource(ctx, cfg, log, opts.Registry, labels)
 	if err != nil {
 		return err
 	}
@@ -120,7 +123,7 @@ func Watcher(ctx context.Context, cfg *config.WatcherFile, opts Options) error {
 	}
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: log, Source: src, NATS: nc, Registerer: opts.Registry, Auditor: audit.NewWriter(js, cfg.NATS.AuditStream),
-			TaskSigner: signer},
+			TaskSigner: signer, TenantLabels: labels},
 		engine.WithConfig(engine.Config{
 			Tenant:          cfg.Watcher.Tenant,
 			Tenants:         cfg.Watcher.Tenants,
@@ -252,7 +255,10 @@ func firstProblem(ve *trigger.ValidationError) string {
 // tenant's, or with watcher.tenants one stream of every tenant's changes
 // (the watcher keeps to its scope).
 func OpenSource(ctx context.Context, cfg *config.WatcherFile, log *slog.Logger, reg prometheus.Registerer) (watcher.Source, error) {
-	labels := tenantlabel.New(cfg.Watcher.MaxTenantLabels)
+	return openSource(ctx, cfg, log, reg, tenantlabel.New(cfg.Watcher.MaxTenantLabels))
+}
+
+func openSource(ctx context.Context, cfg *config.WatcherFile, log *slog.Logger, reg prometheus.Registerer, labels *tenantlabel.Guard) (watcher.Source, error) {
 	switch cfg.Watcher.Source {
 	case config.SourcePostgres:
 		src, err := pgsource.New(ctx, pgsource.Config{
