@@ -971,8 +971,9 @@ type Worker struct {
 	// Retry is the retry policy for triggers that set none. Defaults to 5
 	// attempts, 1s initial backoff, 5m max backoff, multiplier 2.
 	Retry trigger.RetryPolicy `yaml:"retry"`
-	// QuietPeriod is how long a document's workflow waits idle for
-	// another change before it exits. Defaults to 1m.
+	// QuietPeriod is how long a document's workflow that has seen two or
+	// more changes waits idle for another before it exits; one that saw a
+	// single change exits right after delivering it. Defaults to 1m.
 	QuietPeriod trigger.Duration `yaml:"quietPeriod"`
 	// Secrets configures where signing secrets come from.
 	Secrets Secrets `yaml:"secrets"`
