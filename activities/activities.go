@@ -34,6 +34,11 @@ const (
 	DeadLetterName   = Prefix + "DeadLetter"
 )
 
+// DefaultMaxBodyBytes is Config.MaxBodyBytes's default: 5 MiB, which the
+// common receivers (API gateways, serverless functions, reverse proxies
+// with a raised limit) accept.
+const DefaultMaxBodyBytes = 5 << 20
+
 // SecretResolver returns the signing secrets a trigger's secretsRef names
 // within a tenant; secrets.Manager implements it. Several secrets mean a
 // rotation is in progress: every one signs the delivery, so receivers
@@ -58,8 +63,8 @@ type Config struct {
 	// MaxConnsPerHost caps connections to one receiver. Defaults to 64.
 	MaxConnsPerHost int
 	// MaxBodyBytes caps the request body; a task whose body is bigger
-	// fails without retry (dead-letter reason "oversize"). Defaults to
-	// 262144 (256 KiB).
+	// fails without retry (dead-letter reason "oversize"). An update's
+	// body holds both images. Defaults to 5242880 (5 MiB).
 	MaxBodyBytes int
 	// MaxResponseBodyBytes is how much of a failed response's body the
 	// failure details keep, so the Temporal UI shows what the receiver
@@ -113,7 +118,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxConnsPerHost = 64
 	}
 	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = 256 << 10
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.MaxResponseBodyBytes == 0 {
 		c.MaxResponseBodyBytes = 4096
@@ -190,6 +195,20 @@ type Deps struct {
 	// done for it (a *tasksig.Verifier); a task that fails is not
 	// delivered. nil trusts every task.
 	Verifier TaskVerifier
+	// Images fetches the document images a task references instead of
+	// carrying them (an *images.Store), and releases them once delivered.
+	// nil fails such a task as IMAGE_UNAVAILABLE, retried.
+	Images ImageStore
+}
+
+// ImageStore holds the document images tasks reference.
+type ImageStore interface {
+	// Fetch returns the image, verified against ref's size and digest;
+	// its errors wrap images.ErrMissing or images.ErrCorrupt when no
+	// retry can help.
+	Fetch(ctx context.Context, ref *trigger.ImageRef) ([]byte, error)
+	// Release marks a delivered task's images for deletion.
+	Release(refs ...*trigger.ImageRef)
 }
 
 // TaskVerifier authenticates a delivery task.
@@ -207,6 +226,7 @@ type Activities struct {
 	secrets   SecretResolver
 	tokens    TokenSource
 	verifier  TaskVerifier
+	images    ImageStore
 	dlq       deadletter.Sink
 	log       *slog.Logger
 	metrics   *metrics
@@ -249,6 +269,7 @@ func New(cfg Config, deps Deps) (*Activities, error) {
 		secrets:   deps.Secrets,
 		tokens:    deps.Tokens,
 		verifier:  deps.Verifier,
+		images:    deps.Images,
 		dlq:       cfg.DeadLetters,
 		log:       log,
 		metrics:   m,

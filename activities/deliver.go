@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/triggerflow/triggerflow/egress"
+	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/signature"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -185,6 +186,9 @@ func metricLabels(task *trigger.DeliveryTask) (collection, hashed string) {
 }
 
 func (a *Activities) delivered(ctx context.Context, task *trigger.DeliveryTask, res Result) {
+	if a.images != nil && (task.BeforeRef != nil || task.AfterRef != nil) {
+		a.images.Release(task.BeforeRef, task.AfterRef)
+	}
 	collection, hashed := metricLabels(task)
 	a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, "success").Inc()
 	a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
@@ -270,7 +274,7 @@ func (a *Activities) newRequest(ctx context.Context, task *trigger.DeliveryTask)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &Failure{Type: TypeInvalid, Message: "webhook url is not an absolute http(s) URL"}
 	}
-	body, f := a.body(task)
+	body, f := a.body(ctx, task)
 	if f != nil {
 		return nil, f
 	}
@@ -293,17 +297,67 @@ func (a *Activities) newRequest(ctx context.Context, task *trigger.DeliveryTask)
 	return r, a.setHeaders(r, task, body, secrets)
 }
 
-// body is task's webhook body, within Config.MaxBodyBytes.
-func (a *Activities) body(task *trigger.DeliveryTask) ([]byte, *Failure) {
-	body, err := Body(task)
+// body is task's webhook body, within Config.MaxBodyBytes, with the
+// images it references fetched.
+func (a *Activities) body(ctx context.Context, task *trigger.DeliveryTask) ([]byte, *Failure) {
+	full, f := a.withImages(ctx, task)
+	if f != nil {
+		return nil, f
+	}
+	body, err := Body(full)
 	if err != nil {
 		return nil, &Failure{Type: TypeInvalid, Message: "encoding body: " + err.Error()}
 	}
 	if len(body) > a.cfg.MaxBodyBytes {
-		return nil, &Failure{Type: TypeOversize, Message: fmt.Sprintf(
-			"webhook body is %d bytes, more than the %d allowed", len(body), a.cfg.MaxBodyBytes)}
+		return nil, a.oversize(len(body))
 	}
 	return body, nil
+}
+
+func (a *Activities) oversize(n int) *Failure {
+	return &Failure{Type: TypeOversize, Message: fmt.Sprintf(
+		"webhook body is %d bytes, more than the %d allowed (worker.maxBodyBytes)", n, a.cfg.MaxBodyBytes)}
+}
+
+// withImages returns task with the images it references fetched and
+// verified, or task itself when it carries them.
+func (a *Activities) withImages(ctx context.Context, task *trigger.DeliveryTask) (*trigger.DeliveryTask, *Failure) {
+	if task.BeforeRef == nil && task.AfterRef == nil {
+		return task, nil
+	}
+	var size int64
+	for _, r := range []*trigger.ImageRef{task.BeforeRef, task.AfterRef} {
+		if r != nil {
+			size += r.Size
+		}
+	}
+	if size > int64(a.cfg.MaxBodyBytes) {
+		// Known before anything is fetched.
+		return nil, a.oversize(int(size))
+	}
+	if a.images == nil {
+		return nil, &Failure{Type: TypeImageUnavailable, Retryable: true,
+			Message: "the task references stored document images and the worker has no image store"}
+	}
+	full := *task
+	for _, img := range []struct {
+		ref *trigger.ImageRef
+		raw *json.RawMessage
+	}{{task.BeforeRef, &full.Before}, {task.AfterRef, &full.After}} {
+		if img.ref == nil {
+			continue
+		}
+		b, err := a.images.Fetch(ctx, img.ref)
+		switch {
+		case errors.Is(err, images.ErrMissing), errors.Is(err, images.ErrCorrupt), errors.Is(err, images.ErrUnknownBucket):
+			return nil, &Failure{Type: TypeImageMissing, Message: err.Error()}
+		case err != nil:
+			return nil, &Failure{Type: TypeImageUnavailable, Retryable: true, Message: err.Error()}
+		}
+		*img.raw = b
+	}
+	full.BeforeRef, full.AfterRef = nil, nil
+	return &full, nil
 }
 
 // signingSecrets resolves task's secretsRef; none means unsigned. A

@@ -46,11 +46,18 @@ const (
 	// package tasksig): nothing is resolved, signed or sent for it.
 	// Non-retryable.
 	TypeUnauthenticated = "UNAUTHENTICATED"
+	// TypeImageMissing is a document image the task references that is
+	// gone from the image bucket, or does not match its digest (package
+	// images). Non-retryable.
+	TypeImageMissing = "IMAGE_MISSING"
+	// TypeImageUnavailable is a document image that could not be fetched
+	// for now (NATS unreachable). Retryable.
+	TypeImageUnavailable = "IMAGE_UNAVAILABLE"
 )
 
 // NonRetryableTypes lists the failure types that never succeed on retry.
 func NonRetryableTypes() []string {
-	return []string{TypeHTTP4xx, TypeHTTP3xx, TypeOversize, TypeForbidden, TypeInvalid, TypeUnauthenticated}
+	return []string{TypeHTTP4xx, TypeHTTP3xx, TypeOversize, TypeForbidden, TypeInvalid, TypeUnauthenticated, TypeImageMissing}
 }
 
 // Failure describes one failed attempt. It is the detail of the

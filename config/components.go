@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -14,6 +15,7 @@ import (
 	"github.com/triggerflow/triggerflow/activities"
 	"github.com/triggerflow/triggerflow/codec"
 	"github.com/triggerflow/triggerflow/egress"
+	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/publisher"
 	"github.com/triggerflow/triggerflow/secrets"
@@ -212,6 +214,11 @@ type NATS struct {
 	// a task the watcher republishes after a crash. It must be at most
 	// MaxAge. Defaults to 2m.
 	DuplicateWindow trigger.Duration `yaml:"duplicateWindow"`
+	// ImageMaxAge is how long a large document image, stored in the
+	// Stream + "_IMAGES" bucket while its task waits for delivery, is
+	// kept; delivered tasks' images are deleted sooner. It must be at
+	// least MaxAge. Defaults to MaxAge.
+	ImageMaxAge trigger.Duration `yaml:"imageMaxAge"`
 	// Provisioning is "create" or "verify"; see the Provision constants.
 	// Defaults to "create".
 	Provisioning Provisioning `yaml:"provisioning"`
@@ -253,7 +260,7 @@ func (n NATS) Streams() streams.Config {
 	return streams.Config{
 		Stream: n.Stream, DeadLetterStream: n.DeadLetterSubject, AuditStream: n.AuditStream,
 		Replicas: n.Replicas, MaxAge: n.MaxAge.D(), DuplicateWindow: n.DuplicateWindow.D(),
-		Provisioning: n.Provisioning,
+		ImageMaxAge: n.ImageMaxAge.D(), Provisioning: n.Provisioning,
 	}
 }
 
@@ -271,6 +278,7 @@ func (n NATS) WithDefaults() NATS {
 	n.Stream, n.DeadLetterSubject, n.AuditStream = d.Stream, d.DeadLetterStream, d.AuditStream
 	n.Replicas, n.Provisioning = d.Replicas, d.Provisioning
 	n.MaxAge, n.DuplicateWindow = trigger.Duration(d.MaxAge), trigger.Duration(d.DuplicateWindow)
+	n.ImageMaxAge = trigger.Duration(d.ImageMaxAge)
 	return n
 }
 
@@ -286,6 +294,9 @@ func (n NATS) check(p *problems) {
 	p.positive("nats.duplicateWindow", n.DuplicateWindow)
 	if n.MaxAge > 0 && n.DuplicateWindow > n.MaxAge {
 		p.add("nats.duplicateWindow", n.DuplicateWindow, "must not exceed nats.maxAge (%s)", n.MaxAge)
+	}
+	if n.ImageMaxAge < n.MaxAge {
+		p.add("nats.imageMaxAge", n.ImageMaxAge, "must be at least nats.maxAge (%s): a task must not outlive its images", n.MaxAge)
 	}
 	oneOf(p, "nats.provisioning", n.Provisioning, ProvisionCreate, ProvisionVerify)
 	checkSubject(p, "nats.deadLetterSubject", n.DeadLetterSubject)
@@ -728,6 +739,37 @@ type Publisher struct {
 	// keygen`), so ingest and the worker can refuse tasks nobody signed.
 	// Defaults to "" (tasks go unsigned).
 	SigningKeyFile string `yaml:"signingKeyFile"`
+	// ImageThreshold is the size in bytes above which a document image
+	// is stored in the image bucket (nats.stream + "_IMAGES") and the
+	// task carries a reference and digest instead: a claim check, so
+	// neither NATS messages nor Temporal history hold large documents.
+	// "always" stores every image, "inline" none (tasks then carry
+	// images up to maxPayload). Defaults to 4096.
+	ImageThreshold string `yaml:"imageThreshold"`
+}
+
+// Image threshold words, besides a size in bytes.
+const (
+	ImagesAlways = "always"
+	ImagesInline = "inline"
+)
+
+// imageThreshold is ImageThreshold as the publisher package reads it; 0
+// for unset or unreadable (Validate reports the latter).
+func (p Publisher) imageThreshold() int {
+	switch p.ImageThreshold {
+	case "":
+		return 0
+	case ImagesAlways:
+		return publisher.StoreEveryImage
+	case ImagesInline:
+		return publisher.KeepImagesInline
+	}
+	n, err := strconv.Atoi(p.ImageThreshold)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }
 
 // HashGuardOn reports whether the hash guard is on; unset means on.
@@ -740,6 +782,7 @@ func (p Publisher) ForStream(stream string) publisher.Config {
 	return publisher.Config{
 		Stream: stream, HashGuard: p.HashGuard, MaxPayload: p.MaxPayload, MaxPending: p.MaxPending,
 		AckTimeout: p.AckTimeout.D(), RetryInitial: p.RetryBackoff.Initial.D(), RetryMax: p.RetryBackoff.Max.D(),
+		ImageThreshold: p.imageThreshold(),
 	}
 }
 
@@ -750,6 +793,9 @@ func (p Publisher) WithDefaults() Publisher {
 	p.HashGuard, p.MaxPayload, p.MaxPending = d.HashGuard, d.MaxPayload, d.MaxPending
 	p.AckTimeout = trigger.Duration(d.AckTimeout)
 	p.RetryBackoff = Backoff{Initial: trigger.Duration(d.RetryInitial), Max: trigger.Duration(d.RetryMax)}
+	if p.ImageThreshold == "" {
+		p.ImageThreshold = strconv.Itoa(d.ImageThreshold)
+	}
 	return p
 }
 
@@ -761,6 +807,9 @@ func (p Publisher) check(ps *problems) {
 	ps.atLeast("publisher.maxPending", p.MaxPending, 1)
 	ps.positive("publisher.ackTimeout", p.AckTimeout)
 	p.RetryBackoff.check(ps, "publisher.retryBackoff")
+	if p.ImageThreshold != "" && p.imageThreshold() == 0 {
+		ps.add("publisher.imageThreshold", p.ImageThreshold, "must be a size in bytes (at least 1), %q or %q", ImagesAlways, ImagesInline)
+	}
 }
 
 // CollisionPolicy is what ingest does when one hashed subject token is seen
@@ -942,7 +991,8 @@ type Worker struct {
 	// tenant cannot exhaust a receiver or our sockets. Defaults to 64.
 	MaxConnsPerHost int `yaml:"maxConnsPerHost"`
 	// MaxBodyBytes caps the request body sent; a bigger one fails without
-	// retry. Defaults to 262144 (256 KiB).
+	// retry and is dead-lettered as "oversize". An update's body carries
+	// the before and the after image. Defaults to 5242880 (5 MiB).
 	MaxBodyBytes int `yaml:"maxBodyBytes"`
 	// MaxResponseBodyBytes is how much of a failed response's body is kept
 	// in the failure record. Defaults to 4096.
@@ -963,6 +1013,10 @@ type Worker struct {
 	// signature by one of them (it fails as UNAUTHENTICATED and is
 	// dead-lettered). Defaults to "" (every task is trusted).
 	VerifyKeysFile string `yaml:"verifyKeysFile"`
+	// ImageReleaseDelay is how long a stored document image outlives its
+	// successful delivery before the worker deletes it, so a delivery
+	// retried after a worker crash still finds it. Defaults to 1m.
+	ImageReleaseDelay trigger.Duration `yaml:"imageReleaseDelay"`
 	// AllowPrivate permits URLs that resolve to private or unique-local
 	// addresses (RFC 1918, 100.64/10, fc00::/7). Link-local and cloud
 	// metadata addresses (169.254/16, fd00:ec2::254, …) stay refused
@@ -1080,6 +1134,11 @@ func (w Worker) Activities() activities.Config {
 	}
 }
 
+// Images is the images package's view of w; the caller adds the streams.
+func (w Worker) Images() images.Config {
+	return images.Config{ReleaseDelay: w.ImageReleaseDelay.D()}
+}
+
 // Workflows is the workflows package's view of w.
 func (w Worker) Workflows() workflows.Options {
 	return workflows.Options{QuietPeriod: w.QuietPeriod.D(), Retry: w.Retry, HTTPTimeout: w.HTTPTimeout.D()}
@@ -1094,6 +1153,9 @@ func (w Worker) WithDefaults() Worker {
 	w.RetryableStatuses = a.RetryableStatuses
 	if w.AllowLoopback == nil {
 		w.AllowLoopback = new(false)
+	}
+	if w.ImageReleaseDelay == 0 {
+		w.ImageReleaseDelay = trigger.Duration(images.DefaultReleaseDelay)
 	}
 	o := w.Workflows().WithDefaults()
 	w.Retry = o.Retry
@@ -1134,7 +1196,7 @@ func (w Worker) Validate() error { p := &problems{}; w.check(p); return p.err() 
 func (w Worker) check(p *problems) {
 	p.positive("worker.httpTimeout", w.HTTPTimeout)
 	p.atLeast("worker.maxConnsPerHost", w.MaxConnsPerHost, 1)
-	p.between("worker.maxBodyBytes", w.MaxBodyBytes, 1, maxNATSPayload)
+	p.between("worker.maxBodyBytes", w.MaxBodyBytes, 1, 1<<30)
 	p.atLeast("worker.maxResponseBodyBytes", w.MaxResponseBodyBytes, 1)
 	for i, s := range w.RetryableStatuses {
 		if s < 400 || s > 499 {

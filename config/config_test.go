@@ -43,6 +43,7 @@ var (
 		Replicas:          1,
 		MaxAge:            dur(168 * time.Hour),
 		DuplicateWindow:   dur(2 * time.Minute),
+		ImageMaxAge:       dur(7 * 24 * time.Hour),
 		Provisioning:      ProvisionCreate,
 		DeadLetterSubject: "TRIGGERS_DLQ",
 		AuditStream:       "TRIGGERS_AUDIT",
@@ -59,11 +60,12 @@ var (
 		Triggers:           "triggers/",
 	}
 	wantPublisher = Publisher{
-		HashGuard:    new(true),
-		MaxPayload:   262144,
-		MaxPending:   1024,
-		AckTimeout:   dur(5 * time.Second),
-		RetryBackoff: Backoff{Initial: dur(100 * time.Millisecond), Max: dur(5 * time.Second)},
+		HashGuard:      new(true),
+		MaxPayload:     262144,
+		MaxPending:     1024,
+		AckTimeout:     dur(5 * time.Second),
+		RetryBackoff:   Backoff{Initial: dur(100 * time.Millisecond), Max: dur(5 * time.Second)},
+		ImageThreshold: "4096",
 	}
 	wantIngest = Ingest{
 		Lanes:             16,
@@ -82,12 +84,13 @@ var (
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),
 		MaxConnsPerHost:      64,
-		MaxBodyBytes:         262144,
+		MaxBodyBytes:         5242880,
 		MaxResponseBodyBytes: 4096,
 		RetryableStatuses:    []int{408, 429},
 		AllowLoopback:        new(false),
 		Retry:                trigger.RetryPolicy{MaxAttempts: 5, InitialBackoff: dur(time.Second), MaxBackoff: dur(5 * time.Minute), Multiplier: 2},
 		QuietPeriod:          dur(time.Minute),
+		ImageReleaseDelay:    dur(time.Minute),
 		Secrets:              Secrets{Backend: SecretsFile, Dir: "secrets/", EnvPrefix: "TRIGGERFLOW_SECRET_", Bucket: "triggerflow-secrets"},
 		Tokens:               Tokens{KeyFile: "keys/token-signing.pem", Issuer: "triggerflow", Audience: "webhook", TTL: trigger.Duration(5 * time.Minute)},
 		// The Temporal SDK's defaults.

@@ -33,6 +33,7 @@ import (
 	"github.com/triggerflow/triggerflow/condition"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/evaluator"
+	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/backoff"
 	"github.com/triggerflow/triggerflow/internal/promreg"
@@ -144,6 +145,12 @@ type Config struct {
 	Activities activities.Config
 	// Workflows configures the delivery workflow RegisterWorker installs.
 	Workflows workflows.Options
+	// Images configures the image buckets of the claim check (package
+	// images): the publisher stores large images there, the worker
+	// fetches and releases them, and every stage's dead letters keep
+	// their own copies. Its Streams and dependencies are filled from the
+	// factory. Used only when Deps.NATS is set.
+	Images images.Config
 }
 
 // Deps are the dependencies a factory is built with. The engine never
@@ -230,8 +237,19 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	if labels == nil {
 		labels = tenantlabel.New(f.cfg.MaxTenantLabels)
 	}
+	if f.deps.NATS != nil {
+		js, err := jetstream.New(f.deps.NATS)
+		if err != nil {
+			return nil, fmt.Errorf("engine: jetstream: %w", err)
+		}
+		icfg := f.cfg.Images
+		icfg.Streams, icfg.Logger, icfg.Registerer = f.cfg.Streams, f.deps.Logger, f.deps.Registerer
+		if f.images, err = images.New(js, icfg); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
 	if f.cfg.Tenant == "" && len(f.cfg.Tenants) == 0 {
-		f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, log: f.deps.Logger, labels: labels}
+		f.eng = &triggerEngine{cfg: f.cfg, deps: f.deps, log: f.deps.Logger, labels: labels, images: f.images}
 		return f, nil
 	}
 	if f.cfg.Tenant != "" && len(f.cfg.Tenants) > 0 {
@@ -259,7 +277,7 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	e := &triggerEngine{cfg: f.cfg, deps: f.deps, validator: v, evaluator: ev, log: log, metrics: m, labels: labels}
+	e := &triggerEngine{cfg: f.cfg, deps: f.deps, validator: v, evaluator: ev, log: log, metrics: m, labels: labels, images: f.images}
 	if !(len(scope) == 1 && scope[0] == trigger.AllTenants) {
 		e.listed = slices.Clone(scope)
 	}
@@ -269,16 +287,26 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 }
 
 type factory struct {
-	cfg  Config
-	deps Deps
-	eng  *triggerEngine
+	cfg    Config
+	deps   Deps
+	eng    *triggerEngine
+	images *images.Store // nil without NATS
 
 	actsMu sync.Mutex
 	acts   *activities.Activities
 }
 
 func (f *factory) Engine() TriggerEngine { return f.eng }
-func (f *factory) Close() error          { return f.eng.Close() }
+
+// Close closes the engine and deletes the images whose release the
+// worker's activities delayed.
+func (f *factory) Close() error {
+	err := f.eng.Close()
+	if f.images != nil {
+		err = errors.Join(err, f.images.Close())
+	}
+	return err
+}
 
 func (f *factory) Ingester() (*ingest.Ingester, error) {
 	if f.deps.NATS == nil || f.deps.Temporal == nil {
@@ -289,7 +317,7 @@ func (f *factory) Ingester() (*ingest.Ingester, error) {
 		return nil, fmt.Errorf("engine: jetstream: %w", err)
 	}
 	cfg := f.cfg.Ingest
-	cfg.DeadLetters, cfg.Logger, cfg.Registerer = f.deadLetters(js), f.deps.Logger, f.deps.Registerer
+	cfg.DeadLetters, cfg.Logger, cfg.Registerer = f.keepImages(f.deadLetters(js)), f.deps.Logger, f.deps.Registerer
 	if f.deps.TaskVerifier != nil {
 		cfg.Verifier = f.deps.TaskVerifier
 	}
@@ -312,10 +340,14 @@ func (f *factory) RegisterWorker(w worker.Registry) error {
 			dl = f.deadLetters(js)
 		}
 		cfg := f.cfg.Activities
-		cfg.DeadLetters, cfg.Logger, cfg.Registerer = dl, f.deps.Logger, f.deps.Registerer
-		acts, err := activities.New(cfg, activities.Deps{
+		cfg.DeadLetters, cfg.Logger, cfg.Registerer = f.keepImages(dl), f.deps.Logger, f.deps.Registerer
+		deps := activities.Deps{
 			Secrets: f.deps.Secrets, Tokens: f.deps.Tokens, HTTP: f.deps.WebhookHTTP, Verifier: f.deps.TaskVerifier,
-		})
+		}
+		if f.images != nil {
+			deps.Images = f.images
+		}
+		acts, err := activities.New(cfg, deps)
 		if err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
@@ -323,6 +355,15 @@ func (f *factory) RegisterWorker(w worker.Registry) error {
 	}
 	workflows.Register(w, f.acts, f.cfg.Workflows.WithDefaults())
 	return nil
+}
+
+// keepImages makes dl keep copies of the images a dead letter's task
+// references, so a redrive finds them after the task bucket's TTL.
+func (f *factory) keepImages(dl deadletter.Sink) deadletter.Sink {
+	if f.images == nil {
+		return dl
+	}
+	return f.images.KeepForDeadLetters(dl)
 }
 
 // deadLetters is Deps.DeadLetters, or the dead-letter stream over js.
@@ -358,6 +399,7 @@ type triggerEngine struct {
 	log       *slog.Logger
 	metrics   *metrics
 	labels    *tenantlabel.Guard
+	images    *images.Store // nil without NATS
 	// listed is the configured scope; nil for all tenants with triggers.
 	listed []string
 
@@ -644,6 +686,9 @@ func (e *triggerEngine) Run(ctx context.Context) error {
 		e.dl = deadletter.NewPublisher(js, e.cfg.Streams.DeadLetterStream)
 	}
 	pcfg.DeadLetters = e.dl
+	if e.images != nil {
+		pcfg.Images = e.images
+	}
 	pub, err := publisher.New(js, pcfg)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)

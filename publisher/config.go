@@ -1,6 +1,7 @@
 package publisher
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,16 @@ type Config struct {
 	RetryInitial time.Duration
 	// RetryMax caps the wait between retries. Defaults to 5s.
 	RetryMax time.Duration
+	// ImageThreshold is the size in bytes above which a document image
+	// is stored in the image bucket (Images) and the task carries a
+	// reference instead (package images). Defaults to 4096.
+	// StoreEveryImage stores every image; KeepImagesInline none, so tasks
+	// carry their images up to MaxPayload.
+	ImageThreshold int
+	// MaxPendingImageBytes bounds the image bytes accepted but not yet
+	// stored; Publish blocks while it is reached (an image larger than
+	// the bound waits until nothing else is pending). Defaults to 64 MiB.
+	MaxPendingImageBytes int64
 
 	// Dependencies. As in every component's Config, nil means discard,
 	// except where a record cannot be dropped.
@@ -54,6 +65,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the publisher's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Images stores the images over ImageThreshold (an *images.Store);
+	// nil keeps every image inline.
+	Images ImageStore
 	// TenantLabels bounds the tenant label values of the metrics; a
 	// tenant past its limit also folds its collections. nil names every
 	// tenant.
@@ -68,7 +82,25 @@ const (
 	DefaultAckTimeout   = 5 * time.Second
 	DefaultRetryInitial = 100 * time.Millisecond
 	DefaultRetryMax     = 5 * time.Second
+
+	DefaultImageThreshold       = 4 << 10
+	DefaultMaxPendingImageBytes = 64 << 20
 )
+
+// ImageThreshold values besides a size.
+const (
+	// StoreEveryImage stores every non-empty image in the image bucket.
+	StoreEveryImage = -1
+	// KeepImagesInline stores no image: tasks carry them, up to MaxPayload.
+	KeepImagesInline = -2
+)
+
+// ImageStore stores document images for the claim check.
+type ImageStore interface {
+	// Put stores an image in canonical form (images.Ref) under name,
+	// replacing any object of that name.
+	Put(ctx context.Context, name string, canonical []byte) error
+}
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
@@ -92,6 +124,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = DefaultRetryMax
+	}
+	if c.ImageThreshold == 0 {
+		c.ImageThreshold = DefaultImageThreshold
+	}
+	if c.MaxPendingImageBytes == 0 {
+		c.MaxPendingImageBytes = DefaultMaxPendingImageBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -123,6 +161,12 @@ func (c Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryInitial {
 		bad("RetryMax (%s) is below RetryInitial (%s)", c.RetryMax, c.RetryInitial)
+	}
+	if c.ImageThreshold < KeepImagesInline {
+		bad("ImageThreshold is %d: a size, StoreEveryImage (-1) or KeepImagesInline (-2)", c.ImageThreshold)
+	}
+	if c.MaxPendingImageBytes < 1 {
+		bad("MaxPendingImageBytes is %d, must be positive", c.MaxPendingImageBytes)
 	}
 	if c.DeadLetters == nil {
 		bad("DeadLetters is required: oversize and unroutable tasks must be recorded, not dropped")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/internal/backoff"
@@ -88,7 +89,8 @@ type Publisher struct {
 	dlWarn   lograte.Limiter
 	failing  atomic.Bool
 
-	slots  chan struct{} // one token per pending task
+	slots  chan struct{}       // one token per pending task
+	images *semaphore.Weighted // image bytes awaiting upload
 	ctx    context.Context
 	cancel context.CancelFunc // closes the publisher
 	wg     sync.WaitGroup     // per-subject runners and dead-letter writers
@@ -107,6 +109,8 @@ type item struct {
 	accepted time.Time
 	msg      *nats.Msg          // nil when the task goes to the dead-letter stream
 	dl       *deadletter.Record // the dead-letter record, when there is one
+	uploads  []upload           // images to store before msg is published
+	budget   int64              // of images, held until the uploads are done
 
 	tenant, collection, hashed string // metric labels
 }
@@ -135,6 +139,7 @@ func New(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 		failWarn:  lograte.Limiter{Interval: logInterval},
 		dlWarn:    lograte.Limiter{Interval: logInterval},
 		slots:     make(chan struct{}, cfg.MaxPending),
+		images:    semaphore.NewWeighted(cfg.MaxPendingImageBytes),
 		ctx:       ctx,
 		cancel:    cancel,
 		queues:    map[string][]*item{},
@@ -148,10 +153,15 @@ func New(js jetstream.JetStream, cfg Config) (*Publisher, error) {
 // long: it runs on the goroutine that publishes the next task of the same
 // subject.
 //
-// Publish blocks while MaxPending tasks are pending: this is the
+// Publish blocks while MaxPending tasks are pending, or while
+// MaxPendingImageBytes of document images wait to be stored: this is the
 // backpressure the watcher needs to stop reading changes it cannot publish.
 // If ctx ends or the publisher is closed first, Publish returns that error,
 // the task was not accepted, and done is never called.
+//
+// Images over ImageThreshold are stored in the image bucket before the
+// task is published, by the subject's runner, retried like a publish; the
+// task carries references (see package images).
 //
 // Tasks that cannot go on the stream are recorded on the dead-letter
 // stream and count as settled: "oversize" when the encoded task exceeds
@@ -176,10 +186,15 @@ func (p *Publisher) Publish(ctx context.Context, task *trigger.DeliveryTask, don
 		return ErrClosed
 	}
 	it := p.prepare(task, done)
+	if err := p.reserveImages(ctx, it); err != nil {
+		<-p.slots
+		return err
+	}
 
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		p.releaseImages(it)
 		<-p.slots
 		return ErrClosed
 	}
@@ -292,12 +307,14 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 		it.dl = p.record(task, ReasonInvalidTask, err.Error(), true)
 		return it
 	}
+	it.uploads = p.claim(task)
 	data, err := task.Encode()
 	if err != nil {
 		it.dl = p.record(task, ReasonInvalidTask, "encode: "+err.Error(), false)
 		return it
 	}
 	if len(data) > p.cfg.MaxPayload {
+		it.uploads = nil
 		rec := p.record(task, ReasonOversize, fmt.Sprintf("encoded task is %d bytes, the limit is %d", len(data), p.cfg.MaxPayload), false)
 		rec.Subject = subj.Name
 		it.dl = rec
@@ -371,6 +388,9 @@ func (p *Publisher) run(subject string, it *item) {
 // the task is stored or dead-lettered, ErrClosed when the publisher closed
 // first, or an ErrConnection error.
 func (p *Publisher) publish(it *item, timer *time.Timer) error {
+	if err := p.upload(it, timer); err != nil {
+		return err
+	}
 	retry := p.retry()
 	for attempt := 1; ; attempt++ {
 		ack, err := p.attempt(it, timer)
@@ -465,6 +485,7 @@ func (p *Publisher) abandon(subject string) {
 	delete(p.queues, subject)
 	p.mu.Unlock()
 	for _, it := range q {
+		p.releaseImages(it)
 		p.settle(it, ErrClosed)
 	}
 }

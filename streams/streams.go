@@ -61,6 +61,10 @@ type Config struct {
 	// DuplicateWindow is how long message ids are remembered to drop
 	// republished tasks.
 	DuplicateWindow time.Duration
+	// ImageMaxAge bounds how long a document image stored for a task (see
+	// ImageBucket) is kept; it must not be shorter than MaxAge. Defaults
+	// to MaxAge.
+	ImageMaxAge time.Duration
 	// Provisioning is ProvisionCreate or ProvisionVerify.
 	Provisioning Provisioning
 }
@@ -95,6 +99,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.ImageMaxAge == 0 {
+		c.ImageMaxAge = c.MaxAge
 	}
 	if c.Provisioning == "" {
 		c.Provisioning = ProvisionCreate
@@ -142,7 +149,36 @@ func Configs(cfg Config) []jetstream.StreamConfig {
 	}
 }
 
-// Ensure creates or verifies every stream according to cfg.Provisioning.
+// ImageBucket is the object store bucket holding the document images of
+// the tasks on stream (a claim check: the task carries a reference).
+func ImageBucket(stream string) string { return stream + "_IMAGES" }
+
+// Buckets returns the wanted configuration of the image buckets: the task
+// stream's, whose objects expire after ImageMaxAge, and the dead-letter
+// stream's, which holds the images of dead letters until they are purged,
+// as the dead letters themselves are kept.
+func Buckets(cfg Config) []jetstream.ObjectStoreConfig {
+	return []jetstream.ObjectStoreConfig{
+		{
+			Bucket:      ImageBucket(cfg.Stream),
+			Description: "Triggerflow document images of delivery tasks",
+			TTL:         cfg.ImageMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Compression: true,
+		},
+		{
+			Bucket:      ImageBucket(cfg.DeadLetterStream),
+			Description: "Triggerflow document images of dead letters",
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Compression: true,
+		},
+	}
+}
+
+// Ensure creates or verifies every stream and image bucket according to
+// cfg.Provisioning.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	var errs []error
 	for _, want := range Configs(cfg) {
@@ -150,7 +186,48 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			errs = append(errs, err)
 		}
 	}
+	for _, want := range Buckets(cfg) {
+		if err := ensureBucket(ctx, js, want, cfg.Provisioning); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.ObjectStoreConfig, mode Provisioning) error {
+	obs, err := js.ObjectStore(ctx, want.Bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound) && mode == ProvisionVerify:
+		return fmt.Errorf("%w: object store bucket %q does not exist (provisioning is verify: create it with ttl %s, or set nats.provisioning: create)", ErrMissing, want.Bucket, dur(want.TTL))
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		if _, err := js.CreateObjectStore(ctx, want); err != nil {
+			return fmt.Errorf("create object store bucket %q: %w", want.Bucket, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up object store bucket %q: %w", want.Bucket, err)
+	}
+	st, err := obs.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("look up object store bucket %q: %w", want.Bucket, err)
+	}
+	var diffs []string
+	if st.TTL() != want.TTL {
+		diffs = append(diffs, fmt.Sprintf("ttl is %s, want %s", dur(st.TTL()), dur(want.TTL)))
+	}
+	if st.Replicas() != want.Replicas {
+		diffs = append(diffs, fmt.Sprintf("replicas are %d, want %d", st.Replicas(), want.Replicas))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	if mode == ProvisionVerify {
+		return fmt.Errorf("%w: object store bucket %q: %s", ErrDrift, want.Bucket, strings.Join(diffs, "; "))
+	}
+	if _, err := js.UpdateObjectStore(ctx, want); err != nil {
+		return fmt.Errorf("update drifted object store bucket %q (%s): %w", want.Bucket, strings.Join(diffs, "; "), err)
+	}
+	return nil
 }
 
 // EnsureWhenReachable is Ensure for a service starting up: while NATS

@@ -23,7 +23,6 @@ package tasksig
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -150,29 +149,24 @@ func Message(t *trigger.DeliveryTask) []byte {
 	field(t.Timeout.String())
 	field(string(t.OnFailure))
 	field(strconv.FormatBool(t.SubjectHashed))
-	field(digest(t.Before))
-	field(digest(t.After))
+	field(digest(t.Before, t.BeforeRef))
+	field(digest(t.After, t.AfterRef))
 	return b.Bytes()
 }
 
-// digest is the SHA-256 of a document image in the form encoding/json
-// writes it (compact, HTML-escaped), so an image that went through a JSON
-// round trip on its way (NATS, Temporal's payloads) has the digest it had
-// when it was signed. An absent image digests as "".
-func digest(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return ""
+// digest is the digest of a document image (trigger.ImageDigest of its
+// canonical form), inline or stored: the publisher may move an image to
+// the image bucket after the task was signed, and the reference carries
+// the same digest, which the worker checks the fetched object against. An
+// absent image digests as "".
+func digest(raw json.RawMessage, ref *trigger.ImageRef) string {
+	switch {
+	case len(raw) > 0:
+		return trigger.ImageDigest(trigger.CanonicalImage(raw))
+	case ref != nil:
+		return ref.Digest
 	}
-	var compact, escaped bytes.Buffer
-	if err := json.Compact(&compact, raw); err != nil {
-		// Not JSON: Validate refuses such a task anyway; the digest of
-		// the bytes keeps the message well defined.
-		compact.Reset()
-		compact.Write(raw)
-	}
-	json.HTMLEscape(&escaped, compact.Bytes())
-	sum := sha256.Sum256(escaped.Bytes())
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	return ""
 }
 
 func checkID(id string) error {

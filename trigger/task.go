@@ -1,7 +1,9 @@
 package trigger
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -42,6 +44,11 @@ type DeliveryTask struct {
 	// (no before image for a create, no after image for a delete).
 	Before json.RawMessage `json:"before,omitempty"`
 	After  json.RawMessage `json:"after,omitempty"`
+	// BeforeRef and AfterRef replace Before and After when the image was
+	// stored in the image bucket instead (a claim check): the publisher
+	// moves large images there, the worker fetches them back at delivery.
+	BeforeRef *ImageRef `json:"beforeRef,omitempty"`
+	AfterRef  *ImageRef `json:"afterRef,omitempty"`
 	// Position is the source's opaque resume token for this change.
 	Position string `json:"position"`
 	// CommitTime is when the change committed at the source; end-to-end
@@ -73,6 +80,44 @@ type DeliveryTask struct {
 type TaskAuth struct {
 	KeyID string `json:"keyId"`
 	Sig   string `json:"sig"`
+}
+
+// ImageRef points at a document image held in the image bucket. The
+// object holds the image in canonical form (CanonicalImage), so its
+// SHA-256 is the image's digest however it was stored.
+type ImageRef struct {
+	// Object is the object's name in the bucket.
+	Object string `json:"object"`
+	// Bucket is "" for the task stream's image bucket, "dead-letters" for
+	// the copy a dead letter keeps. It is not signed: the worker reads
+	// only these two buckets, and the digest decides what is delivered.
+	Bucket string `json:"bucket,omitempty"`
+	// Size is the object's length in bytes.
+	Size int64 `json:"size"`
+	// Digest is ImageDigest of the image: base64url SHA-256 without
+	// padding. The task signature covers it.
+	Digest string `json:"sha256"`
+}
+
+// CanonicalImage is the form a document image is digested and stored in:
+// compact JSON with HTML-sensitive characters escaped, which is how
+// encoding/json writes a json.RawMessage. An image that went through a
+// JSON round trip (NATS, Temporal's payloads) keeps its canonical form.
+// Bytes that are not JSON are returned as they are.
+func CanonicalImage(raw json.RawMessage) []byte {
+	var compact, escaped bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return raw
+	}
+	json.HTMLEscape(&escaped, compact.Bytes())
+	return escaped.Bytes()
+}
+
+// ImageDigest is the digest of a canonical image: base64url SHA-256
+// without padding.
+func ImageDigest(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // MetricCollection is the collection metric label for this task: the
@@ -152,9 +197,22 @@ func (t *DeliveryTask) Validate() error {
 	if t.CommitTime.IsZero() {
 		bad("commitTime", "is missing")
 	}
-	for name, raw := range map[string]json.RawMessage{"before": t.Before, "after": t.After} {
-		if len(raw) > 0 && !json.Valid(raw) {
-			bad(name, "is not valid JSON")
+	for _, img := range []struct {
+		name string
+		raw  json.RawMessage
+		ref  *ImageRef
+	}{{"before", t.Before, t.BeforeRef}, {"after", t.After, t.AfterRef}} {
+		if len(img.raw) > 0 && !json.Valid(img.raw) {
+			bad(img.name, "is not valid JSON")
+		}
+		if img.ref == nil {
+			continue
+		}
+		switch {
+		case len(img.raw) > 0:
+			bad(img.name+"Ref", "is set along with "+img.name)
+		case img.ref.Object == "" || img.ref.Size < 1 || len(img.ref.Digest) != 43:
+			bad(img.name+"Ref", "needs an object name, a positive size and a SHA-256 digest")
 		}
 	}
 	if len(errs) == 0 {

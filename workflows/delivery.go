@@ -73,6 +73,8 @@ func deadLetterReason(failureType string, retryable bool) string {
 		return reasonInvalid
 	case activities.TypeUnauthenticated:
 		return reasonUnauthenticated
+	case activities.TypeImageMissing:
+		return "image-missing"
 	}
 	return "non-retryable"
 }

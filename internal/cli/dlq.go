@@ -18,7 +18,9 @@ import (
 	"github.com/triggerflow/triggerflow/audit"
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
+	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/publisher"
+	"github.com/triggerflow/triggerflow/streams"
 )
 
 // dlqFlags are the flags every dlq command shares.
@@ -411,7 +413,7 @@ nothing. Every purged record is listed, and an audit record per tenant
 					return f.explain(err)
 				}
 				printPurged(w, "purged", entries)
-				return nil
+				return deletePurgedImages(ctx, w, js, f.stream, entries)
 			}
 			seqs := make([]uint64, len(entries))
 			for i, e := range entries {
@@ -421,7 +423,10 @@ nothing. Every purged record is listed, and an audit record per tenant
 			if n > 0 {
 				printPurged(w, "purged", entries[:n])
 			}
-			return f.explain(err)
+			if err != nil {
+				return f.explain(err)
+			}
+			return deletePurgedImages(ctx, w, js, f.stream, entries[:n])
 		},
 	}
 	sel.register(cmd, "purge")
@@ -490,6 +495,23 @@ func seqRanges(seqs []uint64) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ", ")
+}
+
+// deletePurgedImages deletes the document images the purged records kept
+// (see package images).
+func deletePurgedImages(ctx context.Context, w io.Writer, js jetstream.JetStream, stream string, entries []deadletter.Entry) error {
+	recs := make([]deadletter.Record, len(entries))
+	for i, e := range entries {
+		recs[i] = e.Record
+	}
+	n, err := images.DeletePurged(ctx, js, stream, recs)
+	if n > 0 {
+		fmt.Fprintf(w, "deleted %d stored document image(s) of the purged records\n", n)
+	}
+	if err != nil {
+		return fmt.Errorf("records purged, but some of their document images were not deleted (they stay in bucket %s): %w", streams.ImageBucket(stream), err)
+	}
+	return nil
 }
 
 func printPurged(w io.Writer, verb string, entries []deadletter.Entry) {

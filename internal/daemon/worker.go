@@ -68,7 +68,8 @@ func Worker(ctx context.Context, cfg *config.WorkerFile, opts Options) error {
 	f, err := engine.NewFactory(
 		engine.Deps{Logger: log, NATS: nc, Registerer: opts.Registry, Secrets: sm, Tokens: issuer, WebhookHTTP: opts.WebhookHTTP,
 			TaskVerifier: verifier},
-		engine.WithConfig(engine.Config{Streams: cfg.NATS.Streams(), Activities: cfg.Worker.Activities(), Workflows: cfg.Worker.Workflows()}),
+		engine.WithConfig(engine.Config{Streams: cfg.NATS.Streams(), Activities: cfg.Worker.Activities(), Workflows: cfg.Worker.Workflows(),
+			Images: cfg.Worker.Images()}),
 	)
 	if err != nil {
 		return err

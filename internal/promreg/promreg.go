@@ -71,6 +71,15 @@ func (s *Set) Gauge(name, help string) prometheus.Gauge {
 	return add(s, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
 }
 
+// Counter is a counter without labels.
+func (s *Set) Counter(name, help string) prometheus.Counter {
+	return add(s, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
+}
+
+// Collector registers a collector built elsewhere (one computed at scrape
+// time).
+func (s *Set) Collector(c prometheus.Collector) { add(s, c) }
+
 func add[C prometheus.Collector](s *Set, c C) C {
 	if s.err == nil {
 		c, s.err = Register(s.reg, c)
