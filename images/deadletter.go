@@ -30,14 +30,20 @@ type keepImages struct {
 	next deadletter.Sink
 }
 
+// reasonUnauthenticated is the dead-letter reason of a task whose
+// signature did not verify: anyone could have written its references, so
+// nothing is copied or deleted for it.
+const reasonUnauthenticated = "unauthenticated"
+
 func (k *keepImages) Publish(ctx context.Context, rec deadletter.Record) error {
-	if len(rec.Task) == 0 || !isRefTask(rec.Task) {
+	if len(rec.Task) == 0 || !isRefTask(rec.Task) || rec.Reason == reasonUnauthenticated {
 		return k.next.Publish(ctx, rec)
 	}
 	var t trigger.DeliveryTask
 	if err := json.Unmarshal(rec.Task, &t); err != nil {
 		return k.next.Publish(ctx, rec)
 	}
+	var copied []*trigger.ImageRef // task-bucket images now held by the copies
 	for _, img := range []struct {
 		which string
 		ref   **trigger.ImageRef
@@ -45,7 +51,8 @@ func (k *keepImages) Publish(ctx context.Context, rec deadletter.Record) error {
 		if *img.ref == nil {
 			continue
 		}
-		c, err := k.s.copyToDeadLetters(ctx, *img.ref, t.Tenant+"/"+string(rec.Stage)+"/"+rec.ID+"/"+img.which)
+		orig := *img.ref
+		c, err := k.s.copyToDeadLetters(ctx, orig, t.Tenant+"/"+string(rec.Stage)+"/"+rec.ID+"/"+img.which)
 		switch {
 		case errors.Is(err, ErrMissing), errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnknownBucket):
 			rec.Detail += " (the " + img.which + " image is no longer stored: " + err.Error() + "; a redrive fails)"
@@ -53,6 +60,9 @@ func (k *keepImages) Publish(ctx context.Context, rec deadletter.Record) error {
 			return err
 		default:
 			*img.ref = c
+			if orig.Bucket == "" {
+				copied = append(copied, orig)
+			}
 		}
 	}
 	b, err := t.Encode()
@@ -60,7 +70,16 @@ func (k *keepImages) Publish(ctx context.Context, rec deadletter.Record) error {
 		return k.next.Publish(ctx, rec)
 	}
 	rec.Task = b
-	return k.next.Publish(ctx, rec)
+	if err := k.next.Publish(ctx, rec); err != nil {
+		return err
+	}
+	if rec.Stage == deadletter.StageDelivery {
+		// The worker verified the task and gave up on it: the dead
+		// letter's copies replace its images. Other stages leave them
+		// to the bucket's TTL, in case the task is still on its way.
+		k.s.Release(copied...)
+	}
+	return nil
 }
 
 // DeletePurged deletes the dead-letter copies of the images that purged

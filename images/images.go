@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,36 +198,42 @@ func bucketOf(ref *trigger.ImageRef) (int, error) {
 	return 0, fmt.Errorf("%w: %q", ErrUnknownBucket, ref.Bucket)
 }
 
-// Release deletes the task-bucket images of a delivered task after
-// ReleaseDelay, in the background. Dead-letter copies stay: the dead
-// letter may be redriven again. A deletion that fails is left to the
-// bucket's TTL.
+// Release deletes the images of a delivered task after ReleaseDelay, in
+// the background: the task bucket's, and a dead letter's copies, which
+// only the redriven task still referenced (a redrive removes its dead
+// letter). A deletion that fails is left to the task bucket's TTL, or to
+// `dlq purge`.
 func (s *Store) Release(refs ...*trigger.ImageRef) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ref := range refs {
-		if ref == nil || ref.Bucket != "" || s.closed {
+		if ref == nil || s.closed {
 			continue
 		}
-		if _, ok := s.pending[ref.Object]; ok {
+		i, err := bucketOf(ref)
+		if err != nil {
+			continue
+		}
+		key := s.names[i] + "/" + ref.Object
+		if _, ok := s.pending[key]; ok {
 			continue
 		}
 		name := ref.Object
 		s.wg.Add(1)
-		s.pending[name] = time.AfterFunc(max(s.delay, 0), func() {
+		s.pending[key] = time.AfterFunc(max(s.delay, 0), func() {
 			defer s.wg.Done()
 			s.mu.Lock()
-			delete(s.pending, name)
+			delete(s.pending, key)
 			s.mu.Unlock()
-			s.delete(name)
+			s.delete(i, name)
 		})
 	}
 }
 
-func (s *Store) delete(name string) {
+func (s *Store) delete(bucket int, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	obs, err := s.open(ctx, taskBucket)
+	obs, err := s.open(ctx, bucket)
 	if err == nil {
 		err = obs.Delete(ctx, name)
 	}
@@ -245,16 +252,20 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	var now []string
-	for name, t := range s.pending {
+	for key, t := range s.pending {
 		if t.Stop() {
-			now = append(now, name)
+			now = append(now, key)
 			s.wg.Done()
 		}
 	}
 	clear(s.pending)
 	s.mu.Unlock()
-	for _, name := range now {
-		s.delete(name)
+	for _, key := range now {
+		for i, b := range s.names {
+			if name, ok := strings.CutPrefix(key, b+"/"); ok {
+				s.delete(i, name)
+			}
+		}
 	}
 	s.wg.Wait()
 	return nil
