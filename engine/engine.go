@@ -243,7 +243,7 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 			return nil, fmt.Errorf("engine: jetstream: %w", err)
 		}
 		icfg := f.cfg.Images
-		icfg.Streams, icfg.Logger, icfg.Registerer = f.cfg.Streams, f.deps.Logger, f.deps.Registerer
+		icfg.Streams, icfg.Logger, icfg.Registerer, icfg.TenantLabels = f.cfg.Streams, f.deps.Logger, f.deps.Registerer, labels
 		if f.images, err = images.New(js, icfg); err != nil {
 			return nil, fmt.Errorf("engine: %w", err)
 		}

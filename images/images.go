@@ -24,6 +24,7 @@ import (
 
 	"github.com/triggerflow/triggerflow/internal/promreg"
 	"github.com/triggerflow/triggerflow/streams"
+	"github.com/triggerflow/triggerflow/tenantlabel"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -47,11 +48,12 @@ const DeadLetterBucket = "dead-letters"
 // Store reads and writes the image buckets of one task stream. It opens
 // them on first use, so it can be made before streams.Ensure ran.
 type Store struct {
-	js    jetstream.JetStream
-	names [2]string // task bucket, dead-letter bucket
-	log   *slog.Logger
-	m     *metrics
-	delay time.Duration
+	js     jetstream.JetStream
+	names  [2]string // task bucket, dead-letter bucket
+	log    *slog.Logger
+	m      *metrics
+	delay  time.Duration
+	labels *tenantlabel.Guard
 
 	openMu  sync.Mutex
 	buckets [2]jetstream.ObjectStore
@@ -76,6 +78,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the image metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// TenantLabels bounds the tenant label values of the metrics; nil
+	// names every tenant.
+	TenantLabels *tenantlabel.Guard
 }
 
 // DefaultReleaseDelay is Config.ReleaseDelay's default.
@@ -103,6 +108,7 @@ func New(js jetstream.JetStream, cfg Config) (*Store, error) {
 		names:   [2]string{streams.ImageBucket(sc.Stream), streams.ImageBucket(sc.DeadLetterStream)},
 		log:     cfg.Logger.With("component", "images"),
 		delay:   cfg.ReleaseDelay,
+		labels:  cfg.TenantLabels,
 		pending: map[string]*time.Timer{},
 	}
 	var err error
@@ -150,7 +156,7 @@ func (s *Store) Put(ctx context.Context, name string, canonical []byte) error {
 	if _, err := obs.PutBytes(ctx, name, canonical); err != nil {
 		return fmt.Errorf("images: store %q: %w", name, err)
 	}
-	s.m.stored.Inc()
+	s.m.stored.WithLabelValues(s.tenant(name)).Inc()
 	return nil
 }
 
@@ -164,28 +170,34 @@ func (s *Store) Fetch(ctx context.Context, ref *trigger.ImageRef) ([]byte, error
 	}
 	obs, err := s.open(ctx, i)
 	if err != nil {
-		s.m.fetchFailed.WithLabelValues("unavailable").Inc()
+		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "unavailable").Inc()
 		return nil, err
 	}
 	b, err := obs.GetBytes(ctx, ref.Object)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
-		s.m.fetchFailed.WithLabelValues("missing").Inc()
+		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "missing").Inc()
 		return nil, fmt.Errorf("%w: %q", ErrMissing, ref.Object)
 	case errors.Is(err, jetstream.ErrDigestMismatch):
-		s.m.fetchFailed.WithLabelValues("corrupt").Inc()
+		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "corrupt").Inc()
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, ref.Object, err)
 	case err != nil:
-		s.m.fetchFailed.WithLabelValues("unavailable").Inc()
+		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "unavailable").Inc()
 		return nil, fmt.Errorf("images: fetch %q: %w", ref.Object, err)
 	}
 	if int64(len(b)) != ref.Size || trigger.ImageDigest(b) != ref.Digest {
-		s.m.fetchFailed.WithLabelValues("corrupt").Inc()
+		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "corrupt").Inc()
 		return nil, fmt.Errorf("%w: %q is %d bytes with digest %s, the task says %d bytes with digest %s",
 			ErrCorrupt, ref.Object, len(b), trigger.ImageDigest(b), ref.Size, ref.Digest)
 	}
-	s.m.fetched.Inc()
+	s.m.fetched.WithLabelValues(s.tenant(ref.Object)).Inc()
 	return b, nil
+}
+
+// tenant is the tenant label of an object: its name's first segment.
+func (s *Store) tenant(name string) string {
+	t, _, _ := strings.Cut(name, "/")
+	return s.labels.Label(t)
 }
 
 func bucketOf(ref *trigger.ImageRef) (int, error) {
@@ -239,7 +251,7 @@ func (s *Store) delete(bucket int, name string) {
 	}
 	switch {
 	case err == nil:
-		s.m.deleted.Inc()
+		s.m.deleted.WithLabelValues(s.tenant(name)).Inc()
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 	default:
 		s.log.Warn("document image not deleted; the bucket's TTL will remove it", "object", name, "error", err)
@@ -312,21 +324,20 @@ func (s *Store) StoredBytes(ctx context.Context) (tasks, deadLetters uint64, err
 }
 
 type metrics struct {
-	stored, fetched, deleted prometheus.Counter
-	fetchFailed              *prometheus.CounterVec
+	stored, fetched, deleted, fetchFailed *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	set := promreg.New(reg)
 	m := &metrics{
-		stored: set.Counter("triggerflow_images_stored_total",
-			"Document images stored in the image bucket instead of inline in their task."),
-		fetched: set.Counter("triggerflow_images_fetched_total",
-			"Document images fetched and verified for a delivery."),
-		deleted: set.Counter("triggerflow_images_deleted_total",
-			"Document images deleted after their delivery succeeded."),
+		stored: set.CounterVec("triggerflow_images_stored_total",
+			"Document images stored in the image bucket instead of inline in their task.", "tenant"),
+		fetched: set.CounterVec("triggerflow_images_fetched_total",
+			"Document images fetched and verified for a delivery.", "tenant"),
+		deleted: set.CounterVec("triggerflow_images_deleted_total",
+			"Document images deleted after their delivery succeeded, or once a dead letter holds a copy.", "tenant"),
 		fetchFailed: set.CounterVec("triggerflow_images_fetch_failures_total",
-			"Document image fetches that failed, by reason: missing, corrupt (both final) or unavailable (retried).", "reason"),
+			"Document image fetches that failed, by reason: missing, corrupt (both final) or unavailable (retried).", "tenant", "reason"),
 	}
 	set.Collector(&bucketBytes{s: s, desc: prometheus.NewDesc("triggerflow_images_bucket_bytes",
 		"Bytes held by an image bucket: tasks (images awaiting delivery) or dead-letters (copies kept with dead letters).",
@@ -350,7 +361,10 @@ func (b *bucketBytes) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	tasks, dead, err := b.s.StoredBytes(ctx)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(b.desc, err)
+		// A failed scrape of every metric would hide the rest; the
+		// buckets may not exist yet, or NATS may be down (which /readyz
+		// reports).
+		b.s.log.Debug("image bucket sizes not read", "error", err)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(tasks), "tasks")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,12 +108,16 @@ triggers:
 		ReceiverAddr: rcv, WatcherAddr: freeAddr(t), IngestAddr: freeAddr(t), WorkerAddr: freeAddr(t),
 		Out: io.Discard, Log: config.Log{Format: config.LogText, Level: config.LevelError, TemporalLevel: config.LevelError},
 	}
-	put := func(id, status string) {
+	putDoc := func(id string, doc json.RawMessage) {
 		t.Helper()
 		store, err := docstore.Open(context.Background(), docstore.Config{Path: filepath.Join(cfg.DataDir, "documents.db")})
 		require.NoError(t, err)
 		defer store.Close()
-		require.NoError(t, store.Put(context.Background(), "demo", "orders", id, json.RawMessage(fmt.Sprintf(`{"status":%q}`, status))))
+		require.NoError(t, store.Put(context.Background(), "demo", "orders", id, doc))
+	}
+	put := func(id, status string) {
+		t.Helper()
+		putDoc(id, json.RawMessage(fmt.Sprintf(`{"status":%q}`, status)))
 	}
 
 	run := startDev(t, cfg)
@@ -145,10 +150,28 @@ triggers:
 	run = startDev(t, cfg)
 	put("o-3", "new")
 	put("o-2", "paid")
-	second := waitDeliveries(t, run.stack.Receiver, 2)
-	require.ElementsMatch(t, []string{"o-3", "o-2"}, keys(second), "only the new changes, each once")
+	// A 200 KB document's update carries 400 KB of images, more than a
+	// task may: they travel through the image bucket.
+	big := func(status string) json.RawMessage {
+		return fmt.Appendf(nil, `{"status":%q,"notes":%q}`, status, strings.Repeat("n", 200<<10))
+	}
+	putDoc("o-big", big("new"))
+	putDoc("o-big", big("paid"))
+	second := waitDeliveries(t, run.stack.Receiver, 4)
+	require.ElementsMatch(t, []string{"o-3", "o-2", "o-big", "o-big"}, keys(second), "only the new changes, each once")
+	for _, d := range second {
+		if d.DocKey != "o-big" || d.Type != "document.updated" {
+			continue
+		}
+		var body struct {
+			Data struct{ Before, After json.RawMessage }
+		}
+		require.NoError(t, json.Unmarshal(d.Body, &body))
+		require.JSONEq(t, string(big("new")), string(body.Data.Before), "the whole before image")
+		require.JSONEq(t, string(big("paid")), string(body.Data.After), "the whole after image")
+	}
 
-	// The task stream holds each of the five changes exactly once: the
+	// The task stream holds each of the seven changes exactly once: the
 	// restart resumed from the checkpoint and published nothing again.
 	nc, err := nats.Connect(run.stack.NATSURL)
 	require.NoError(t, err)
@@ -159,7 +182,7 @@ triggers:
 	require.NoError(t, err)
 	info, err := s.Info(context.Background())
 	require.NoError(t, err)
-	require.EqualValues(t, 5, info.State.Msgs)
+	require.EqualValues(t, 7, info.State.Msgs)
 	ids := map[string]bool{}
 	for _, d := range append(first, second...) {
 		require.False(t, ids[d.ID], "delivered twice: %s", d.ID)
