@@ -71,11 +71,43 @@ func TestEventIDIsStableAndDistinct(t *testing.T) {
 	require.NotContains(t, a, ".", "Standard Webhooks ids must not contain '.'")
 }
 
+func TestImageRefs(t *testing.T) {
+	t.Parallel()
+	canonical := trigger.CanonicalImage(json.RawMessage("{ \"a\" : \"<b>\" }"))
+	require.Equal(t, `{"a":"\u003cb\u003e"}`, string(canonical), "compact, HTML-escaped: what encoding/json writes")
+	require.Len(t, trigger.ImageDigest(canonical), 43)
+
+	good := sampleTask()
+	good.After = nil
+	good.AfterRef = &trigger.ImageRef{Object: "acme/evt/after", Size: int64(len(canonical)), Digest: trigger.ImageDigest(canonical)}
+	require.NoError(t, good.Validate())
+
+	both := sampleTask()
+	both.AfterRef = good.AfterRef
+	require.ErrorContains(t, both.Validate(), "afterRef is set along with after")
+
+	for name, ref := range map[string]trigger.ImageRef{
+		"no object": {Size: 1, Digest: good.AfterRef.Digest},
+		"no size":   {Object: "o", Digest: good.AfterRef.Digest},
+		"no digest": {Object: "o", Size: 1},
+	} {
+		bad := sampleTask()
+		bad.Before, bad.BeforeRef = nil, &ref
+		require.ErrorIs(t, bad.Validate(), trigger.ErrInvalidTask, name)
+	}
+}
+
 func FuzzDecodeTask(f *testing.F) {
 	good, _ := sampleTask().Encode()
 	f.Add(good)
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`{"before":"x"}`))
+	ref := sampleTask()
+	ref.After = nil
+	ref.AfterRef = &trigger.ImageRef{Object: "acme/evt/after", Size: 7, Digest: trigger.ImageDigest([]byte(`{"n":1}`))}
+	withRef, _ := ref.Encode()
+	f.Add(withRef)
+	f.Add([]byte(`{"v":1,"afterRef":{"object":"","size":-1,"sha256":"x"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		task, err := trigger.DecodeTask(b)
 		if err != nil {
@@ -89,5 +121,11 @@ func FuzzDecodeTask(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, task.EventID, back.EventID)
 		require.Equal(t, task.DocKey, back.DocKey)
+		require.Equal(t, task.BeforeRef, back.BeforeRef)
+		require.Equal(t, task.AfterRef, back.AfterRef)
+		// A decoded task never carries an image both inline and by
+		// reference.
+		require.False(t, len(task.Before) > 0 && task.BeforeRef != nil)
+		require.False(t, len(task.After) > 0 && task.AfterRef != nil)
 	})
 }
