@@ -93,14 +93,15 @@ func DeletePurged(ctx context.Context, js jetstream.JetStream, deadLetterStream 
 	if len(refs) == 0 {
 		return 0, nil
 	}
-	obs, err := js.ObjectStore(ctx, streams.ImageBucket(deadLetterStream))
+	bucket := streams.ImageBucket(deadLetterStream)
+	obs, err := js.ObjectStore(ctx, bucket)
 	if err != nil {
-		return 0, fmt.Errorf("images: open bucket %q: %w", streams.ImageBucket(deadLetterStream), err)
+		return 0, fmt.Errorf("images: open bucket %q: %w", bucket, err)
 	}
 	n := 0
 	var errs []error
 	for _, ref := range refs {
-		err := obs.Delete(ctx, ref.Object)
+		err := remove(ctx, js, obs, bucket, ref.Object)
 		switch {
 		case err == nil:
 			n++

@@ -247,7 +247,7 @@ func (s *Store) delete(bucket int, name string) {
 	defer cancel()
 	obs, err := s.open(ctx, bucket)
 	if err == nil {
-		err = obs.Delete(ctx, name)
+		err = remove(ctx, s.js, obs, s.names[bucket], name)
 	}
 	switch {
 	case err == nil:

@@ -3,12 +3,27 @@ package bench
 import (
 	enums "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/proto"
 )
 
-// Usage is what a run's history costs: its events, and the Temporal Cloud
-// actions they stand for.
+// Usage is what a run's history costs: its events, the Temporal Cloud
+// actions they stand for, and their size.
 type Usage struct {
 	Events, Actions int64
+	// Bytes is the events' serialized size (see historyBytes).
+	Bytes int64
+}
+
+// historyBytes is the size of events as the frontend serialized them
+// (protobuf wire format, payloads included): what the history costs in
+// Temporal's storage and on the wire, before the persistence layer's own
+// encoding and compression.
+func historyBytes(events []*historypb.HistoryEvent) int64 {
+	var n int64
+	for _, ev := range events {
+		n += int64(proto.Size(ev))
+	}
+	return n
 }
 
 // cloudActions counts the billable Temporal Cloud actions a history shows,

@@ -4,8 +4,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
 	enums "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestCloudActions(t *testing.T) {
@@ -32,4 +34,17 @@ func TestCloudActions(t *testing.T) {
 		marker("LocalActivity", 5), marker("LocalActivity", 5), marker("Version", 5),
 		ev(enums.EVENT_TYPE_TIMER_STARTED), ev(enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), started(3),
 	}))
+}
+
+func TestHistoryBytes(t *testing.T) {
+	t.Parallel()
+	require.Zero(t, historyBytes(nil))
+	signal := func(n int) *historypb.HistoryEvent {
+		return &historypb.HistoryEvent{EventId: 2, EventType: enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+			Attributes: &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
+				SignalName: "task", Input: &commonpb.Payloads{Payloads: []*commonpb.Payload{{Data: make([]byte, n)}}}}}}
+	}
+	small, big := signal(10), signal(200<<10)
+	require.EqualValues(t, proto.Size(small)+proto.Size(big), historyBytes([]*historypb.HistoryEvent{small, big}))
+	require.Greater(t, historyBytes([]*historypb.HistoryEvent{big}), int64(200<<10), "payloads count")
 }

@@ -41,6 +41,8 @@ type Options struct {
 	RawAttrs         bool
 	// Tenants and TenantChanges size the tenants row.
 	Tenants, TenantChanges int
+	// LargeDocBytes is the document size of the tl and tli rows.
+	LargeDocBytes int
 	// Flags is the command line the report records.
 	Flags map[string]string
 	// Out receives the table, Progress the steps as they happen. They
@@ -49,11 +51,11 @@ type Options struct {
 }
 
 // RowKeys are the -only keys, in the order the rows run.
-var RowKeys = []string{"a", "b", "c", "tc", "th", "pc", "ph", "tenants"}
+var RowKeys = []string{"a", "b", "c", "tc", "th", "tl", "tli", "pc", "ph", "tenants"}
 
 // temporalRows are the rows that need the Temporal dev server and the
 // receiver (all but tenants).
-var temporalRows = []string{"a", "b", "c", "tc", "th", "pc", "ph"}
+var temporalRows = []string{"a", "b", "c", "tc", "th", "tl", "tli", "pc", "ph"}
 
 // RegisterFlags defines o's flags on fs, each with its default.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) {
@@ -69,7 +71,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "longest wait for one phase's deliveries")
 	fs.StringVar(&o.Results, "results", "bench/results", "directory for the JSON result")
 	fs.StringVar(&o.Repo, "repo", ".", "module root, to build the binaries from")
-	fs.StringVar(&o.Only, "only", "", "run only the rows listed: "+strings.Join(RowKeys, ",")+" (default all; tc/th SQLite, pc/ph PostgreSQL; tenants: one multi-tenant watcher on SQLite and PostgreSQL, no Temporal)")
+	fs.StringVar(&o.Only, "only", "", "run only the rows listed: "+strings.Join(RowKeys, ",")+" (default all; tc/th SQLite, pc/ph PostgreSQL; tl/tli SQLite, cold updates of -large-doc-bytes documents, images in the claim check's bucket (tl) or inline in the task (tli), no sweep; tenants: one multi-tenant watcher on SQLite and PostgreSQL, no Temporal)")
 	fs.BoolVar(&o.Postgres, "postgres", true, "run the PostgreSQL rows (pc, ph, and tenants' PostgreSQL half) on a throwaway cluster; needs initdb and pg_ctl")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of watcher, ingest and worker taken during the hot SQLite (th) closed loop, and heap profiles at its end, into this directory; with tenants, also of the tenants rows' watcher")
 	fs.IntVar(&o.ProfileSeconds, "profile-seconds", 5, "length of the -profile CPU profiles, in seconds; choose at most the th closed loop's duration (printed)")
@@ -80,6 +82,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.RawAttrs, "raw-attrs", false, "the raw Temporal rows (b, c) start workflows with Triggerflow's search attributes, memo and summary")
 	fs.IntVar(&o.Tenants, "tenants", 1000, "tenants of the tenants row (5 triggers each)")
 	fs.IntVar(&o.TenantChanges, "tenant-changes", 100000, "changes the tenants row commits before starting its watcher, spread over every tenant")
+	fs.IntVar(&o.LargeDocBytes, "large-doc-bytes", 100<<10, fmt.Sprintf("document size of the tl and tli rows, in bytes (%d to %d: above the default publisher.imageThreshold, and two fit an inline task within NATS' 1 MiB max_payload)", minLargeDocBytes, maxLargeDocBytes))
 }
 
 // want reports whether row k runs.
@@ -111,6 +114,9 @@ func (o Options) check() (sweep []float64, err error) {
 	}
 	if o.Tenants < 1 || o.TenantChanges < 1 {
 		return nil, errors.New("-tenants and -tenant-changes must be at least 1")
+	}
+	if (o.want("tl") || o.want("tli")) && (o.LargeDocBytes < minLargeDocBytes || o.LargeDocBytes > maxLargeDocBytes) {
+		return nil, fmt.Errorf("-large-doc-bytes must be from %d (above the default publisher.imageThreshold) to %d (two images in an inline task within NATS' 1 MiB max_payload)", minLargeDocBytes, maxLargeDocBytes)
 	}
 	if sweep, err = parseSweep(o.Sweep); err != nil {
 		return nil, err
@@ -315,6 +321,9 @@ func (r *run) rows(pg *testenv.PostgresServer) error {
 	if err := r.triggerflowRows("SQLite", "tc", "th", r.pipeline("pipeline-sqlite"), r.o.ProfileDir != ""); err != nil {
 		return err
 	}
+	if err := r.largeRows(); err != nil {
+		return err
+	}
 	if pg == nil {
 		return nil
 	}
@@ -458,6 +467,7 @@ func (r *run) report() error {
 	// The ceilings' names only: no client (the servers may not have run).
 	cold, hot := RawTemporal(nil, false, r.o.HotKeys, r.o.Senders, r.o.RawAttrs), RawTemporal(nil, true, r.o.HotKeys, r.o.Senders, r.o.RawAttrs)
 	r.rep.ComputeRatios(cold.Name, hot.Name)
+	r.rep.AddRatio(largeRowName(false, r.o.LargeDocBytes), largeRowName(true, r.o.LargeDocBytes))
 	fmt.Fprintf(r.o.Out, "\nTriggerflow bench %s — %s\n\n", r.rep.Time.UTC().Format(time.RFC3339), r.rep.Machine)
 	return r.write(r.rep.WriteTable)
 }

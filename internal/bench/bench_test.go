@@ -34,6 +34,8 @@ func TestOptionsCheck(t *testing.T) {
 		{[]string{"-sweep", "0.5,0.4,0.3,0.2"}, "-sweep: at most 3 rates"},
 		{[]string{"-soak", "1m", "-soak-rate", "0"}, "-soak needs -soak-rate above 0"},
 		{[]string{"-profile-seconds", "0"}, "-profile-seconds must be at least 1"},
+		{[]string{"-only", "tli", "-large-doc-bytes", "600000"}, "-large-doc-bytes must be from"},
+		{[]string{"-large-doc-bytes", "4096"}, "-large-doc-bytes must be from"},
 	} {
 		_, err := defaults(t, c.args...).check()
 		require.ErrorContains(t, err, c.want, "%v", c.args)
@@ -55,4 +57,7 @@ func TestOptionsWant(t *testing.T) {
 	require.True(t, tenants.want("tenants"))
 	require.False(t, tenants.wantAny(temporalRows), "the tenants row alone needs no Temporal")
 	require.True(t, defaults(t, "-only", "tenants,a").wantAny(temporalRows))
+	require.True(t, defaults(t, "-only", "tl").wantAny(temporalRows), "the large rows need Temporal")
+	_, err := defaults(t, "-only", "tc", "-large-doc-bytes", "1").check()
+	require.NoError(t, err, "the document size matters only to tl and tli")
 }

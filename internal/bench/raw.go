@@ -202,9 +202,9 @@ func RawTemporal(tc client.Client, hot bool, hotKeys, senders int, attrs bool) S
 	}
 }
 
-// historyOf sums the history events and Temporal Cloud actions of the
-// latest runs of ids, first waiting (bounded) for them to close when
-// waitClosed, and terminating them afterwards when terminate.
+// historyOf sums the history events, Temporal Cloud actions and history
+// bytes of the latest runs of ids, first waiting (bounded) for them to
+// close when waitClosed, and terminating them afterwards when terminate.
 func historyOf(ctx context.Context, tc client.Client, ids []string, waitClosed, terminate bool) (Usage, error) {
 	var sum Usage
 	deadline := time.Now().Add(60 * time.Second)
@@ -230,6 +230,7 @@ func historyOf(ctx context.Context, tc client.Client, ids []string, waitClosed, 
 			}
 			sum.Events += int64(len(events))
 			sum.Actions += cloudActions(events)
+			sum.Bytes += historyBytes(events)
 			break
 		}
 		if terminate {

@@ -34,6 +34,9 @@ type Receiver struct {
 	want    map[string]bool
 	done    chan struct{}
 	dups    int
+	// minBody and maxBody bound the sizes of the bodies of the first
+	// deliveries of the ids wanted; minBody is -1 before the first.
+	minBody, maxBody int
 }
 
 // NewReceiver listens on a loopback port.
@@ -67,6 +70,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.arrived[m.Data.After.ID] = now.Sub(time.Unix(0, m.Data.After.T))
+	if r.minBody < 0 || len(b) < r.minBody {
+		r.minBody = len(b)
+	}
+	r.maxBody = max(r.maxBody, len(b))
 	if len(r.arrived) == len(r.want) {
 		close(r.done)
 	}
@@ -83,6 +90,7 @@ func (r *Receiver) Expect(ids []string) <-chan struct{} {
 	}
 	r.done = make(chan struct{})
 	r.dups = 0
+	r.minBody, r.maxBody = -1, 0
 	if len(ids) == 0 {
 		close(r.done)
 	}
@@ -102,3 +110,11 @@ func (r *Receiver) Latencies() (lat []time.Duration, delivered, dups int) {
 
 // Close stops the server.
 func (r *Receiver) Close() error { return r.srv.Close() }
+
+// BodySizes returns the smallest and the largest body of the deliveries
+// recorded since Expect, in bytes; -1 and 0 before the first.
+func (r *Receiver) BodySizes() (smallest, largest int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.minBody, r.maxBody
+}

@@ -35,9 +35,9 @@ type Scenario struct {
 	Send func(ctx context.Context, p Phase, key string, m Mark) error
 	// Senders is how many goroutines write in the closed loop.
 	Senders int
-	// History, when set, sums the history events and actions of the
-	// workflows of the closed phase's keys (called after every event is
-	// delivered).
+	// History, when set, sums the history events, actions and bytes of
+	// the workflows of the closed phase's keys (called after every event
+	// is delivered).
 	History func(ctx context.Context, keys []string) (Usage, error)
 	// RSS reports peak RSS per process, MiB.
 	RSS func() map[string]float64
@@ -49,7 +49,12 @@ type Scenario struct {
 	// returns is called before the open loop starts, or when the row ends
 	// early, and must return once what DuringClosed started is done.
 	DuringClosed func(ctx context.Context) (wait func())
-	Notes        string
+	// MinBody, when positive, is the smallest webhook body the closed
+	// loop's deliveries may have: a smaller one fails the row (the large
+	// rows' bodies must carry both images). The row's notes then give
+	// the bodies' sizes.
+	MinBody int
+	Notes   string
 }
 
 // Sizes are the event counts of one row.
@@ -71,7 +76,7 @@ type Sizes struct {
 
 // Measure runs a scenario's closed and open loops against rec.
 func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row) {
-	row = Row{Name: sc.Name, Events: sz.Closed, HistoryPerDelivery: -1, ActionsPerDelivery: -1, Notes: sc.Notes}
+	row = Row{Name: sc.Name, Events: sz.Closed, HistoryPerDelivery: -1, ActionsPerDelivery: -1, HistoryBytesPerDelivery: -1, Notes: sc.Notes}
 	defer func() {
 		if sc.RSS != nil {
 			row.RSSMB = sc.RSS()
@@ -136,6 +141,14 @@ func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row
 	if _, _, dups := rec.Latencies(); dups > 0 {
 		row.Notes += fmt.Sprintf(" %d duplicate deliveries in the closed loop.", dups)
 	}
+	if sc.MinBody > 0 {
+		smallest, largest := rec.BodySizes()
+		row.Notes += fmt.Sprintf(" Webhook bodies of the closed loop: %d to %d bytes.", smallest, largest)
+		if smallest < sc.MinBody {
+			row.Err = fmt.Sprintf("closed loop: a webhook body of %d bytes, less than the %d the row's documents need", smallest, sc.MinBody)
+			return row
+		}
+	}
 	if sc.History != nil {
 		h, err := sc.History(ctx, keys)
 		if err != nil {
@@ -143,6 +156,7 @@ func Measure(ctx context.Context, rec *Receiver, sc Scenario, sz Sizes) (row Row
 		} else {
 			row.HistoryPerDelivery = math.Round(float64(h.Events)/float64(sz.Closed)*100) / 100
 			row.ActionsPerDelivery = math.Round(float64(h.Actions)/float64(sz.Closed)*100) / 100
+			row.HistoryBytesPerDelivery = math.Round(float64(h.Bytes) / float64(sz.Closed))
 		}
 	}
 

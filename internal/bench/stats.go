@@ -39,6 +39,10 @@ type Row struct {
 	// ActionsPerDelivery is the same for Temporal Cloud's billable
 	// actions (see cloudActions); -1 without Temporal.
 	ActionsPerDelivery float64 `json:"actionsPerDelivery"`
+	// HistoryBytesPerDelivery is the same for the events' serialized size
+	// in bytes (see historyBytes); -1 without Temporal. Absent from
+	// results written before it was measured.
+	HistoryBytesPerDelivery float64 `json:"historyBytesPerDelivery"`
 	// RSSMB is the peak resident set (VmHWM) per process, in MiB.
 	RSSMB map[string]float64 `json:"rssMB"`
 	// CPUPerDeliveryMs is each process's CPU time over the closed loop
@@ -108,6 +112,27 @@ func (r *Report) ComputeRatios(coldCeiling, hotCeiling string) {
 	}
 }
 
+// AddRatio adds the throughput ratio of row num to row den when both ran
+// and den delivered (ComputeRatios first: it resets the ratios).
+func (r *Report) AddRatio(num, den string) {
+	var n, d *Row
+	for i := range r.Rows {
+		switch r.Rows[i].Name {
+		case num:
+			n = &r.Rows[i]
+		case den:
+			d = &r.Rows[i]
+		}
+	}
+	if n == nil || d == nil || d.DeliveriesPerSec <= 0 {
+		return
+	}
+	if r.Ratios == nil {
+		r.Ratios = map[string]float64{}
+	}
+	r.Ratios[num+" / "+den] = math.Round(n.DeliveriesPerSec/d.DeliveriesPerSec*100) / 100
+}
+
 // WriteTable prints the report as one aligned table plus the ratios, then
 // the tenants rows.
 func (r *Report) WriteTable(w io.Writer) error {
@@ -122,18 +147,22 @@ func (r *Report) writeRows(w io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "row\tevents\tdeliv/s\topen-loop rate\tp50 ms\tp95 ms\tp99 ms\thist ev/deliv\tactions/deliv\tpeak RSS MiB\tload\t")
+	fmt.Fprintln(tw, "row\tevents\tdeliv/s\topen-loop rate\tp50 ms\tp95 ms\tp99 ms\thist ev/deliv\thist KiB/deliv\tactions/deliv\tpeak RSS MiB\tload\t")
 	for _, row := range r.Rows {
-		hist, actions := "-", "-"
+		hist, histKiB, actions := "-", "-", "-"
 		if row.HistoryPerDelivery >= 0 {
 			hist = fmt.Sprintf("%.2f", row.HistoryPerDelivery)
+		}
+		// 0 is a result written before history bytes were measured.
+		if row.HistoryBytesPerDelivery > 0 {
+			histKiB = fmt.Sprintf("%.1f", row.HistoryBytesPerDelivery/1024)
 		}
 		if row.ActionsPerDelivery >= 0 {
 			actions = fmt.Sprintf("%.2f", row.ActionsPerDelivery)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f/s ×%d\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%.2f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f/s ×%d\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.2f\t\n",
 			row.Name, row.Events, row.DeliveriesPerSec, row.OpenLoopRate, row.OpenLoopEvents,
-			row.P50ms, row.P95ms, row.P99ms, hist, actions, formatRSS(row.RSSMB), row.Load)
+			row.P50ms, row.P95ms, row.P99ms, hist, histKiB, actions, formatRSS(row.RSSMB), row.Load)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

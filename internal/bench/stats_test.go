@@ -32,7 +32,7 @@ func TestReportTableAndJSON(t *testing.T) {
 	r := &Report{Time: time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC), Rows: []Row{
 		{Name: "b) cold", DeliveriesPerSec: 20, HistoryPerDelivery: 12},
 		{Name: "c) hot", DeliveriesPerSec: 40, HistoryPerDelivery: 3},
-		{Name: "triggerflow cold (SQLite)", DeliveriesPerSec: 18, HistoryPerDelivery: 14, RSSMB: map[string]float64{"worker": 40, "ingest": 30}},
+		{Name: "triggerflow cold (SQLite)", DeliveriesPerSec: 18, HistoryPerDelivery: 14, HistoryBytesPerDelivery: 3 << 10, RSSMB: map[string]float64{"worker": 40, "ingest": 30}},
 		{Name: "triggerflow hot, 50 keys", DeliveriesPerSec: 30, HistoryPerDelivery: -1, P50ms: -1, Err: "boom"},
 	}}
 	r.ComputeRatios("b) cold", "c) hot")
@@ -46,6 +46,8 @@ func TestReportTableAndJSON(t *testing.T) {
 	require.Contains(t, buf.String(), "ingest 30, worker 40")
 	require.Contains(t, buf.String(), "ratio triggerflow cold (SQLite) / b) cold = 0.90")
 	require.Contains(t, buf.String(), "ERROR: boom")
+	require.Contains(t, buf.String(), "hist KiB/deliv")
+	require.Contains(t, buf.String(), "|             3.0|", "history bytes in KiB")
 
 	path, err := r.WriteJSON(t.TempDir())
 	require.NoError(t, err)
@@ -70,4 +72,13 @@ func TestProcessCPU(t *testing.T) {
 func TestSanitizeMakesCollectionNames(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "triggerflowhot50keyspostgresql", sanitize("triggerflow hot, 50 keys (PostgreSQL)"))
+}
+
+func TestAddRatio(t *testing.T) {
+	t.Parallel()
+	r := &Report{Rows: []Row{{Name: "claim", DeliveriesPerSec: 30}, {Name: "inline", DeliveriesPerSec: 20}, {Name: "failed"}}}
+	r.AddRatio("claim", "inline")
+	r.AddRatio("claim", "missing")
+	r.AddRatio("claim", "failed")
+	require.Equal(t, map[string]float64{"claim / inline": 1.5}, r.Ratios)
 }

@@ -66,6 +66,17 @@ type PipelineConfig struct {
 	PostgresPID int
 	// Pprof turns on http.pprof in all three binaries (see Profile).
 	Pprof bool
+	// Publisher, when set, is the watcher's publisher section as a YAML
+	// flow mapping, e.g. "{imageThreshold: inline}".
+	Publisher string
+	// Worker, when set, adds entries to the worker's worker section, as
+	// YAML flow-mapping entries, e.g. "imageReleaseDelay: 1ms".
+	Worker string
+	// Seed, when set, writes documents to the SQLite store before the
+	// binaries start. The watcher skips them: its checkpoint starts at
+	// their head, and their change log is pruned, so later writes to the
+	// same documents are updates carrying a before image. SQLite only.
+	Seed func(ctx context.Context, st *docstore.Store) error
 }
 
 // BuildBinaries builds watcher, ingest and worker from the module at repo
@@ -111,6 +122,9 @@ triggers:
 		}
 	}()
 	var source string
+	if cfg.PostgresDSN != "" && cfg.Seed != nil {
+		return nil, errors.New("bench: seeding documents needs the SQLite source")
+	}
 	if cfg.PostgresDSN != "" {
 		pcfg, err := pgxpool.ParseConfig(cfg.PostgresDSN)
 		if err != nil {
@@ -140,8 +154,15 @@ triggers:
 		if p.store, err = docstore.Open(ctx, docstore.Config{Path: db}); err != nil {
 			return nil, err
 		}
-		// Start at the beginning of the empty change log so every write counts.
-		if err := p.store.Checkpoints().Save(ctx, watcher.CheckpointPrefix+tfTenant, docstore.FormatPosition(0)); err != nil {
+		// Start at the beginning of the empty change log so every write
+		// counts, or right after the seeded documents.
+		start := docstore.FormatPosition(0)
+		if cfg.Seed != nil {
+			if start, err = seed(ctx, p.store, cfg.Seed); err != nil {
+				return nil, err
+			}
+		}
+		if err := p.store.Checkpoints().Save(ctx, watcher.CheckpointPrefix+tfTenant, start); err != nil {
 			return nil, err
 		}
 		source = fmt.Sprintf("source: sqlite, sqlite: {path: %q}", db)
@@ -149,11 +170,19 @@ triggers:
 	common := func(port int) string {
 		return fmt.Sprintf("log: {format: text, level: warn, temporalLevel: error}\nhttp: {addr: \"127.0.0.1:%d\", pprof: %t}\nnats: {url: %q}\n", port, cfg.Pprof, cfg.NATSURL)
 	}
+	publisher := ""
+	if cfg.Publisher != "" {
+		publisher = "publisher: " + cfg.Publisher + "\n"
+	}
+	workerExtra := ""
+	if cfg.Worker != "" {
+		workerExtra = ", " + cfg.Worker
+	}
 	files := map[string]string{
-		"watcher": fmt.Sprintf("watcher: {tenant: %s, %s, triggers: %q, checkpointInterval: 200ms}\n", tfTenant, source, trig),
+		"watcher": fmt.Sprintf("watcher: {tenant: %s, %s, triggers: %q, checkpointInterval: 200ms}\n%s", tfTenant, source, trig, publisher),
 		"ingest":  fmt.Sprintf("temporal: {hostPort: %q}\n", cfg.TemporalHostPort),
-		"worker": fmt.Sprintf("temporal: {hostPort: %q}\nworker: {allowLoopback: true, quietPeriod: %s, secrets: {dir: %q}, tokens: {keyFile: %q}}\n",
-			cfg.TemporalHostPort, cfg.Quiet, secretsDir, filepath.Join(dir, "keys", "token.pem")),
+		"worker": fmt.Sprintf("temporal: {hostPort: %q}\nworker: {allowLoopback: true, quietPeriod: %s, secrets: {dir: %q}, tokens: {keyFile: %q}%s}\n",
+			cfg.TemporalHostPort, cfg.Quiet, secretsDir, filepath.Join(dir, "keys", "token.pem"), workerExtra),
 	}
 	for _, name := range []string{"watcher", "ingest", "worker"} {
 		port, err := FreePort()
@@ -200,6 +229,28 @@ triggers:
 		}
 	}
 	return p, nil
+}
+
+// seed runs write on st and returns the position after the documents it
+// wrote, with the change log up to there pruned: the watcher starting
+// there neither delivers them nor spends its own time pruning them.
+func seed(ctx context.Context, st *docstore.Store, write func(context.Context, *docstore.Store) error) (string, error) {
+	if err := write(ctx, st); err != nil {
+		return "", fmt.Errorf("seeding documents: %w", err)
+	}
+	src, err := st.Source(tfTenant)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	head, err := src.Head(ctx)
+	if err != nil || head == "" {
+		return docstore.FormatPosition(0), err
+	}
+	if err := src.Confirm(ctx, head); err != nil {
+		return "", fmt.Errorf("pruning the seeded changes: %w", err)
+	}
+	return head, nil
 }
 
 // awaitStartFromNow waits for the watcher's start-from-now checkpoint in
@@ -348,11 +399,23 @@ func fetchTo(ctx context.Context, url, file string) error {
 // here, and a write is an upsert on k, so a hot key's later writes are
 // updates as they are on SQLite.
 func (p *Pipeline) Scenario(ctx context.Context, tc client.Client, name string, hotKeys int) (Scenario, error) {
-	key := func(_ Phase, i int) string { return fmt.Sprintf("d%d", i) }
+	return p.scenario(ctx, tc, name, hotKeys, func(m Mark) ([]byte, error) { return json.Marshal(m) })
+}
+
+// docKey is the key of a cold scenario's event i in any phase.
+func docKey(i int) string { return fmt.Sprintf("d%d", i) }
+
+// collection is the collection scenario name writes in phase ph.
+func collection(name string, ph Phase) string { return fmt.Sprintf("%s-%s", sanitize(name), ph) }
+
+// scenario is Scenario with doc making each event's document (SQLite
+// only; the PostgreSQL rows write the mark's columns).
+func (p *Pipeline) scenario(ctx context.Context, tc client.Client, name string, hotKeys int, doc func(Mark) ([]byte, error)) (Scenario, error) {
+	key := func(_ Phase, i int) string { return docKey(i) }
 	if hotKeys > 0 {
-		key = func(_ Phase, i int) string { return fmt.Sprintf("d%d", i%hotKeys) }
+		key = func(_ Phase, i int) string { return docKey(i % hotKeys) }
 	}
-	coll := func(ph Phase) string { return fmt.Sprintf("%s-%s", sanitize(name), ph) }
+	coll := func(ph Phase) string { return collection(name, ph) }
 	sc := Scenario{
 		Name: name, Key: key, Senders: p.senders, RSS: p.RSS, CPU: p.cpu(),
 		History: func(ctx context.Context, keys []string) (Usage, error) {
@@ -366,7 +429,10 @@ func (p *Pipeline) Scenario(ctx context.Context, tc client.Client, name string, 
 	}
 	if p.pool == nil {
 		sc.Send = func(ctx context.Context, ph Phase, key string, m Mark) error {
-			doc, _ := json.Marshal(m)
+			doc, err := doc(m)
+			if err != nil {
+				return err
+			}
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			return p.store.Put(ctx, tfTenant, coll(ph), key, doc)

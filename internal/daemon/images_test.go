@@ -409,8 +409,8 @@ func requireBucketEmpties(t *testing.T, obs jetstream.ObjectStore, what string) 
 	testenv.Eventually(t, time.Minute, what+" to empty", func() error {
 		st, err := obs.Status(context.Background())
 		require.NoError(t, err)
-		// Each deleted object leaves a small tombstone record.
-		if st.Size() > 64<<10 {
+		// Deleted objects leave nothing behind, not even a marker.
+		if st.Size() != 0 {
 			return fmt.Errorf("it holds %d bytes", st.Size())
 		}
 		return nil
