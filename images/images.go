@@ -181,6 +181,11 @@ func (s *Store) Fetch(ctx context.Context, ref *trigger.ImageRef) ([]byte, error
 	case errors.Is(err, jetstream.ErrDigestMismatch):
 		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "corrupt").Inc()
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, ref.Object, err)
+	case err != nil && s.gone(ctx, obs, ref.Object):
+		// Deleted while it was read: the read fails on the missing
+		// chunks with a timeout rather than "not found".
+		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "missing").Inc()
+		return nil, fmt.Errorf("%w: %q (deleted while it was read)", ErrMissing, ref.Object)
 	case err != nil:
 		s.m.fetchFailed.WithLabelValues(s.tenant(ref.Object), "unavailable").Inc()
 		return nil, fmt.Errorf("images: fetch %q: %w", ref.Object, err)
@@ -198,6 +203,14 @@ func (s *Store) Fetch(ctx context.Context, ref *trigger.ImageRef) ([]byte, error
 func (s *Store) tenant(name string) string {
 	t, _, _ := strings.Cut(name, "/")
 	return s.labels.Label(t)
+}
+
+// gone reports whether the object is known to be absent now.
+func (s *Store) gone(ctx context.Context, obs jetstream.ObjectStore, name string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := obs.GetInfo(ctx, name)
+	return errors.Is(err, jetstream.ErrObjectNotFound)
 }
 
 func bucketOf(ref *trigger.ImageRef) (int, error) {

@@ -12,10 +12,14 @@ import (
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
-// upload is one image to store before its task is published.
+// upload is one image to store before its task is published, and where
+// it came from, so that a task Publish refuses gets its image back.
 type upload struct {
 	name string
 	data []byte
+	raw  *[]byte
+	orig []byte
+	ref  **trigger.ImageRef
 }
 
 // uploadTimeout bounds one attempt to store an image: an object of
@@ -41,10 +45,17 @@ func (p *Publisher) claim(task *trigger.DeliveryTask) []upload {
 		}
 		name := images.ObjectName(task, img.which)
 		ref, canonical := images.Ref(name, *img.raw)
+		ups = append(ups, upload{name: name, data: canonical, raw: img.raw, orig: *img.raw, ref: img.ref})
 		*img.raw, *img.ref = nil, &ref
-		ups = append(ups, upload{name: name, data: canonical})
 	}
 	return ups
+}
+
+// unclaim puts it's images back into its task, which Publish refused.
+func unclaim(it *item) {
+	for _, u := range it.uploads {
+		*u.raw, *u.ref = u.orig, nil
+	}
 }
 
 // reserveImages waits until it's images fit the pending image budget.
@@ -77,6 +88,9 @@ func (p *Publisher) releaseImages(it *item) {
 // be published: a task on the stream always finds its images.
 func (p *Publisher) upload(it *item, timer *time.Timer) error {
 	defer p.releaseImages(it)
+	for i := range it.uploads {
+		it.uploads[i].orig = nil // the task is accepted: keep no second copy
+	}
 	retry := p.retry()
 	for attempt := 1; len(it.uploads) > 0; attempt++ {
 		u := it.uploads[0]

@@ -187,6 +187,7 @@ func (p *Publisher) Publish(ctx context.Context, task *trigger.DeliveryTask, don
 	}
 	it := p.prepare(task, done)
 	if err := p.reserveImages(ctx, it); err != nil {
+		unclaim(it)
 		<-p.slots
 		return err
 	}
@@ -194,6 +195,7 @@ func (p *Publisher) Publish(ctx context.Context, task *trigger.DeliveryTask, don
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		unclaim(it)
 		p.releaseImages(it)
 		<-p.slots
 		return ErrClosed

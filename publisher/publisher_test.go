@@ -24,7 +24,12 @@ import (
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats.go's ObjectStore.Put may start its reconnect listener
+		// after Put cleaned up, and it then waits for good.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"))
+}
 
 // harness is a publisher on a fresh embedded NATS with the streams
 // provisioned as production does.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/tasksig"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -83,6 +84,53 @@ func TestChangedTaskIsRefused(t *testing.T) {
 			require.ErrorContains(t, err, "does not match")
 		})
 	}
+}
+
+// A task signed with its images inline still verifies once the publisher
+// moved them into the image bucket: a reference carries the digest the
+// signature covers. A reference to another image does not verify.
+func TestImagesMovedToReferencesStillVerify(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	s, err := tasksig.NewSigner("k1", priv)
+	require.NoError(t, err)
+	v, err := tasksig.NewVerifier(map[string]ed25519.PublicKey{"k1": pub})
+	require.NoError(t, err)
+	tk := task()
+	s.Sign(tk)
+
+	// As the publisher does: the after image by images.Ref, the before
+	// image by hand.
+	after, _ := images.Ref(images.ObjectName(tk, "after"), tk.After)
+	canonical := trigger.CanonicalImage(tk.Before)
+	before := trigger.ImageRef{Object: images.ObjectName(tk, "before"), Size: int64(len(canonical)), Digest: trigger.ImageDigest(canonical)}
+	moved := *tk
+	moved.After, moved.AfterRef = nil, &after
+	require.NoError(t, moved.Validate())
+	require.NoError(t, v.Verify(&moved), "one image moved")
+	moved.Before, moved.BeforeRef = nil, &before
+	require.NoError(t, moved.Validate())
+	require.NoError(t, v.Verify(&moved), "both images moved")
+	require.Equal(t, tasksig.Message(tk), tasksig.Message(&moved))
+
+	// Where the image is stored is not signed: the digest decides.
+	copied := moved
+	c := after
+	c.Object, c.Bucket = "acme/delivery/evt_1/after", "dead-letters"
+	copied.AfterRef = &c
+	require.NoError(t, v.Verify(&copied))
+
+	forged := moved
+	f := after
+	f.Digest = trigger.ImageDigest(trigger.CanonicalImage(json.RawMessage(`{"status":"refunded"}`)))
+	forged.AfterRef = &f
+	err = v.Verify(&forged)
+	require.ErrorIs(t, err, tasksig.ErrUnauthenticated)
+	require.ErrorContains(t, err, "does not match")
+
+	dropped := moved
+	dropped.BeforeRef = nil
+	require.ErrorIs(t, v.Verify(&dropped), tasksig.ErrUnauthenticated, "an image cannot be removed")
 }
 
 func TestUnsignedAndForeignTasksAreRefused(t *testing.T) {
