@@ -24,6 +24,7 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/engine"
+	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/ingest"
 	"github.com/triggerflow/triggerflow/internal/daemon"
 	"github.com/triggerflow/triggerflow/internal/service"
@@ -207,6 +208,7 @@ func registeredMetrics(t *testing.T) map[string]metric {
 			all = append(all, ingestMetrics(t)...)
 			all = append(all, workerMetrics(t)...)
 			all = append(all, opsServerMetrics(t)...)
+			all = append(all, imageMetrics(t)...)
 		})
 		if !ok {
 			registeredErr = errors.New("building the components failed; see the build sub-test")
@@ -215,7 +217,10 @@ func registeredMetrics(t *testing.T) map[string]metric {
 		registered = map[string]metric{}
 		var dups []string
 		for _, m := range all {
-			if prev, dup := registered[m.Name]; dup {
+			if prev, dup := registered[m.Name]; dup && (prev.Binary == binEvery || m.Binary == binEvery) {
+				// Built by one binary's components here, served by all.
+				m.Binary = binEvery
+			} else if dup {
 				dups = append(dups, fmt.Sprintf("%s (%s and %s)", m.Name, prev.Binary, m.Binary))
 			}
 			registered[m.Name] = m
@@ -363,6 +368,19 @@ func workerMetrics(t *testing.T) []metric {
 func opsServerMetrics(t *testing.T) []metric {
 	rec := newRecorder()
 	rec.MustRegister(service.BuildInfoCollector())
+	return rec.metrics(t, binEvery)
+}
+
+// imageMetrics are the claim check's, which every binary's factory
+// registers: the watcher stores images, the worker fetches them, and
+// every stage's dead letters copy them.
+func imageMetrics(t *testing.T) []metric {
+	ns := testenv.NATS(t)
+	cfg := config.NATS{URL: ns.URL()}.WithDefaults()
+	js := ns.JetStream(t, cfg.Streams())
+	rec := newRecorder()
+	_, err := images.New(js, images.Config{Streams: cfg.Streams(), Registerer: rec})
+	require.NoError(t, err)
 	return rec.metrics(t, binEvery)
 }
 
