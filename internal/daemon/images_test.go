@@ -112,6 +112,22 @@ triggers:
 	return s
 }
 
+// runLargeSQLiteStack is runLargeStack over a SQLite store read from its
+// beginning.
+func runLargeSQLiteStack(t *testing.T) (*largeStack, sqliteDocs) {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "docs.db")
+	store, err := docstore.Open(context.Background(), docstore.Config{Path: db})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	require.NoError(t, store.Checkpoints().Save(context.Background(), watcher.CheckpointPrefix+"acme", docstore.FormatPosition(0)))
+	s := runLargeStack(t, func(trigDir string) config.Watcher {
+		return config.Watcher{Tenant: "acme", SQLite: config.SQLiteSource{Path: db}, Triggers: trigDir,
+			CheckpointInterval: trigger.Duration(10 * time.Millisecond)}
+	})
+	return s, sqliteDocs{store}
+}
+
 // TestLargeDocuments writes 1 MiB and 5 MiB documents (create, update,
 // delete) to each source and checks that the receiver gets every change
 // with its full, exact before and after images, signed as usual; that no
@@ -120,16 +136,8 @@ triggers:
 // the deliveries are done.
 func TestLargeDocuments(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
-		db := filepath.Join(t.TempDir(), "docs.db")
-		store, err := docstore.Open(context.Background(), docstore.Config{Path: db})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = store.Close() })
-		require.NoError(t, store.Checkpoints().Save(context.Background(), watcher.CheckpointPrefix+"acme", docstore.FormatPosition(0)))
-		s := runLargeStack(t, func(trigDir string) config.Watcher {
-			return config.Watcher{Tenant: "acme", SQLite: config.SQLiteSource{Path: db}, Triggers: trigDir,
-				CheckpointInterval: trigger.Duration(10 * time.Millisecond)}
-		})
-		checkLargeDocuments(t, s, sqliteDocs{store})
+		s, src := runLargeSQLiteStack(t)
+		checkLargeDocuments(t, s, src)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		pg := testenv.Postgres(t)
@@ -328,15 +336,7 @@ func (*pgDocs) image(t *testing.T, raw json.RawMessage) json.RawMessage {
 // receiver is fixed delivers the full images from the dead letters'
 // copies, and those copies are deleted once delivered.
 func TestLargeDocumentRedrive(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "docs.db")
-	store, err := docstore.Open(context.Background(), docstore.Config{Path: db})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	require.NoError(t, store.Checkpoints().Save(context.Background(), watcher.CheckpointPrefix+"acme", docstore.FormatPosition(0)))
-	s := runLargeStack(t, func(trigDir string) config.Watcher {
-		return config.Watcher{Tenant: "acme", SQLite: config.SQLiteSource{Path: db}, Triggers: trigDir,
-			CheckpointInterval: trigger.Duration(10 * time.Millisecond)}
-	})
+	s, src := runLargeSQLiteStack(t)
 	var refuse atomic.Bool
 	refuse.Store(true)
 	s.rec.Respond(func(*testenv.Request) testenv.Response {
@@ -349,7 +349,6 @@ func TestLargeDocumentRedrive(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(20, 13))
 	v1, v2 := largeDoc(rng, 1<<20, 1), largeDoc(rng, 1<<20, 2)
-	src := sqliteDocs{store}
 	src.put(t, "big", v1)
 	src.put(t, "big", v2)
 
