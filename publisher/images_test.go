@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -15,12 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/images"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/publisher"
-	"github.com/triggerflow/triggerflow/streams"
 	"github.com/triggerflow/triggerflow/tasksig"
 	"github.com/triggerflow/triggerflow/trigger"
 )
@@ -35,32 +32,17 @@ type imageHarness struct {
 
 func newImageHarness(t *testing.T, adjust func(cfg *publisher.Config, store *images.Store)) *imageHarness {
 	t.Helper()
-	h := &harness{srv: testenv.NATS(t), nats: config.NATS{}.WithDefaults(), reg: prometheus.NewRegistry(), warn: make(chan struct{}, 1)}
-	cfg := publisher.Config{
-		Stream:       h.nats.Stream,
-		AckTimeout:   2 * time.Second,
-		RetryInitial: 10 * time.Millisecond,
-		RetryMax:     200 * time.Millisecond,
-		Registerer:   h.reg,
-		Logger:       slog.New(&testHandler{t: t, warn: h.warn}),
-	}
-	var err error
-	h.js, err = jetstream.New(h.srv.Conn(t), cfg.JetStreamOptions()...)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, streams.Ensure(ctx, h.js, h.nats.Streams()))
-	store, err := images.New(h.js, images.Config{Streams: h.nats.Streams(), ReleaseDelay: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, store.Close()) }) // after the publisher's Close
-	cfg.Images = store
-	if adjust != nil {
-		adjust(&cfg, store)
-	}
-	cfg.DeadLetters = deadletter.NewPublisher(h.js, h.nats.DeadLetterSubject)
-	h.pub, err = publisher.New(h.js, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, h.pub.Close()) })
+	var store *images.Store
+	h := buildHarness(t, nil, func(h *harness, cfg *publisher.Config) {
+		var err error
+		store, err = images.New(h.js, images.Config{Streams: h.nats.Streams(), ReleaseDelay: -1})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, store.Close()) }) // after the publisher's Close
+		cfg.Images = store
+		if adjust != nil {
+			adjust(cfg, store)
+		}
+	})
 	return &imageHarness{harness: h, store: store}
 }
 

@@ -44,6 +44,13 @@ type harness struct {
 
 func newHarness(t testing.TB, adjust func(*publisher.Config)) *harness {
 	t.Helper()
+	return buildHarness(t, adjust, nil)
+}
+
+// buildHarness is newHarness with a second hook, streamsReady, that runs
+// once the streams and buckets exist, before the publisher is made.
+func buildHarness(t testing.TB, adjust func(*publisher.Config), streamsReady func(*harness, *publisher.Config)) *harness {
+	t.Helper()
 	h := &harness{srv: testenv.NATS(t), nats: config.NATS{}.WithDefaults(), reg: prometheus.NewRegistry(), warn: make(chan struct{}, 1)}
 	cfg := publisher.Config{
 		Stream:       h.nats.Stream,
@@ -62,6 +69,9 @@ func newHarness(t testing.TB, adjust func(*publisher.Config)) *harness {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, streams.Ensure(ctx, h.js, h.nats.Streams()))
+	if streamsReady != nil {
+		streamsReady(h, &cfg)
+	}
 	cfg.DeadLetters = deadletter.NewPublisher(h.js, h.nats.DeadLetterSubject)
 	h.pub, err = publisher.New(h.js, cfg)
 	require.NoError(t, err)

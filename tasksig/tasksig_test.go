@@ -33,13 +33,20 @@ func task() *trigger.DeliveryTask {
 	}
 }
 
-func TestSignedTaskVerifies(t *testing.T) {
-	t.Parallel()
+// keyPair is a signer and a verifier of one new key, "k1".
+func keyPair(t *testing.T) (*tasksig.Signer, *tasksig.Verifier) {
+	t.Helper()
 	pub, priv := newKey(t)
 	s, err := tasksig.NewSigner("k1", priv)
 	require.NoError(t, err)
 	v, err := tasksig.NewVerifier(map[string]ed25519.PublicKey{"k1": pub})
 	require.NoError(t, err)
+	return s, v
+}
+
+func TestSignedTaskVerifies(t *testing.T) {
+	t.Parallel()
+	s, v := keyPair(t)
 
 	tk := task()
 	s.Sign(tk)
@@ -60,9 +67,7 @@ func TestSignedTaskVerifies(t *testing.T) {
 
 func TestChangedTaskIsRefused(t *testing.T) {
 	t.Parallel()
-	pub, priv := newKey(t)
-	s, _ := tasksig.NewSigner("k1", priv)
-	v, _ := tasksig.NewVerifier(map[string]ed25519.PublicKey{"k1": pub})
+	s, v := keyPair(t)
 	for name, change := range map[string]func(*trigger.DeliveryTask){
 		"url":        func(t *trigger.DeliveryTask) { t.URL = "https://attacker.example/" },
 		"tenant":     func(t *trigger.DeliveryTask) { t.Tenant = "globex" },
@@ -91,11 +96,7 @@ func TestChangedTaskIsRefused(t *testing.T) {
 // signature covers. A reference to another image does not verify.
 func TestImagesMovedToReferencesStillVerify(t *testing.T) {
 	t.Parallel()
-	pub, priv := newKey(t)
-	s, err := tasksig.NewSigner("k1", priv)
-	require.NoError(t, err)
-	v, err := tasksig.NewVerifier(map[string]ed25519.PublicKey{"k1": pub})
-	require.NoError(t, err)
+	s, v := keyPair(t)
 	tk := task()
 	s.Sign(tk)
 
@@ -124,7 +125,7 @@ func TestImagesMovedToReferencesStillVerify(t *testing.T) {
 	f := after
 	f.Digest = trigger.ImageDigest(trigger.CanonicalImage(json.RawMessage(`{"status":"refunded"}`)))
 	forged.AfterRef = &f
-	err = v.Verify(&forged)
+	err := v.Verify(&forged)
 	require.ErrorIs(t, err, tasksig.ErrUnauthenticated)
 	require.ErrorContains(t, err, "does not match")
 
