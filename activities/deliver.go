@@ -106,6 +106,7 @@ func (a *Activities) Deliver(ctx context.Context, task trigger.DeliveryTask) (Re
 		}
 		return Result{}, f.ApplicationError()
 	}
+	a.release(task)
 	return res, nil
 }
 
@@ -123,10 +124,29 @@ func (a *Activities) DeliverBatch(ctx context.Context, tasks []trigger.DeliveryT
 		}
 	}
 	out := a.deliverBatch(ctx, tasks)
-	if key != "" && ctx.Err() == nil {
-		a.replayed.put(key, tasks, out)
+	if ctx.Err() == nil {
+		if key != "" {
+			a.replayed.put(key, tasks, out)
+		}
+		a.release(tasks[:out.Delivered]...)
 	}
 	return out, nil
+}
+
+// release hands the stored images of delivered tasks to the image store
+// for deletion. Only once the activity returns: a batch Temporal runs
+// again (its result was never recorded: a worker crash, a timeout)
+// delivers its earlier tasks again and needs their images, so the
+// release delay counts from here, not from each POST.
+func (a *Activities) release(tasks ...trigger.DeliveryTask) {
+	if a.images == nil {
+		return
+	}
+	for i := range tasks {
+		if tasks[i].BeforeRef != nil || tasks[i].AfterRef != nil {
+			a.images.Release(tasks[i].BeforeRef, tasks[i].AfterRef)
+		}
+	}
 }
 
 func (a *Activities) deliverBatch(ctx context.Context, tasks []trigger.DeliveryTask) BatchResult {
@@ -186,9 +206,6 @@ func metricLabels(task *trigger.DeliveryTask) (collection, hashed string) {
 }
 
 func (a *Activities) delivered(ctx context.Context, task *trigger.DeliveryTask, res Result) {
-	if a.images != nil && (task.BeforeRef != nil || task.AfterRef != nil) {
-		a.images.Release(task.BeforeRef, task.AfterRef)
-	}
 	collection, hashed := metricLabels(task)
 	a.metrics.attempts.WithLabelValues(task.Tenant, collection, hashed, "success").Inc()
 	a.metrics.tasks.WithLabelValues(task.Tenant, collection, hashed).Inc()
@@ -319,6 +336,11 @@ func (a *Activities) oversize(n int) *Failure {
 		"webhook body is %d bytes, more than the %d allowed (worker.maxBodyBytes)", n, a.cfg.MaxBodyBytes)}
 }
 
+// imageFetchTimeout bounds the fetch of one image, so a fetch stuck on a
+// lost connection fails the attempt (IMAGE_UNAVAILABLE, retried) instead
+// of holding a batch until its own timeout.
+const imageFetchTimeout = 30 * time.Second
+
 // withImages returns task with the images it references fetched and
 // verified, or task itself when it carries them.
 func (a *Activities) withImages(ctx context.Context, task *trigger.DeliveryTask) (*trigger.DeliveryTask, *Failure) {
@@ -347,7 +369,9 @@ func (a *Activities) withImages(ctx context.Context, task *trigger.DeliveryTask)
 		if img.ref == nil {
 			continue
 		}
-		b, err := a.images.Fetch(ctx, img.ref)
+		fctx, cancel := context.WithTimeout(ctx, imageFetchTimeout)
+		b, err := a.images.Fetch(fctx, img.ref)
+		cancel()
 		switch {
 		case errors.Is(err, images.ErrMissing), errors.Is(err, images.ErrCorrupt), errors.Is(err, images.ErrUnknownBucket):
 			return nil, &Failure{Type: TypeImageMissing, Message: err.Error()}

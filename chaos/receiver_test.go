@@ -1,7 +1,11 @@
 package chaos_test
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +27,10 @@ type delivery struct {
 	seq       int
 	webhookID string
 	at        time.Time
+	// eventID, and the images as imageDigest reads them, when the
+	// receiver keeps image digests (keepImageDigests).
+	eventID, before, after string
+	arrived                time.Time // when the request came in
 }
 
 // receiver records accepted deliveries and fails on demand. Only a 200
@@ -41,6 +49,12 @@ type receiver struct {
 	bad      []string // requests that could not be parsed
 	got      map[[2]any]bool
 	arrived  chan struct{}
+
+	keepImages bool           // see keepImageDigests
+	onAccept   func(delivery) // see setOnAccept
+
+	digestMu sync.Mutex
+	digests  map[[sha256.Size]byte]string // imageDigest by SHA-256 of the bytes received
 }
 
 func newReceiver(t testing.TB, hold time.Duration) *receiver {
@@ -71,6 +85,7 @@ func (r *receiver) setLatency(d time.Duration) {
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	arrived := time.Now()
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
 		return
@@ -105,25 +120,136 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	var env struct {
 		Data struct {
-			DocKey string `json:"docKey"`
-			After  struct {
-				Seq *int `json:"seq"`
-			} `json:"after"`
+			DocKey  string          `json:"docKey"`
+			EventID string          `json:"eventId"`
+			Before  json.RawMessage `json:"before"`
+			After   json.RawMessage `json:"after"`
 		} `json:"data"`
 	}
 	id := req.Header.Get("webhook-id")
+	err = json.Unmarshal(body, &env)
+	var seq *int
+	if err == nil {
+		seq, err = seqOf(env.Data.After)
+	}
+	d := delivery{key: env.Data.DocKey, webhookID: id, eventID: env.Data.EventID, arrived: arrived}
+	r.mu.Lock()
+	keep := r.keepImages
+	r.mu.Unlock()
+	if err == nil && keep {
+		if d.before, err = r.imageDigest(env.Data.Before); err == nil {
+			d.after, err = r.imageDigest(env.Data.After)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := json.Unmarshal(body, &env); err != nil || env.Data.After.Seq == nil || id == "" {
+	if err != nil || seq == nil || id == "" {
 		r.bad = append(r.bad, string(body))
 		w.WriteHeader(http.StatusOK) // retrying would not make it parse
 		return
 	}
-	r.accepted = append(r.accepted, delivery{key: env.Data.DocKey, seq: *env.Data.After.Seq, webhookID: id, at: time.Now()})
-	r.got[[2]any{env.Data.DocKey, *env.Data.After.Seq}] = true
+	d.seq, d.at = *seq, time.Now()
+	r.accepted = append(r.accepted, d)
+	r.got[[2]any{d.key, d.seq}] = true
+	if r.onAccept != nil {
+		r.onAccept(d)
+	}
 	close(r.arrived)
 	r.arrived = make(chan struct{})
 	w.WriteHeader(http.StatusOK)
+}
+
+// keepImageDigests makes the receiver record each delivery's event id and
+// the digests of its before and after images.
+func (r *receiver) keepImageDigests() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keepImages = true
+}
+
+// setOnAccept makes the receiver call f with every delivery it accepts,
+// before it answers 200; nil stops it. f runs with the receiver locked and
+// must not call its methods.
+func (r *receiver) setOnAccept(f func(delivery)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onAccept = f
+}
+
+// imageDigest is imageDigest of an image received, computed once per
+// distinct bytes: an update's before image is the previous change's after,
+// and a repeated delivery carries both again.
+func (r *receiver) imageDigest(raw json.RawMessage) (string, error) {
+	sum := sha256.Sum256(raw)
+	r.digestMu.Lock()
+	d, ok := r.digests[sum]
+	r.digestMu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := imageDigest(raw)
+	if err != nil {
+		return "", err
+	}
+	r.digestMu.Lock()
+	if r.digests == nil {
+		r.digests = map[[sha256.Size]byte]string{}
+	}
+	r.digests[sum] = d
+	r.digestMu.Unlock()
+	return d, nil
+}
+
+// seqOf reads the top-level "seq" of a document, nil if it has none. It
+// reads no further than that member.
+func seqOf(doc json.RawMessage) (*int, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if tok, err := dec.Token(); err != nil {
+		return nil, err
+	} else if tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %v", tok)
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if key == "seq" {
+			var n int
+			if err := dec.Decode(&n); err != nil {
+				return nil, err
+			}
+			return &n, nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// imageDigest identifies a JSON value regardless of its encoding: the
+// SHA-256 of its re-encoding after an unmarshal that keeps numbers as
+// written (object keys sorted, strings escaped one way), so two documents
+// digest alike exactly when they unmarshal equal. An absent or null image
+// digests as "".
+func imageDigest(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // distinct is how many different (key, seq) were accepted.

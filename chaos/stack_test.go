@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ type stackConfig struct {
 	ingests, workers int
 	ingest           string // e.g. "{sharing: pinned}"
 	worker           string // extra worker keys, e.g. "maxConnsPerHost: 2"
+	// workerNATS, when set, returns the NATS URL the workers connect to
+	// given the server's, e.g. a proxy's in front of it.
+	workerNATS func(natsURL string) string
 }
 
 // stack is Triggerflow deployed as separate processes, as in production:
@@ -94,14 +98,25 @@ func startStack(tb testing.TB, cfg stackConfig) *stack {
 		"tenant: acme\ntriggers:\n  - triggerId: all\n    collection: items\n    url: %s/hook\n", st.rcv.url), 0o600))
 	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "secrets"), 0o700))
 
-	launch := func(name, bin, cfg string) service {
-		ops := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
-		path := filepath.Join(dir, name+".yaml")
-		require.NoError(tb, os.WriteFile(path, fmt.Appendf(nil,
-			"log: {format: text, level: warn, temporalLevel: error}\nhttp: {addr: %q}\nnats: {url: %q}\n%s", ops, st.natsURL, cfg), 0o600))
-		s := service{proc: newProc(tb, name, filepath.Join(bins, bin), "--config", path), ops: ops}
-		s.start()
-		return s
+	// launch starts a service with its ops server on a free port. Another
+	// process (another test's listener, an outgoing connection's local
+	// port) may take the port between freePort and the service's bind,
+	// which the service opens first; the service then exits at once and
+	// launch picks another port.
+	launch := func(name, bin, natsURL, cfg string) service {
+		for attempt := 1; ; attempt++ {
+			ops := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
+			path := filepath.Join(dir, name+".yaml")
+			require.NoError(tb, os.WriteFile(path, fmt.Appendf(nil,
+				"log: {format: text, level: warn, temporalLevel: error}\nhttp: {addr: %q}\nnats: {url: %q}\n%s", ops, natsURL, cfg), 0o600))
+			s := service{proc: newProc(tb, name, filepath.Join(bins, bin), "--config", path), ops: ops}
+			s.start()
+			if awaitListening(tb, s.proc, ops) {
+				return s
+			}
+			require.Less(tb, attempt, 5, "%s: ops port taken before it bound it, %d times", name, attempt)
+			tb.Logf("%s: ops port %s was taken before it bound it; trying another", name, ops)
+		}
 	}
 	temporalCfg := fmt.Sprintf("temporal: {hostPort: %q, taskQueue: %s}\n", st.temporal.HostPort(), scaleTaskQueue)
 	workerCfg := fmt.Sprintf("worker: {allowLoopback: true, secrets: {dir: %q}, tokens: {keyFile: %q}", filepath.Join(dir, "secrets"),
@@ -112,15 +127,19 @@ func startStack(tb testing.TB, cfg stackConfig) *stack {
 	}
 	workerCfg += "}\n"
 	for i := range cfg.ingests {
-		st.ingests = append(st.ingests, launch(fmt.Sprintf("ingest-%d", i), "ingest", temporalCfg+"ingest: "+cfg.ingest+"\n"))
+		st.ingests = append(st.ingests, launch(fmt.Sprintf("ingest-%d", i), "ingest", st.natsURL, temporalCfg+"ingest: "+cfg.ingest+"\n"))
+	}
+	workerNATS := st.natsURL
+	if cfg.workerNATS != nil {
+		workerNATS = cfg.workerNATS(st.natsURL)
 	}
 	var pids []int
 	for i := range cfg.workers {
-		w := launch(fmt.Sprintf("worker-%d", i), "worker", temporalCfg+workerCfg)
+		w := launch(fmt.Sprintf("worker-%d", i), "worker", workerNATS, temporalCfg+workerCfg)
 		st.workers = append(st.workers, w)
 		pids = append(pids, w.cmd.Process.Pid)
 	}
-	st.watcher = launch("watcher", "watcher", fmt.Sprintf("watcher: {tenant: acme, sqlite: {path: %q}, triggers: %q}\n", db, trigDir))
+	st.watcher = launch("watcher", "watcher", st.natsURL, fmt.Sprintf("watcher: {tenant: acme, sqlite: {path: %q}, triggers: %q}\n", db, trigDir))
 	for _, s := range append(append([]service(nil), st.ingests...), st.workers...) {
 		awaitReady(tb, st.hc, s.proc, s.ops)
 	}
@@ -176,6 +195,28 @@ func awaitReady(tb testing.TB, hc *http.Client, p *proc, ops string) {
 		}
 		return nil
 	})
+}
+
+// awaitListening waits until a service started on ops accepts
+// connections there. It reports false if the service exited because the
+// address was in use, and fails the test if it exited otherwise.
+func awaitListening(tb testing.TB, p *proc, ops string) bool {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if p.exited() {
+			out, err := os.ReadFile(p.log)
+			require.NoError(tb, err)
+			require.Contains(tb, string(out), "address already in use", "%s exited at start; see its output", p.name)
+			return false
+		}
+		if c, err := net.DialTimeout("tcp", ops, time.Second); err == nil {
+			c.Close()
+			return true
+		}
+		require.True(tb, time.Now().Before(deadline), "%s does not listen on %s", p.name, ops)
+		time.Sleep(10 * time.Millisecond) // polling a child process's start
+	}
 }
 
 // awaitPollers waits until Temporal lists a poller of every process in

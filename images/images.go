@@ -70,9 +70,11 @@ type Config struct {
 	// store uses (streams.Ensure creates them).
 	Streams streams.Config
 	// ReleaseDelay is how long an image outlives the delivery that
-	// consumed it, so that a delivery retried after a worker crash (its
-	// result not yet recorded) still finds it. Defaults to 1m; negative
-	// deletes at once.
+	// consumed it, so that a delivery Temporal runs again (its result not
+	// yet recorded: a worker crash, a refused workflow task) still finds
+	// it. The pending deletions live in memory: a killed worker leaves
+	// its images to the bucket's TTL. Defaults to 1m; negative deletes at
+	// once.
 	ReleaseDelay time.Duration
 	// Logger receives deletion failures; nil discards.
 	Logger *slog.Logger
