@@ -158,9 +158,11 @@ type run struct {
 	// binDir holds the watcher, ingest and worker binaries.
 	binDir string
 	srv    *Servers
-	rec    *Receiver
-	rep    *Report
-	pcfg   PipelineConfig
+	// temporalUsed is set once a row group ran on the first dev server.
+	temporalUsed bool
+	rec          *Receiver
+	rep          *Report
+	pcfg         PipelineConfig
 }
 
 // Run measures the rows o selects, or soaks, prints the table and writes
@@ -363,6 +365,9 @@ func (r *run) rawRows() error {
 	if !r.o.want("b") && !r.o.want("c") {
 		return nil
 	}
+	if err := r.freshTemporal(); err != nil {
+		return err
+	}
 	w, err := StartRawWorker(r.srv.Client, r.rec.URL+"/raw")
 	if err != nil {
 		return err
@@ -375,6 +380,18 @@ func (r *run) rawRows() error {
 		r.measure(r.rawTemporal(true), r.sizes)
 	}
 	return nil
+}
+
+// freshTemporal gives the next group of rows a Temporal dev server of its
+// own; see Servers.FreshTemporal. The first group gets the one
+// startShared started.
+func (r *run) freshTemporal() error {
+	if r.srv.runs == 1 && !r.temporalUsed {
+		r.temporalUsed = true
+		return nil
+	}
+	r.step("starting a fresh Temporal dev server")
+	return r.srv.FreshTemporal(r.ctx)
 }
 
 func (r *run) rawTemporal(hot bool) Scenario {
@@ -403,6 +420,9 @@ func (r *run) rawJetStreamRow() error {
 func (r *run) triggerflowRows(source, cold, hot string, cfg PipelineConfig, profile bool) error {
 	if !r.o.want(cold) && !r.o.want(hot) {
 		return nil
+	}
+	if err := r.freshTemporal(); err != nil {
+		return err
 	}
 	r.step("starting the Triggerflow binaries (" + source + ")")
 	cfg.Pprof = profile

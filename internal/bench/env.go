@@ -22,6 +22,10 @@ type Servers struct {
 	NATS     *server.Server
 	Temporal *testsuite.DevServer
 	Client   client.Client
+
+	cli, dir string
+	port     int
+	runs     int // Temporal dev servers started
 }
 
 // StartServers embeds a file-backed JetStream server and starts the
@@ -36,12 +40,41 @@ func StartServers(ctx context.Context, dir, cli string) (*Servers, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := daemon.TemporalDevServer{CLI: cli, CLIHint: "run `make tools` or set TRIGGERFLOW_TEMPORAL_CLI", Dir: dir, Port: port}.Start(ctx)
-	if err != nil {
+	s := &Servers{NATS: ns, cli: cli, dir: dir, port: port}
+	if err := s.startTemporal(ctx); err != nil {
 		ns.Shutdown()
 		return nil, err
 	}
-	return &Servers{NATS: ns, Temporal: dev, Client: dev.Client()}, nil
+	return s, nil
+}
+
+// startTemporal starts a Temporal dev server on s.port with an empty
+// database of its own.
+func (s *Servers) startTemporal(ctx context.Context) error {
+	s.runs++
+	dir := filepath.Join(s.dir, fmt.Sprintf("temporal-%d", s.runs))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dev, err := daemon.TemporalDevServer{CLI: s.cli, CLIHint: "run `make tools` or set TRIGGERFLOW_TEMPORAL_CLI", Dir: dir, Port: s.port}.Start(ctx)
+	if err != nil {
+		return err
+	}
+	s.Temporal, s.Client = dev, dev.Client()
+	return nil
+}
+
+// FreshTemporal replaces the Temporal dev server by one on an empty
+// database, on the same port, so a row does not pay for the workflows of
+// the rows before it: the dev server's SQLite database and its indexes
+// grow with every run, and a row measured later would run slower for
+// that alone. Start the row's clients (binaries, workers) after it.
+func (s *Servers) FreshTemporal(ctx context.Context) error {
+	s.Client.Close()
+	if err := s.Temporal.Stop(); err != nil {
+		return fmt.Errorf("stop the Temporal dev server: %w", err)
+	}
+	return s.startTemporal(ctx)
 }
 
 // Close stops both servers.

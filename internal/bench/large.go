@@ -208,6 +208,9 @@ func (r *run) largeRow(key string, inline bool) error {
 		cfg.Worker = "imageReleaseDelay: " + largeReleaseDelay
 	}
 	cfg.Seed = seedLarge(name, sz, doc)
+	if err := r.freshTemporal(); err != nil {
+		return err
+	}
 	counts := seedCounts(sz)
 	n := 0
 	for _, c := range counts {
