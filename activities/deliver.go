@@ -363,11 +363,15 @@ func (a *Activities) withImages(ctx context.Context, task *trigger.DeliveryTask)
 	}
 	full := *task
 	for _, img := range []struct {
-		ref *trigger.ImageRef
-		raw *json.RawMessage
-	}{{task.BeforeRef, &full.Before}, {task.AfterRef, &full.After}} {
+		which string
+		ref   *trigger.ImageRef
+		raw   *json.RawMessage
+	}{{"before", task.BeforeRef, &full.Before}, {"after", task.AfterRef, &full.After}} {
 		if img.ref == nil {
 			continue
+		}
+		if err := images.CheckRef(task, img.which, img.ref); err != nil {
+			return nil, &Failure{Type: TypeImageMissing, Message: err.Error()}
 		}
 		fctx, cancel := context.WithTimeout(ctx, imageFetchTimeout)
 		b, err := a.images.Fetch(fctx, img.ref)

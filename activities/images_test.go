@@ -331,3 +331,34 @@ func TestDefaultMaxBodyBytes(t *testing.T) {
 	require.Equal(t, 5<<20, activities.Config{}.WithDefaults().MaxBodyBytes)
 	require.Equal(t, activities.DefaultMaxBodyBytes, activities.Config{}.WithDefaults().MaxBodyBytes)
 }
+
+// The signature covers an image's digest, not its object name: a task
+// whose reference names another task's or tenant's object fetches nothing
+// (and so can never have that object deleted after a delivery).
+func TestForeignImageReferenceIsRefused(t *testing.T) {
+	t.Parallel()
+	for name, ref := range map[string]trigger.ImageRef{
+		"another task's image":              {Object: "acme/evt_other/after"},
+		"another tenant's dead-letter copy": {Object: "globex/delivery/evt_mine/after", Bucket: images.DeadLetterBucket},
+		"the wrong side":                    {Object: "acme/evt_mine/before"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			store := newFakeImages()
+			f := newFixture(t, activities.Config{}, activities.Deps{Images: store})
+			task := withRefs(store, f.task("evt_mine"))
+			forged := *task.AfterRef
+			forged.Object, forged.Bucket = ref.Object, ref.Bucket
+			task.AfterRef = &forged
+
+			_, err := f.deliver(t, task)
+			appErr, fl := failure(t, err)
+			require.Equal(t, activities.TypeImageMissing, appErr.Type())
+			require.Contains(t, fl.Message, "does not name this task's image")
+			for _, r := range store.fetchedRefs() {
+				require.Equal(t, *task.BeforeRef, r, "only the task's own before image is fetched")
+			}
+			require.Empty(t, f.rec.Requests(), "nothing sent")
+		})
+	}
+}

@@ -217,7 +217,8 @@ type NATS struct {
 	// ImageMaxAge is how long a large document image, stored in the
 	// Stream + "_IMAGES" bucket while its task waits for delivery, is
 	// kept; delivered tasks' images are deleted sooner. It must be at
-	// least MaxAge. Defaults to MaxAge.
+	// least MaxAge, and should cover MaxAge plus the longest a delivery
+	// may retry or a key stay blocked. Defaults to twice MaxAge (336h).
 	ImageMaxAge trigger.Duration `yaml:"imageMaxAge"`
 	// Provisioning is "create" or "verify"; see the Provision constants.
 	// Defaults to "create".
@@ -288,6 +289,8 @@ func (n NATS) Validate() error { p := &problems{}; n.check(p); return p.err() }
 func (n NATS) check(p *problems) {
 	checkNATSURL(p, "nats.url", n.URL)
 	checkJetStreamName(p, "nats.stream", n.Stream)
+	checkBucketBase(p, "nats.stream", n.Stream)
+	checkBucketBase(p, "nats.deadLetterSubject", n.DeadLetterSubject)
 	checkJetStreamName(p, "nats.consumer", n.Consumer)
 	p.between("nats.replicas", n.Replicas, 1, 5)
 	p.positive("nats.maxAge", n.MaxAge)
@@ -362,6 +365,20 @@ func checkNATSURL(p *problems, field, value string) {
 
 // checkJetStreamName applies the server's rules for stream and consumer
 // names, which double as file names on the server's disk.
+// checkBucketBase reports a stream name whose image bucket (name +
+// "_IMAGES") JetStream would refuse: bucket names hold letters, digits,
+// '-' and '_' only.
+func checkBucketBase(p *problems, field, value string) {
+	if value == "" || len(value) > 255 || strings.ContainsAny(value, ".*>/\\ \t\r\n") {
+		return // checkJetStreamName or checkSubject reports it
+	}
+	if strings.IndexFunc(value, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		p.add(field, value, "may hold letters, digits, '-' and '_' only: its image bucket %q is named after it", value+"_IMAGES")
+	}
+}
+
 func checkJetStreamName(p *problems, field, value string) {
 	if value == "" {
 		p.required(field, value)

@@ -149,6 +149,30 @@ func ObjectName(t *trigger.DeliveryTask, which string) string {
 	return t.Tenant + "/" + t.DedupeKey() + "/" + which
 }
 
+// ErrForeignRef is a reference that does not name an image of the task
+// carrying it. The signature covers an image's digest only, so the worker
+// binds the object to the task by name: a task can neither read nor, once
+// delivered, delete another task's or tenant's objects.
+var ErrForeignRef = errors.New("document image reference does not name this task's image")
+
+// CheckRef reports whether ref, the task's which ("before" or "after")
+// image, names an object of the task: its own in the task bucket, or a
+// copy kept for one of its tenant's dead letters.
+func CheckRef(t *trigger.DeliveryTask, which string, ref *trigger.ImageRef) error {
+	ok := false
+	switch ref.Bucket {
+	case "":
+		// Named when the task was published, before any redrive.
+		ok = ref.Object == t.Tenant+"/"+t.EventID+"/"+which
+	case DeadLetterBucket:
+		ok = strings.HasPrefix(ref.Object, t.Tenant+"/") && strings.HasSuffix(ref.Object, "/"+which)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s image %q in bucket %q", ErrForeignRef, which, ref.Object, ref.Bucket)
+	}
+	return nil
+}
+
 // Put stores canonical (from Ref) under name in the task bucket.
 func (s *Store) Put(ctx context.Context, name string, canonical []byte) error {
 	obs, err := s.open(ctx, taskBucket)
@@ -287,7 +311,15 @@ func (s *Store) Close() error {
 	}
 	clear(s.pending)
 	s.mu.Unlock()
+	// A few seconds at most: a stop must not wait on thousands of
+	// deletions (or on NATS being away); what is left expires with the
+	// bucket's TTL.
+	deadline := time.Now().Add(closeDeletions)
 	for _, key := range now {
+		if time.Now().After(deadline) {
+			s.log.Warn("image deletions left to the bucket's TTL at close", "left", len(now))
+			break
+		}
 		for i, b := range s.names {
 			if name, ok := strings.CutPrefix(key, b+"/"); ok {
 				s.delete(i, name)
@@ -297,6 +329,9 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	return nil
 }
+
+// closeDeletions bounds the deletions Close makes.
+const closeDeletions = 5 * time.Second
 
 // copyToDeadLetters copies ref's image into the dead-letter bucket under
 // name and returns the copy's reference. A missing source is reported as

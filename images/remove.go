@@ -12,8 +12,7 @@ import (
 // ObjectStore.Delete keeps a "deleted" marker on the object's meta
 // subject until the bucket's TTL; every image has a name of its own, so
 // those markers would pile up, two per delivered update, each on a
-// subject of its own. Purging the meta subject first hides the object
-// from new reads at once; its chunks go next. It returns
+// subject of its own. It returns
 // jetstream.ErrObjectNotFound for an object that is not there.
 func remove(ctx context.Context, js jetstream.JetStream, obs jetstream.ObjectStore, bucket, name string) error {
 	info, err := obs.GetInfo(ctx, name, jetstream.GetObjectInfoShowDeleted())
@@ -24,15 +23,17 @@ func remove(ctx context.Context, js jetstream.JetStream, obs jetstream.ObjectSto
 	if err != nil {
 		return fmt.Errorf("look up the stream of bucket %q: %w", bucket, err)
 	}
+	// Chunks first: a failure between the two purges leaves a meta
+	// without chunks, which a later removal finds and clears, rather than
+	// chunks no meta points at any more.
+	if info.NUID != "" {
+		if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+bucket+".C."+info.NUID)); err != nil {
+			return fmt.Errorf("purge the chunks of %q: %w", name, err)
+		}
+	}
 	meta := "$O." + bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
 	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(meta)); err != nil {
 		return fmt.Errorf("purge the meta of %q: %w", name, err)
-	}
-	if info.NUID == "" {
-		return nil
-	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+bucket+".C."+info.NUID)); err != nil {
-		return fmt.Errorf("purge the chunks of %q: %w", name, err)
 	}
 	if info.Deleted {
 		// Only a marker was left: nothing to count.

@@ -312,6 +312,7 @@ func (p *Publisher) prepare(task *trigger.DeliveryTask, done func(error)) *item 
 	it.uploads = p.claim(task)
 	data, err := task.Encode()
 	if err != nil {
+		it.uploads = nil
 		it.dl = p.record(task, ReasonInvalidTask, "encode: "+err.Error(), false)
 		return it
 	}

@@ -62,8 +62,9 @@ type Config struct {
 	// republished tasks.
 	DuplicateWindow time.Duration
 	// ImageMaxAge bounds how long a document image stored for a task (see
-	// ImageBucket) is kept; it must not be shorter than MaxAge. Defaults
-	// to MaxAge.
+	// ImageBucket) is kept; it must not be shorter than MaxAge. A task may
+	// wait MaxAge on the stream and then retry, or stay blocked, in
+	// Temporal: defaults to twice MaxAge.
 	ImageMaxAge time.Duration
 	// Provisioning is ProvisionCreate or ProvisionVerify.
 	Provisioning Provisioning
@@ -101,7 +102,7 @@ func (c Config) WithDefaults() Config {
 		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if c.ImageMaxAge == 0 {
-		c.ImageMaxAge = c.MaxAge
+		c.ImageMaxAge = 2 * c.MaxAge
 	}
 	if c.Provisioning == "" {
 		c.Provisioning = ProvisionCreate

@@ -53,6 +53,8 @@ const (
 	reasonInvalid   = "invalid-task"
 	// reasonUnauthenticated is a task whose signature did not verify.
 	reasonUnauthenticated = "unauthenticated"
+	// reasonImageMissing is a task whose stored document image is gone.
+	reasonImageMissing = "image-missing"
 )
 
 // deadLetterReason maps a failure type to a dead-letter reason.
@@ -74,7 +76,7 @@ func deadLetterReason(failureType string, retryable bool) string {
 	case activities.TypeUnauthenticated:
 		return reasonUnauthenticated
 	case activities.TypeImageMissing:
-		return "image-missing"
+		return reasonImageMissing
 	}
 	return "non-retryable"
 }
@@ -511,7 +513,9 @@ func (m *mailbox) fail(task trigger.DeliveryTask, reason, detail string) error {
 		// keep its event id, or a forged copy signalled first would make
 		// the workflow drop the real task as a duplicate.
 		m.forget(task.DedupeKey())
-	} else if task.OnFailure == trigger.FailureBlock {
+	} else if task.OnFailure == trigger.FailureBlock && reason != reasonImageMissing {
+		// (An image that is gone cannot come back: blocking the key for
+		// an operator's retry would hold it for good.)
 		m.blocked = &BlockState{EventID: task.EventID, Reason: reason, Detail: detail}
 		m.log.Warn("delivery failed, key blocked until an unblock signal", "eventId", task.EventID, "reason", reason, "detail", detail)
 		m.showBlocked()

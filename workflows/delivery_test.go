@@ -60,6 +60,9 @@ func foreignTask(id string) trigger.DeliveryTask {
 type outcome struct {
 	status     int
 	retryAfter time.Duration
+	// failType fails the attempt, without retry, with this type instead
+	// of the status's.
+	failType string
 }
 
 type call struct {
@@ -114,6 +117,8 @@ func (r *receiver) attempt(ctx context.Context, t trigger.DeliveryTask, batch bo
 		Body:    "nope",
 	}
 	switch {
+	case out.failType != "":
+		f.Type, f.Status = out.failType, 0
 	case out.status == 429:
 		f.Type, f.Retryable = activities.TypeHTTPThrottled, true
 	case out.status >= 500:
@@ -559,6 +564,24 @@ func TestBlockedKeyWaitsForOperator(t *testing.T) {
 				}
 			}
 		})
+	})
+}
+
+// A task whose stored image is gone is dead-lettered even when its
+// trigger blocks the key on failure: no retry can bring the image back,
+// so a block would hold the key for good.
+func TestMissingImageNeverBlocksTheKey(t *testing.T) {
+	t.Parallel()
+	eachMode(t, testOptions, func(t *testing.T, opts workflows.Options) {
+		env, r := newEnv(t, opts)
+		r.respond("gone", outcome{status: 500, failType: activities.TypeImageMissing})
+		gone := task("gone")
+		gone.OnFailure = trigger.FailureBlock
+		signalAt(env, 0, gone, task("next"))
+		execute(t, env, testKey)
+
+		require.Len(t, r.callsFor("gone"), 1, "not retried")
+		requireOneDeadLetter(t, r, []string{"next"}, "image-missing", "")
 	})
 }
 
