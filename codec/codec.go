@@ -40,6 +40,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/triggerflow/triggerflow/internal/keyfile"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
@@ -69,9 +70,6 @@ const (
 	nonceSize = 12
 	tagSize   = 16
 )
-
-// maxKeyIDLength bounds a key id; ids travel in every payload's metadata.
-const maxKeyIDLength = 64
 
 // aadPrefix starts the additional authenticated data, which ends with the
 // key id: a version for the format, and the binding of the id.
@@ -176,20 +174,7 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 
 // CheckKeyID reports whether id can name a key: 1 to 64 letters, digits,
 // '.', '_' or '-'.
-func CheckKeyID(id string) error {
-	if id == "" {
-		return errors.New("a key id is empty")
-	}
-	if len(id) > maxKeyIDLength {
-		return fmt.Errorf("key id %q is %d bytes long, the limit is %d", id, len(id), maxKeyIDLength)
-	}
-	for _, c := range []byte(id) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("key id %q contains %q: use letters, digits, '.', '_' and '-'", id, c)
-		}
-	}
-	return nil
-}
+func CheckKeyID(id string) error { return keyfile.CheckID(id) }
 
 // ActiveKey is the id of the key that encrypts.
 func (c *Codec) ActiveKey() string { return c.active }

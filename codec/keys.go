@@ -1,17 +1,16 @@
 package codec
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/triggerflow/triggerflow/internal/keyfile"
 )
 
 // ErrInvalidKeys is wrapped by the errors of ParseKeys and LoadKeys. They
@@ -46,9 +45,7 @@ func NewKeyID(now time.Time) (string, error) {
 }
 
 // FormatKey is the entry of a key list for key id: "id=<base64>".
-func FormatKey(id string, key []byte) string {
-	return id + "=" + base64.StdEncoding.EncodeToString(key)
-}
+func FormatKey(id string, key []byte) string { return keyfile.Format(id, key) }
 
 // ParseKeys parses a key list: entries "id=<base64 of 32 bytes>" separated
 // by newlines, spaces or commas; '#' starts a comment that runs to the end
@@ -56,74 +53,15 @@ func FormatKey(id string, key []byte) string {
 // padding. Order is kept; an entry repeated is kept once, but one id with
 // two different keys is an error.
 func ParseKeys(data []byte) ([]Key, error) {
-	var out []Key
-	line := 0
-	for raw := range bytes.SplitSeq(data, []byte("\n")) {
-		line++
-		if i := bytes.IndexByte(raw, '#'); i >= 0 {
-			raw = raw[:i] // '#' is in no base64 alphabet
-		}
-		entry := 0
-		for _, tok := range strings.FieldsFunc(string(raw), func(r rune) bool {
-			return r == ',' || r == ' ' || r == '\t' || r == '\r' || r == '\v' || r == '\f'
-		}) {
-			entry++
-			k, err := parseEntry(tok)
-			if err != nil {
-				return nil, fmt.Errorf("%w: line %d, entry %d: %w", ErrInvalidKeys, line, entry, err)
-			}
-			if out, err = addKey(out, k); err != nil {
-				return nil, fmt.Errorf("%w: line %d, entry %d: %w", ErrInvalidKeys, line, entry, err)
-			}
-		}
+	entries, err := keyfile.Parse(data, KeySize, fmt.Sprintf("AES-256 needs %d (generate one with 'triggerflow codec keygen')", KeySize))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKeys, err)
+	}
+	out := make([]Key, len(entries))
+	for i, e := range entries {
+		out[i] = Key{ID: e.ID, Secret: e.Key}
 	}
 	return out, nil
-}
-
-// parseEntry names the key id in its errors only once the entry is
-// known to be "id=<base64>": a key pasted without its id, or with the id
-// misspelt, must not end up in a log.
-func parseEntry(tok string) (Key, error) {
-	id, enc, ok := strings.Cut(tok, "=")
-	if !ok || enc == "" {
-		return Key{}, errors.New(`is not "id=<base64 key>"`)
-	}
-	if CheckKeyID(id) != nil {
-		return Key{}, fmt.Errorf(`has no valid key id before '=': use 1 to %d letters, digits, '.', '_' and '-'`, maxKeyIDLength)
-	}
-	secret, err := decodeBase64(enc)
-	if err != nil {
-		return Key{}, errors.New(`is not "id=<base64 key>": the key is not base64`)
-	}
-	if len(secret) != KeySize {
-		return Key{}, fmt.Errorf("key %q is %d bytes long; AES-256 needs %d (generate one with 'triggerflow codec keygen')", id, len(secret), KeySize)
-	}
-	return Key{ID: id, Secret: secret}, nil
-}
-
-func decodeBase64(s string) ([]byte, error) {
-	var err error
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		var b []byte
-		if b, err = enc.DecodeString(s); err == nil {
-			return b, nil
-		}
-	}
-	return nil, err
-}
-
-// addKey appends k unless list holds its id: the same key again is
-// dropped, another key under the id is an error.
-func addKey(list []Key, k Key) ([]Key, error) {
-	for _, x := range list {
-		if x.ID == k.ID {
-			if !bytes.Equal(x.Secret, k.Secret) {
-				return list, fmt.Errorf("key %q is given twice with different keys", k.ID)
-			}
-			return list, nil
-		}
-	}
-	return append(list, k), nil
 }
 
 // LoadKeys builds a key ring from a key file in the ParseKeys format (""
@@ -131,7 +69,7 @@ func addKey(list []Key, k Key) ([]Key, error) {
 // such as temporal.codec.keys). A key id found in both must hold the same
 // key.
 func LoadKeys(file string, entries []string) (map[string][]byte, error) {
-	var all []Key
+	var all []keyfile.Entry
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -144,7 +82,9 @@ func LoadKeys(file string, entries []string) (map[string][]byte, error) {
 		if len(keys) == 0 {
 			return nil, fmt.Errorf("%w: key file %s holds no key", ErrInvalidKeys, file)
 		}
-		all = keys
+		for _, k := range keys {
+			all = append(all, keyfile.Entry{ID: k.ID, Key: k.Secret})
+		}
 	}
 	for i, e := range entries {
 		keys, err := ParseKeys([]byte(e))
@@ -152,14 +92,14 @@ func LoadKeys(file string, entries []string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("keys entry %d: %w", i+1, err)
 		}
 		for _, k := range keys {
-			if all, err = addKey(all, k); err != nil {
+			if all, err = keyfile.Add(all, keyfile.Entry{ID: k.ID, Key: k.Secret}); err != nil {
 				return nil, fmt.Errorf("%w: keys entry %d: %w", ErrInvalidKeys, i+1, err)
 			}
 		}
 	}
 	ring := make(map[string][]byte, len(all))
 	for _, k := range all {
-		ring[k.ID] = k.Secret
+		ring[k.ID] = k.Key
 	}
 	return ring, nil
 }

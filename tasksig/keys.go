@@ -1,22 +1,20 @@
 package tasksig
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/triggerflow/triggerflow/internal/keyfile"
 )
 
-// Key files hold one key per line as "id=<base64 key>"; blank lines and
-// lines starting with '#' are skipped. A signing key file holds the
+// Key files hold "id=<base64 key>" entries, one per line, in the format
+// of package keyfile (as the history codec's key files). A signing key file holds the
 // watcher's one private key (its 32-byte Ed25519 seed); a verification key
 // file holds the public keys ingest and the worker accept.
 
@@ -57,30 +55,15 @@ func readKeyFile(path string, size int) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task signing keys: %w", err)
 	}
-	out := map[string][]byte{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		id, enc, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%w: %s:%d: want id=<base64 key>", ErrInvalidKey, path, n)
-		}
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		key, err := base64.StdEncoding.DecodeString(enc)
-		if err != nil || len(key) != size {
-			return nil, fmt.Errorf("%w: %s:%d: key %q is not %d bytes of base64", ErrInvalidKey, path, n, id, size)
-		}
-		if _, dup := out[id]; dup {
-			return nil, fmt.Errorf("%w: %s:%d: key %q is listed twice", ErrInvalidKey, path, n, id)
-		}
-		out[id] = key
+	entries, err := keyfile.Parse(data, size, fmt.Sprintf("want %d bytes (make keys with 'triggerflow tasks keygen')", size))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidKey, path, err)
 	}
-	return out, sc.Err()
+	out := make(map[string][]byte, len(entries))
+	for _, e := range entries {
+		out[e.ID] = e.Key
+	}
+	return out, nil
 }
 
 // GenerateKey returns a new key pair as key file lines: the signing line
@@ -97,8 +80,7 @@ func GenerateKey(id string) (signing, verification string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	return id + "=" + base64.StdEncoding.EncodeToString(priv.Seed()),
-		id + "=" + base64.StdEncoding.EncodeToString(pub), nil
+	return keyfile.Format(id, priv.Seed()), keyfile.Format(id, pub), nil
 }
 
 // EnsureKeyPair creates a signing key file and its verification key file

@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/triggerflow/triggerflow/internal/keyfile"
 	"github.com/triggerflow/triggerflow/trigger"
 )
 
@@ -170,13 +171,8 @@ func digest(raw json.RawMessage, ref *trigger.ImageRef) string {
 }
 
 func checkID(id string) error {
-	if id == "" || len(id) > 64 {
-		return fmt.Errorf("%w: key id %q must be 1 to 64 bytes", ErrInvalidKey, id)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("%w: key id %q may hold letters, digits, '-', '_' and '.' only", ErrInvalidKey, id)
-		}
+	if err := keyfile.CheckID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 	return nil
 }

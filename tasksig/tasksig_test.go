@@ -197,7 +197,7 @@ func TestKeyFiles(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("# comment\nk1=notbase64!\n"), 0o600))
 	_, err = tasksig.LoadVerifier(bad)
 	require.ErrorIs(t, err, tasksig.ErrInvalidKey)
-	require.ErrorContains(t, err, "bad.keys:2")
+	require.ErrorContains(t, err, "bad.keys: line 2, entry 1")
 }
 
 func ExampleSigner() {
