@@ -93,15 +93,14 @@ func DeletePurged(ctx context.Context, js jetstream.JetStream, deadLetterStream 
 	if len(refs) == 0 {
 		return 0, nil
 	}
-	bucket := streams.ImageBucket(deadLetterStream)
-	obs, err := js.ObjectStore(ctx, bucket)
+	obs, err := openBucket(ctx, js, streams.ImageBucket(deadLetterStream))
 	if err != nil {
-		return 0, fmt.Errorf("images: open bucket %q: %w", bucket, err)
+		return 0, err
 	}
 	n := 0
 	var errs []error
 	for _, ref := range refs {
-		err := remove(ctx, js, obs, bucket, ref.Object)
+		err := obs.remove(ctx, ref.Object)
 		switch {
 		case err == nil:
 			n++

@@ -56,7 +56,7 @@ type Store struct {
 	labels *tenantlabel.Guard
 
 	openMu  sync.Mutex
-	buckets [2]jetstream.ObjectStore
+	buckets [2]*bucket
 
 	mu      sync.Mutex
 	closed  bool
@@ -121,15 +121,15 @@ func New(js jetstream.JetStream, cfg Config) (*Store, error) {
 }
 
 // open returns bucket i, opening it on first use.
-func (s *Store) open(ctx context.Context, i int) (jetstream.ObjectStore, error) {
+func (s *Store) open(ctx context.Context, i int) (*bucket, error) {
 	s.openMu.Lock()
 	defer s.openMu.Unlock()
 	if s.buckets[i] == nil {
-		obs, err := s.js.ObjectStore(ctx, s.names[i])
+		b, err := openBucket(ctx, s.js, s.names[i])
 		if err != nil {
-			return nil, fmt.Errorf("images: open bucket %q: %w", s.names[i], err)
+			return nil, err
 		}
-		s.buckets[i] = obs
+		s.buckets[i] = b
 	}
 	return s.buckets[i], nil
 }
@@ -286,7 +286,7 @@ func (s *Store) delete(bucket int, name string) {
 	defer cancel()
 	obs, err := s.open(ctx, bucket)
 	if err == nil {
-		err = remove(ctx, s.js, obs, s.names[bucket], name)
+		err = obs.remove(ctx, name)
 	}
 	switch {
 	case err == nil:
