@@ -202,21 +202,24 @@ func awaitReady(tb testing.TB, hc *http.Client, p *proc, ops string) {
 // address was in use, and fails the test if it exited otherwise.
 func awaitListening(tb testing.TB, p *proc, ops string) bool {
 	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if p.exited() {
-			out, err := os.ReadFile(p.log)
-			require.NoError(tb, err)
-			require.Contains(tb, string(out), "address already in use", "%s exited at start; see its output", p.name)
-			return false
+	exited := false
+	testenv.Eventually(tb, time.Minute, fmt.Sprintf("%s to listen on %s", p.name, ops), func() error {
+		if exited = p.exited(); exited {
+			return nil
 		}
-		if c, err := net.DialTimeout("tcp", ops, time.Second); err == nil {
+		c, err := net.DialTimeout("tcp", ops, time.Second)
+		if err == nil {
 			c.Close()
-			return true
 		}
-		require.True(tb, time.Now().Before(deadline), "%s does not listen on %s", p.name, ops)
-		time.Sleep(10 * time.Millisecond) // polling a child process's start
+		return err
+	})
+	if exited {
+		out, err := os.ReadFile(p.log)
+		require.NoError(tb, err)
+		require.Contains(tb, string(out), "address already in use", "%s exited at start; see its output", p.name)
+		return false
 	}
+	return true
 }
 
 // awaitPollers waits until Temporal lists a poller of every process in

@@ -51,14 +51,14 @@ func (p *Publisher) claim(task *trigger.DeliveryTask) []upload {
 	return ups
 }
 
-// unclaim puts it's images back into its task, which Publish refused.
+// unclaim puts the images of it back into its task, which Publish refused.
 func unclaim(it *item) {
 	for _, u := range it.uploads {
 		*u.raw, *u.ref = u.orig, nil
 	}
 }
 
-// reserveImages waits until it's images fit the pending image budget.
+// reserveImages waits until the images of it fit the pending image budget.
 func (p *Publisher) reserveImages(ctx context.Context, it *item) error {
 	var n int64
 	for _, u := range it.uploads {
@@ -84,7 +84,7 @@ func (p *Publisher) releaseImages(it *item) {
 	it.uploads = nil
 }
 
-// upload stores it's images, retrying like a publish, before its task may
+// upload stores the images of it, retrying like a publish, before its task may
 // be published: a task on the stream always finds its images.
 func (p *Publisher) upload(it *item, timer *time.Timer) error {
 	defer p.releaseImages(it)

@@ -549,17 +549,25 @@ func requireRecords(t *testing.T, aud *memAuditor, action audit.Action, after st
 	require.Equal(t, tenants, names)
 }
 
-// A tenant added while the watcher runs, without a checkpoint, starts
-// after the newest change read: audited, saved at once, and only its
-// changes after the add are handed over.
-func TestSetTenantsAddsFreshTenantFromNow(t *testing.T) {
-	t.Parallel()
+// runTenantsAB runs a watcher serving tenants a and b, both checkpointed
+// at the start of a quiet source, with an auditor and a recorder.
+func runTenantsAB(t *testing.T) (*memSource, *memAuditor, *recorder, *watcher.DocumentWatcher, func() error) {
+	t.Helper()
 	src := newQuietMemSource()
 	src.store.m[tkey("a")] = pos(0)
 	src.store.m[tkey("b")] = pos(0)
 	aud := &memAuditor{}
 	rec := &recorder{}
 	w, stop := runStarted(t, src, watcher.Config{Tenants: []string{"a", "b"}, Auditor: aud}, rec.handle)
+	return src, aud, rec, w, stop
+}
+
+// A tenant added while the watcher runs, without a checkpoint, starts
+// after the newest change read: audited, saved at once, and only its
+// changes after the add are handed over.
+func TestSetTenantsAddsFreshTenantFromNow(t *testing.T) {
+	t.Parallel()
+	src, aud, rec, w, stop := runTenantsAB(t)
 	p := tlog(src, "a:a1", "c:c1", "b:b1")
 	// b1 handed over: c1 before it was read too.
 	rec.waitFor(t, p[2])
@@ -627,12 +635,7 @@ func TestSetTenantsRemovesAndReaddsTenant(t *testing.T) {
 // move past changes it was not handed.
 func TestSetTenantsAddsTenantBehindRestartsStream(t *testing.T) {
 	t.Parallel()
-	src := newQuietMemSource()
-	src.store.m[tkey("a")] = pos(0)
-	src.store.m[tkey("b")] = pos(0)
-	aud := &memAuditor{}
-	rec := &recorder{}
-	w, stop := runStarted(t, src, watcher.Config{Tenants: []string{"a", "b"}, Auditor: aud}, rec.handle)
+	src, aud, rec, w, stop := runTenantsAB(t)
 	p := tlog(src, "d:d1", "a:a1", "d:d2", "b:b1", "d:d3", "a:a2")
 	rec.waitFor(t, p[5])
 	waitCheckpoints(t, src, atAll(p[5], "a", "b"))
