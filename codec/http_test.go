@@ -155,12 +155,16 @@ func TestHandlerCORS(t *testing.T) {
 	const ui = "http://localhost:8233"
 	s := newCodecServer(t, codec.HandlerConfig{AllowedOrigins: []string{ui, "http://127.0.0.1:8233"}})
 
-	preflight := func(origin string) *http.Response {
+	// preflight sends a CORS preflight from origin with extra headers.
+	preflight := func(origin string, extra ...string) *http.Response {
 		req, err := http.NewRequest(http.MethodOptions, s.URL+"/codec/decode", nil)
 		require.NoError(t, err)
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
 		req.Header.Set("Access-Control-Request-Headers", "content-type,x-namespace,authorization")
+		for i := 0; i+1 < len(extra); i += 2 {
+			req.Header.Set(extra[i], extra[i+1])
+		}
 		resp, err := s.Client().Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -177,14 +181,7 @@ func TestHandlerCORS(t *testing.T) {
 	require.Contains(t, resp.Header.Values("Vary"), "Origin")
 
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Private-Network"))
-	req, err := http.NewRequest(http.MethodOptions, s.URL+"/codec/decode", nil)
-	require.NoError(t, err)
-	req.Header.Set("Origin", ui)
-	req.Header.Set("Access-Control-Request-Method", "POST")
-	req.Header.Set("Access-Control-Request-Private-Network", "true")
-	pna, err := s.Client().Do(req)
-	require.NoError(t, err)
-	pna.Body.Close()
+	pna := preflight(ui, "Access-Control-Request-Private-Network", "true")
 	require.Equal(t, http.StatusNoContent, pna.StatusCode)
 	require.Equal(t, "true", pna.Header.Get("Access-Control-Allow-Private-Network"))
 
