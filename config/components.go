@@ -900,6 +900,13 @@ type Ingest struct {
 	// floor and the last delivered one the replica waits for pinnedTTL
 	// instead. -1 turns takeovers off. Defaults to 10000.
 	TakeoverMaxReplay int `yaml:"takeoverMaxReplay"`
+	// SignalWindow is how long after handing off a document's task ingest
+	// signals its workflow (Signal-With-Start) rather than starting a new
+	// run with the task as input, which costs Temporal a history event and
+	// a signal less; a start Temporal refuses because the run is open
+	// falls back to the signal. "-1s" always signals, as workers older
+	// than this option need during an upgrade. Defaults to 1m.
+	SignalWindow trigger.Duration `yaml:"signalWindow"`
 	// VerifyKeysFile, when set, holds the public keys ("id=<base64>" per
 	// line) of the watchers' task signing keys; a task without a valid
 	// signature by one of them is dead-lettered as unauthenticated and
@@ -915,7 +922,7 @@ func (i Ingest) ForIngester(n NATS, t Temporal) ingest.Config {
 		Lanes: i.Lanes, AckWait: i.AckWait.D(), MaxAckPending: i.MaxAckPending, MaxDeliver: i.MaxDeliver,
 		DrainTimeout: i.DrainTimeout.D(), ShutdownTimeout: i.ShutdownTimeout.D(), CollisionPolicy: i.CollisionPolicy,
 		FetchBatch: i.FetchBatch, Sharing: ingest.Sharing(i.Sharing), PinnedTTL: i.PinnedTTL.D(),
-		MaxSignalBatch: i.MaxSignalBatch, TakeoverMaxReplay: i.TakeoverMaxReplay,
+		MaxSignalBatch: i.MaxSignalBatch, TakeoverMaxReplay: i.TakeoverMaxReplay, SignalWindow: i.SignalWindow.D(),
 	}
 }
 
@@ -929,7 +936,7 @@ func (i Ingest) WithDefaults() Ingest {
 	i.Lanes, i.MaxAckPending, i.MaxDeliver, i.FetchBatch = d.Lanes, d.MaxAckPending, d.MaxDeliver, d.FetchBatch
 	i.AckWait, i.DrainTimeout, i.ShutdownTimeout = trigger.Duration(d.AckWait), trigger.Duration(d.DrainTimeout), trigger.Duration(d.ShutdownTimeout)
 	i.CollisionPolicy, i.Sharing, i.PinnedTTL = d.CollisionPolicy, string(d.Sharing), trigger.Duration(d.PinnedTTL)
-	i.MaxSignalBatch, i.TakeoverMaxReplay = d.MaxSignalBatch, d.TakeoverMaxReplay
+	i.MaxSignalBatch, i.TakeoverMaxReplay, i.SignalWindow = d.MaxSignalBatch, d.TakeoverMaxReplay, trigger.Duration(d.SignalWindow)
 	return i
 }
 

@@ -80,6 +80,7 @@ var (
 		PinnedTTL:         dur(30 * time.Second),
 		MaxSignalBatch:    100,
 		TakeoverMaxReplay: 10000,
+		SignalWindow:      dur(time.Minute),
 	}
 	wantWorker = Worker{
 		HTTPTimeout:          dur(30 * time.Second),

@@ -153,7 +153,15 @@ type Config struct {
 	// the order of the tasks a crashed replica held; see Ingester.regather.
 	// Negative turns it off. Defaults to 250ms.
 	RedeliveryWindow time.Duration
-	// HandoffTimeout bounds one SignalWithStart attempt. Defaults to 10s.
+	// SignalWindow is how long after handing off a key's task ingest
+	// signals the key's run (Signal-With-Start) rather than starting a new
+	// run with the task as its input. A key quiet for longer is most likely
+	// cold, its last run closed: a start costs Temporal a history event and
+	// a signal less. A wrong guess costs one start Temporal refuses, after
+	// which the task is signalled. Negative always signals. Defaults to 1m,
+	// the worker's default quietPeriod.
+	SignalWindow time.Duration
+	// HandoffTimeout bounds one hand-off attempt. Defaults to 10s.
 	HandoffTimeout time.Duration
 	// RetryInitial is the first pause after a failed hand-off; pauses
 	// double up to RetryMax. Defaults to 100ms.
@@ -259,6 +267,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RedeliveryWindow == 0 {
 		c.RedeliveryWindow = 250 * time.Millisecond
+	}
+	if c.SignalWindow == 0 {
+		c.SignalWindow = time.Minute
 	}
 	if c.HandoffTimeout == 0 {
 		c.HandoffTimeout = 10 * time.Second

@@ -1,14 +1,17 @@
 // Package ingest moves delivery tasks from JetStream into Temporal: one
-// durable pull consumer on "<stream>.>", and for every task a
-// SignalWithStartWorkflow to the delivery workflow of its (tenant,
-// trigger, collection, docKey). A key's tasks that queue up while an
-// earlier hand-off of the key is in flight go together, as one signal
-// carrying a JSON array in stream order (Config.MaxSignalBatch,
+// durable pull consumer on "<stream>.>", and every task handed to the
+// delivery workflow of its (tenant, trigger, collection, docKey). A key
+// handed off within Config.SignalWindow is signalled
+// (SignalWithStartWorkflow, which starts a run if none is open); any other
+// key most likely has no open run, and a new run starts with the task as
+// its input, which saves Temporal the signal (if the run is open after
+// all, Temporal refuses the start and the task is signalled). A key's
+// tasks that queue up while an earlier hand-off of the key is in flight go
+// together, in stream order (Config.MaxSignalBatch,
 // Config.MaxSignalBytes), so a busy key costs Temporal a call and a
 // history event per batch rather than per task. A message is acked only
-// after SignalWithStartWorkflow returned without error, that is once the
-// signal is durable in the workflow's history; nothing is acked that
-// Temporal does not have.
+// after the call returned without error, that is once the task is durable
+// in the workflow's history; nothing is acked that Temporal does not have.
 //
 // # Keys
 //
@@ -25,7 +28,9 @@
 // # Delivery
 //
 // A redelivered message becomes a second signal with the same event id;
-// the workflow drops it. Duplicates arise when ingest crashes between the
+// the workflow drops it. If the run closed in between (a cold key's run
+// closes as soon as it delivered), ingest reads the closed run's result,
+// the event ids it saw, and acks the redelivery without a hand-off. Duplicates arise when ingest crashes between the
 // signal and the ack, when an ack is lost, and when shutdown cancels a
 // hand-off whose outcome it cannot know.
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
 
 	"github.com/triggerflow/triggerflow/deadletter"
 	"github.com/triggerflow/triggerflow/internal/backoff"
@@ -49,33 +50,41 @@ func (in *Ingester) runLane(l *lane, lim batchLimit, settle func(context.Context
 	}
 }
 
-// handOff signals a batch of one key's tasks to the key's workflow,
-// starting it if needed, and acks the messages once Temporal has the
-// signal. Several tasks go as one signal, a JSON array in stream order: a
+// handOff hands a batch of one key's tasks to the key's workflow and acks
+// the messages once Temporal has them. A key handed off within
+// Config.SignalWindow is signalled, starting its run if needed; any other
+// is most likely cold, and starts a run with the tasks as its input, which
+// Temporal refuses if the run is open after all: then they are signalled.
+// Several tasks go together, in stream order (a JSON array in a signal): a
 // busy key then costs Temporal one signal event and one call per batch
 // rather than per task. A transient failure is retried in place, with
 // backoff, while the keeper holds the messages' ack timers, so a key's
 // later tasks never overtake them. It returns false, leaving the messages
 // unsettled, only when ctx is cancelled.
 func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
-	if batch = in.dropDelivered(ctx, batch); len(batch) == 0 {
+	if batch = in.dropDelivered(ctx, batch, false); len(batch) == 0 {
 		return true
 	}
-	head := batch[0]
-	t := head.task
-	id := head.key
-	opts := StartOptions(id, in.cfg.TaskQueue, t)
-	params := workflows.StartParams(t)
-	// The raw payloads are signalled rather than the decoded tasks so
-	// fields this version does not know survive to a newer worker.
-	signal := signalPayload(batch)
+	id := batch[0].key
+	start := in.recent != nil && !in.recent.touch(id, time.Now())
 	retry := in.retry()
+	unknown := false // an earlier attempt may have reached Temporal
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
-		_, err := in.tc.SignalWithStartWorkflow(actx, id, workflows.TaskSignal, signal, opts, workflows.DeliveryWorkflow, params)
-		cancel()
+		if unknown {
+			if batch = in.dropDelivered(ctx, batch, true); len(batch) == 0 {
+				return true
+			}
+		}
+		head, t := batch[0], batch[0].task
+		err := in.send(ctx, batch, start)
 		if err == nil {
 			break
+		}
+		var open *serviceerror.WorkflowExecutionAlreadyStarted
+		if start && errors.As(err, &open) {
+			in.m.startRefused.WithLabelValues(head.labels.values()...).Inc()
+			start = false
+			continue
 		}
 		if ctx.Err() != nil {
 			return false
@@ -114,11 +123,40 @@ func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
 		if !retry.Sleep(ctx) {
 			return false
 		}
+		unknown = unknown || outcomeUnknown(err)
+	}
+	if start {
+		in.m.started.WithLabelValues(batch[0].labels.values()...).Add(float64(len(batch)))
 	}
 	for _, it := range batch {
 		in.ack(it)
 	}
 	return true
+}
+
+// send makes one hand-off attempt: a start of the key's workflow with the
+// batch as its input, which fails with WorkflowExecutionAlreadyStarted
+// while a run is open, or a Signal-With-Start.
+func (in *Ingester) send(ctx context.Context, batch []*item, start bool) error {
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.HandoffTimeout)
+	defer cancel()
+	t, id := batch[0].task, batch[0].key
+	opts := StartOptions(id, in.cfg.TaskQueue, t)
+	if start {
+		opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
+		opts.WorkflowExecutionErrorWhenAlreadyStarted = true
+		tasks := make([]json.RawMessage, len(batch))
+		for i, it := range batch {
+			tasks[i] = it.payload()
+		}
+		_, err := in.tc.ExecuteWorkflow(ctx, opts, workflows.DeliveryWorkflow, workflows.StartInput(t, tasks))
+		return err
+	}
+	// The raw payloads are signalled rather than the decoded tasks so
+	// fields this version does not know survive to a newer worker.
+	_, err := in.tc.SignalWithStartWorkflow(ctx, id, workflows.TaskSignal, signalPayload(batch), opts,
+		workflows.DeliveryWorkflow, workflows.StartParams(t))
+	return err
 }
 
 // dropDelivered acks, without handing them off, the tasks of a batch that
@@ -127,18 +165,19 @@ func (in *Ingester) handOff(ctx context.Context, batch []*item) bool {
 // handed off again after ingest crashed between hand-off and ack would
 // start a new run and be delivered twice; the closed run's result lists
 // what it saw. Only tasks that may have been handed off before are
-// checked, so the common case costs nothing: redelivered ones, and those
-// a takeover replays (up to the dead holder's replay horizon). An open run
-// drops duplicates itself. A lookup that fails hands the batch off
-// anyway: a duplicate is better than a loss.
-func (in *Ingester) dropDelivered(ctx context.Context, batch []*item) []*item {
+// checked, so the common case costs nothing: redelivered ones, those a
+// takeover replays (up to the dead holder's replay horizon), and with
+// repeat every task, for a hand-off retried after an attempt whose outcome
+// is unknown. An open run drops duplicates itself. A lookup that fails
+// hands the batch off anyway: a duplicate is better than a loss.
+func (in *Ingester) dropDelivered(ctx context.Context, batch []*item, repeat bool) []*item {
 	horizon := in.replayHorizon.Load()
-	if !slices.ContainsFunc(batch, func(it *item) bool { return it.delivered > 1 || it.streamSeq <= horizon }) {
+	if !repeat && !slices.ContainsFunc(batch, func(it *item) bool { return it.delivered > 1 || it.streamSeq <= horizon }) {
 		return batch
 	}
 	seen, err := in.closedRunSeen(ctx, batch[0].key)
 	if err != nil {
-		in.log.Warn("ingest: cannot read the closed run of a redelivered task; handing it off", "workflowId", batch[0].key, "err", err)
+		in.log.Warn("ingest: cannot read the closed run of a task handed off before; handing it off", "workflowId", batch[0].key, "err", err)
 		return batch
 	}
 	kept := batch[:0:0]
@@ -359,6 +398,19 @@ func permanent(err error) bool {
 	}
 	msg := strings.ToLower(inv.Error())
 	return !strings.Contains(msg, "search attribute") && !strings.Contains(msg, "signal events")
+}
+
+// outcomeUnknown reports whether a failed call may still have reached
+// Temporal: it timed out or was cancelled while under way.
+func outcomeUnknown(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch serviceerror.ToStatus(err).Code() {
+	case codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
+		return true
+	}
+	return false
 }
 
 // errorCode is the gRPC code of a Temporal error, a bounded label value.

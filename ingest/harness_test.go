@@ -198,10 +198,13 @@ func (h *harness) deliveryWorker(quiet time.Duration) {
 }
 
 // standInDelivery stands in for the real delivery workflow: it records the
-// event id of every task signal, duplicates included, and answers the
-// "events" query with them.
-func standInDelivery(ctx workflow.Context, _ workflows.DeliveryParams) error {
+// event id of every task it is started with or signalled, duplicates
+// included, and answers the "events" query with them. It never closes.
+func standInDelivery(ctx workflow.Context, p workflows.DeliveryParams) error {
 	var events []string
+	for _, t := range p.Pending {
+		events = append(events, t.EventID)
+	}
 	if err := workflow.SetQueryHandler(ctx, "events", func() ([]string, error) { return events, nil }); err != nil {
 		return err
 	}
@@ -258,29 +261,45 @@ func (h *harness) queryEvents(id string, want int) []string {
 	return got
 }
 
-// signalled returns the event ids of the task signals in the workflow's
-// history, in history order: what Temporal durably has, with or without a
-// worker.
-func (h *harness) signalled(id string) []string {
+// handedOff returns the event ids of the tasks in the latest run's history,
+// in history order (those it started with, then its task signals): what
+// Temporal durably has, with or without a worker.
+func (h *harness) handedOff(id string) []string {
+	h.t.Helper()
+	started, signalled := h.handOffs(id)
+	return append(started, signalled...)
+}
+
+// handOffs returns the event ids of the tasks the latest run started with
+// and of those signalled to it, in history order.
+func (h *harness) handOffs(id string) (started, signalled []string) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	dc := converter.GetDefaultDataConverter()
 	iter := h.tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var ids []string
 	for iter.HasNext() {
 		ev, err := iter.Next()
 		require.NoError(h.t, err)
+		if attrs := ev.GetWorkflowExecutionStartedEventAttributes(); attrs != nil {
+			var p workflows.DeliveryParams
+			require.NoError(h.t, dc.FromPayloads(attrs.GetInput(), &p))
+			for _, t := range p.Pending {
+				started = append(started, t.EventID)
+			}
+			continue
+		}
 		attrs := ev.GetWorkflowExecutionSignaledEventAttributes()
 		if attrs == nil || attrs.GetSignalName() != workflows.TaskSignal {
 			continue
 		}
 		var raw json.RawMessage
-		require.NoError(h.t, converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &raw))
+		require.NoError(h.t, dc.FromPayloads(attrs.GetInput(), &raw))
 		got, err := eventIDs(raw)
 		require.NoError(h.t, err)
-		ids = append(ids, got...)
+		signalled = append(signalled, got...)
 	}
-	return ids
+	return started, signalled
 }
 
 func (h *harness) wfID(task *trigger.DeliveryTask) string {

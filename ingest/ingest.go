@@ -20,6 +20,7 @@ import (
 
 // TemporalClient is the part of client.Client ingest uses.
 type TemporalClient interface {
+	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
 	SignalWithStartWorkflow(ctx context.Context, workflowID, signalName string, signalArg any,
 		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
 	CheckHealth(ctx context.Context, request *client.CheckHealthRequest) (*client.CheckHealthResponse, error)
@@ -111,7 +112,10 @@ type Ingester struct {
 	// replayHorizon is the highest stream sequence a dead holder may have
 	// handed off before a takeover replayed it (see dropDelivered).
 	replayHorizon atomic.Uint64
-	horizonSub    *nats.Subscription
+	// recent guesses which keys may have an open run (Config.SignalWindow);
+	// nil when every hand-off signals.
+	recent     *recentKeys
+	horizonSub *nats.Subscription
 
 	mu       sync.Mutex
 	state    state
@@ -153,6 +157,9 @@ func New(cfg Config, js jetstream.JetStream, tc TemporalClient, opts ...Option) 
 		in.lanes = append(in.lanes, newLane(m.laneDepth.WithLabelValues(laneLabel(i))))
 	}
 	in.poison = newLane(m.laneDepth.WithLabelValues("dead-letter"))
+	if cfg.SignalWindow > 0 {
+		in.recent = newRecentKeys(cfg.SignalWindow, recentKeysMax)
+	}
 	in.work, in.cancelWork = context.WithCancel(context.Background())
 	return in, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -46,6 +47,8 @@ func TestWithTemporal(t *testing.T) {
 		t.Run("Collision/"+string(p), func(t *testing.T) { t.Parallel(); testCollision(t, ts, p) })
 	}
 	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, ts) })
+	t.Run("StartsQuietKeysSignalsRecentOnes", func(t *testing.T) { t.Parallel(); testStartOrSignal(t, ts) })
+	t.Run("LostAnswerIsNotDeliveredTwice", func(t *testing.T) { t.Parallel(); testLostAnswerIsNotDeliveredTwice(t, ts) })
 	t.Run("ClosedRunDropsRedelivery", func(t *testing.T) { t.Parallel(); testClosedRunDropsRedelivery(t, ts) })
 	t.Run("MaxDeliverDeadLetters", func(t *testing.T) { t.Parallel(); testMaxDeliver(t, ts) })
 	t.Run("TemporalRejects", func(t *testing.T) { t.Parallel(); testTemporalRejects(t, ts) })
@@ -79,7 +82,7 @@ func testManyKeysInOrder(t *testing.T, ts *testenv.TemporalServer) {
 	inst.steps.waitCount(t, "acked", keys*perKey)
 	require.Len(t, want, keys)
 	for id, events := range want {
-		require.Equal(t, events, h.signalled(id), "history of %s", id)
+		require.Equal(t, events, h.handedOff(id), "history of %s", id)
 		require.Equal(t, events, h.queryEvents(id, perKey), "events seen by %s", id)
 	}
 	query := fmt.Sprintf("%s = %q", workflows.TenantID.GetName(), h.tenant)
@@ -147,7 +150,7 @@ func testRedeliveryIsDuplicate(t *testing.T, ts *testenv.TemporalServer) {
 	h.publish(tasks...)
 
 	inst.steps.waitCount(t, "acked", len(tasks))
-	got := h.signalled(h.wfID(tasks[0]))
+	got := h.handedOff(h.wfID(tasks[0]))
 	require.Equal(t, []string{tasks[0].EventID, tasks[1].EventID, tasks[2].EventID, crashed}, got)
 	redelivered := inst.steps.of("received")[len(tasks)]
 	require.Equal(t, crashed, redelivered.EventID)
@@ -217,7 +220,7 @@ func testTemporalOutage(t *testing.T, ts *testenv.TemporalServer) {
 		// A hand-off the restarted server applied but answered too late
 		// is retried: the same signal twice in a row, which the delivery
 		// workflow drops. Anything else would break the order.
-		require.Equal(t, events, slices.Compact(h.signalled(id)), "history of %s", id)
+		require.Equal(t, events, slices.Compact(h.handedOff(id)), "history of %s", id)
 	}
 	require.Zero(t, inst.steps.count("naked"))
 	require.Zero(t, testenv.Metric(t, inst.reg, "triggerflow_ingest_redelivered_total", nil))
@@ -279,7 +282,7 @@ func testGracefulShutdown(t *testing.T, ts *testenv.TemporalServer) {
 		want[h.wfID(task)] = append(want[h.wfID(task)], task.EventID)
 	}
 	for id, events := range want {
-		got := h.signalled(id)
+		got := h.handedOff(id)
 		for _, e := range events {
 			if ackedByA[e] {
 				require.Contains(t, got, e, "a acked %s, so Temporal has it", e)
@@ -332,7 +335,7 @@ func testPoison(t *testing.T, ts *testenv.TemporalServer) {
 
 	// The dead-letter stream is refusing, yet the valid tasks go through.
 	inst.steps.waitCount(t, "acked", len(good))
-	require.Equal(t, []string{good[0].EventID, good[1].EventID, good[2].EventID}, h.signalled(h.wfID(good[0])))
+	require.Equal(t, []string{good[0].EventID, good[1].EventID, good[2].EventID}, h.handedOff(h.wfID(good[0])))
 	require.Zero(t, inst.steps.count("terminated"))
 
 	close(dl.gate)
@@ -429,11 +432,11 @@ func testCollision(t *testing.T, ts *testenv.TemporalServer, policy ingest.Colli
 			require.Equal(t, ingest.ReasonHashCollision, rec.Reason)
 			require.Equal(t, k2, rec.DocKey)
 		}
-		require.Equal(t, []string{tasks[0].EventID, tasks[2].EventID}, h.signalled(h.wfID(tasks[0])))
+		require.Equal(t, []string{tasks[0].EventID, tasks[2].EventID}, h.handedOff(h.wfID(tasks[0])))
 	default:
 		inst.steps.waitCount(t, "acked", 4)
-		require.Equal(t, []string{tasks[0].EventID, tasks[2].EventID}, h.signalled(h.wfID(tasks[0])))
-		require.Equal(t, []string{tasks[1].EventID, tasks[3].EventID}, h.signalled(h.wfID(tasks[1])))
+		require.Equal(t, []string{tasks[0].EventID, tasks[2].EventID}, h.handedOff(h.wfID(tasks[0])))
+		require.Equal(t, []string{tasks[1].EventID, tasks[3].EventID}, h.handedOff(h.wfID(tasks[1])))
 	}
 	require.Equal(t, 2, inst.steps.count("collision"))
 	require.Equal(t, 2.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_collisions_total", map[string]string{"policy": string(policy)}))
@@ -540,7 +543,7 @@ func testUnauthenticated(t *testing.T, ts *testenv.TemporalServer) {
 
 	inst.steps.waitCount(t, "terminated", 3)
 	inst.steps.waitCount(t, "acked", 1)
-	require.Equal(t, []string{good.EventID}, h.signalled(h.wfID(good)), "only the signed task reaches Temporal")
+	require.Equal(t, []string{good.EventID}, h.handedOff(h.wfID(good)), "only the signed task reaches Temporal")
 	recs := h.deadLetters(3)
 	for _, rec := range recs {
 		require.Equal(t, ingest.ReasonUnauthenticated, rec.Reason)
@@ -581,6 +584,43 @@ func testClosedRunDropsRedelivery(t *testing.T, ts *testenv.TemporalServer) {
 	require.Len(t, rec.Requests(), 1, "delivered once")
 }
 
+// A key not handed off within Config.SignalWindow gets a new run with its
+// task as input, no signal; one handed off within it is signalled. A start
+// Temporal refuses because the run is open after all (this replica never
+// handed the key off) falls back to the signal.
+func testStartOrSignal(t *testing.T, ts *testenv.TemporalServer) {
+	h := newHarness(t, ts)
+	h.worker() // its runs never close
+	first, second, third := h.task("start", "doc"), h.task("start", "doc"), h.task("start", "doc")
+	id := h.wfID(first)
+
+	inst := h.start(startOpts{})
+	h.publish(first)
+	inst.steps.waitCount(t, "acked", 1)
+	h.publish(second)
+	inst.steps.waitCount(t, "acked", 2)
+	// A signal that arrives while the run's workflow task is in flight
+	// enters its history when the task completes.
+	h.queryEvents(id, 2)
+	started, signalled := h.handOffs(id)
+	require.Equal(t, []string{first.EventID}, started, "a quiet key's run starts with its task")
+	require.Equal(t, []string{second.EventID}, signalled, "a key handed off within the window is signalled")
+	require.Equal(t, 1.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_started_total", nil))
+	require.Equal(t, 2.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_signalled_total", nil), "every hand-off")
+	require.Zero(t, testenv.Metric(t, inst.reg, "triggerflow_ingest_start_refused_total", nil))
+	require.NoError(t, inst.in.Close())
+
+	next := h.start(startOpts{})
+	h.publish(third)
+	next.steps.waitCount(t, "acked", 1)
+	require.Equal(t, []string{first.EventID, second.EventID, third.EventID}, h.queryEvents(id, 3))
+	started, signalled = h.handOffs(id)
+	require.Equal(t, []string{first.EventID}, started, "the open run is the same")
+	require.Equal(t, []string{second.EventID, third.EventID}, signalled)
+	require.Equal(t, 1.0, testenv.Metric(t, next.reg, "triggerflow_ingest_start_refused_total", nil))
+	require.Zero(t, testenv.Metric(t, next.reg, "triggerflow_ingest_started_total", nil))
+}
+
 // End to end with the real delivery workflow and webhook activities: the
 // receiver gets every task once, per key in publish order, even the one
 // ingest signalled twice (a crash before its ack), because the workflow
@@ -613,7 +653,7 @@ func testEndToEnd(t *testing.T, ts *testenv.TemporalServer) {
 
 	inst.steps.waitCount(t, "acked", len(tasks)) // the crashed hand-off is acked on redelivery
 	require.Equal(t, len(tasks)+1, inst.steps.count("signalled"))
-	require.Equal(t, 2, strings.Count(strings.Join(h.signalled(h.wfID(tasks[4])), ","), dup), "signalled twice")
+	require.Equal(t, 2, strings.Count(strings.Join(h.handedOff(h.wfID(tasks[4])), ","), dup), "signalled twice")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	for _, task := range tasks[:3] {
@@ -645,7 +685,7 @@ func testMaxDeliver(t *testing.T, ts *testenv.TemporalServer) {
 	recs := h.deadLetters(1)
 	require.Equal(t, ingest.ReasonMaxDeliver, recs[0].Reason)
 	require.Equal(t, task.EventID, recs[0].EventID)
-	require.Equal(t, []string{task.EventID}, h.signalled(h.wfID(task)), "handed off once, on the first delivery")
+	require.Equal(t, []string{task.EventID}, h.handedOff(h.wfID(task)), "handed off once, on the first delivery")
 }
 
 // A task Temporal refuses as invalid (here: a signal over the dev server's
@@ -666,7 +706,7 @@ func testTemporalRejects(t *testing.T, ts *testenv.TemporalServer) {
 	require.Equal(t, ingest.ReasonTemporalRejected, recs[0].Reason)
 	require.Equal(t, big.EventID, recs[0].EventID)
 	require.Contains(t, recs[0].Detail, "size")
-	require.Equal(t, []string{next.EventID}, h.signalled(h.wfID(next)))
+	require.Equal(t, []string{next.EventID}, h.handedOff(h.wfID(next)))
 	require.Equal(t, 1.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}))
 }
 
@@ -688,18 +728,41 @@ func newGatedTemporal(tc ingest.TemporalClient) *gatedTemporal {
 
 func (g *gatedTemporal) SignalWithStartWorkflow(ctx context.Context, id, name string, arg any,
 	opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
-	g.first.Do(func() {
-		close(g.entered)
-		<-g.open
-	})
 	ids, err := eventIDs(arg.(json.RawMessage))
 	if err != nil {
 		return nil, err
 	}
+	g.record(ids)
+	return g.TemporalClient.SignalWithStartWorkflow(ctx, id, name, arg, opts, wf, args...)
+}
+
+func (g *gatedTemporal) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	raw, err := json.Marshal(args[0])
+	if err != nil {
+		return nil, err
+	}
+	var p workflows.DeliveryParams
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, t := range p.Pending {
+		ids = append(ids, t.EventID)
+	}
+	g.record(ids)
+	return g.TemporalClient.ExecuteWorkflow(ctx, opts, wf, args...)
+}
+
+// record holds the first call until the gate opens, and records the event
+// ids of each.
+func (g *gatedTemporal) record(ids []string) {
+	g.first.Do(func() {
+		close(g.entered)
+		<-g.open
+	})
 	g.mu.Lock()
 	g.calls = append(g.calls, ids)
 	g.mu.Unlock()
-	return g.TemporalClient.SignalWithStartWorkflow(ctx, id, name, arg, opts, wf, args...)
 }
 
 func (g *gatedTemporal) recorded() [][]string {
@@ -730,7 +793,7 @@ func testBatching(t *testing.T, ts *testenv.TemporalServer) {
 
 	inst.steps.waitCount(t, "acked", 5)
 	require.Equal(t, [][]string{want[:1], want[1:]}, gate.recorded(), "one call for the four queued tasks")
-	require.Equal(t, want, h.signalled(h.wfID(first)))
+	require.Equal(t, want, h.handedOff(h.wfID(first)))
 	require.Equal(t, 5.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_signalled_total", nil))
 }
 
@@ -758,10 +821,51 @@ func testRejectedBatch(t *testing.T, ts *testenv.TemporalServer) {
 		{first.EventID}, {before.EventID, big.EventID, after.EventID},
 		{before.EventID}, {big.EventID}, {after.EventID},
 	}, gate.recorded())
-	require.Equal(t, []string{first.EventID, before.EventID, after.EventID}, h.signalled(h.wfID(first)))
+	require.Equal(t, []string{first.EventID, before.EventID, after.EventID}, h.handedOff(h.wfID(first)))
 	recs := h.deadLetters(1)
 	require.Equal(t, ingest.ReasonTemporalRejected, recs[0].Reason)
 	require.Equal(t, big.EventID, recs[0].EventID)
 	require.Equal(t, 2.0, testenv.Metric(t, inst.reg, "triggerflow_ingest_handoff_errors_total", map[string]string{"code": "InvalidArgument"}),
 		"the batch and the big task alone")
+}
+
+// lostAnswerTemporal makes the first hand-off reach Temporal but answers
+// it with a timeout once the run it started has closed, as a lost answer
+// would look to ingest.
+type lostAnswerTemporal struct {
+	ingest.TemporalClient
+	once sync.Once
+}
+
+func (l *lostAnswerTemporal) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	run, err := l.TemporalClient.ExecuteWorkflow(ctx, opts, wf, args...)
+	lost := false
+	l.once.Do(func() { lost = true })
+	if err != nil || !lost {
+		return run, err
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		return nil, err
+	}
+	return nil, serviceerror.NewDeadlineExceeded("answer lost")
+}
+
+// A hand-off retried after an attempt whose answer was lost does not
+// deliver twice: the attempt started a run that delivered and closed, and
+// the retry finds the task in its result.
+func testLostAnswerIsNotDeliveredTwice(t *testing.T, ts *testenv.TemporalServer) {
+	h := newHarness(t, ts)
+	h.cfg.RetryInitial = time.Millisecond
+	rec := testenv.Recorder(t)
+	h.deliveryWorker(time.Minute)
+
+	task := h.task("lost", "doc")
+	task.URL = rec.URL() + "/hooks/doc"
+	inst := h.startWith(&lostAnswerTemporal{TemporalClient: h.tc}, startOpts{})
+	h.publish(task)
+	inst.steps.waitCount(t, "acked", 1)
+	require.Equal(t, 1, inst.steps.count("handoff-error"))
+	require.Equal(t, 1, inst.steps.count("delivered-before"), "the retry found the closed run's result")
+	require.Zero(t, inst.steps.count("signalled"), "no second hand-off")
+	require.Len(t, rec.Requests(), 1, "delivered once")
 }

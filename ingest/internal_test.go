@@ -277,3 +277,22 @@ func TestSummary(t *testing.T) {
 	require.LessOrEqual(t, len(s), maxSummaryBytes)
 	require.True(t, strings.HasSuffix(s, "…"))
 }
+
+func TestRecentKeys(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := newRecentKeys(time.Minute, 3)
+	require.False(t, r.touch("a", t0), "first hand-off")
+	require.True(t, r.touch("a", t0.Add(59*time.Second)))
+	require.True(t, r.touch("a", t0.Add(110*time.Second)), "known for at least the window after the last hand-off")
+	require.False(t, r.touch("a", t0.Add(4*time.Minute)), "forgotten twice the window after the last hand-off")
+
+	// A full generation retires early: memory stays bounded.
+	r = newRecentKeys(time.Hour, 2)
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		require.False(t, r.touch(k, t0))
+	}
+	require.LessOrEqual(t, len(r.cur)+len(r.prev), 4)
+	require.True(t, r.touch("e", t0))
+	require.False(t, r.touch("a", t0), "an early retirement forgets the oldest keys")
+}

@@ -24,6 +24,8 @@ type metrics struct {
 	consumed      *prometheus.CounterVec
 	redelivered   *prometheus.CounterVec
 	signalled     *prometheus.CounterVec
+	started       *prometheus.CounterVec
+	startRefused  *prometheus.CounterVec
 	acked         *prometheus.CounterVec
 	naked         *prometheus.CounterVec
 	terminated    *prometheus.CounterVec // + reason
@@ -46,7 +48,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		redelivered: r.CounterVec("triggerflow_ingest_redelivered_total",
 			"Messages received that JetStream had delivered before.", task()...),
 		signalled: r.CounterVec("triggerflow_ingest_signalled_total",
-			"Tasks Temporal accepted with SignalWithStartWorkflow.", task()...),
+			"Tasks Temporal accepted: signalled (Signal-With-Start), or as a new run's input.", task()...),
+		started: r.CounterVec("triggerflow_ingest_started_total",
+			"Tasks Temporal accepted as a new run's input (a key quiet longer than the signal window); counted in signalled_total too.", task()...),
+		startRefused: r.CounterVec("triggerflow_ingest_start_refused_total",
+			"Starts Temporal refused because the key's run was open; their tasks were signalled instead.", task()...),
 		acked: r.CounterVec("triggerflow_ingest_acked_total",
 			"Messages acked after their task reached Temporal.", task()...),
 		naked: r.CounterVec("triggerflow_ingest_naked_total",
@@ -54,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		terminated: r.CounterVec("triggerflow_ingest_terminated_total",
 			"Messages dead-lettered and terminated, by reason.", task("reason")...),
 		handoffErrors: r.CounterVec("triggerflow_ingest_handoff_errors_total",
-			"Failed SignalWithStartWorkflow attempts, by gRPC code; transient ones are retried in place.", task("code")...),
+			"Failed hand-off attempts, by gRPC code; transient ones are retried in place.", task("code")...),
 		collisions: r.CounterVec("triggerflow_ingest_collisions_total",
 			"Hashed subjects seen with a docKey other than the one last seen on them.",
 			"tenant", "collection", "policy"),

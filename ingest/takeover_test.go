@@ -27,6 +27,11 @@ func (stuckTemporal) SignalWithStartWorkflow(ctx context.Context, _, _ string, _
 	return nil, ctx.Err()
 }
 
+func (stuckTemporal) ExecuteWorkflow(ctx context.Context, _ client.StartWorkflowOptions, _ any, _ ...any) (client.WorkflowRun, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
 // takeoverConfig makes JetStream's own failover (pinnedTTL, then ackWait)
 // far slower than the test's wait, so only a takeover can finish it.
 func takeoverConfig(h *harness) {
@@ -87,7 +92,7 @@ func testTakeover(t *testing.T, ts *testenv.TemporalServer) {
 		want[h.wfID(task)] = append(want[h.wfID(task)], task.EventID)
 	}
 	for id, events := range want {
-		require.Equal(t, events, firstOccurrences(h.signalled(id)), "order of %s across the takeover", id)
+		require.Equal(t, events, firstOccurrences(h.handedOff(id)), "order of %s across the takeover", id)
 	}
 }
 

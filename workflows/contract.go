@@ -80,6 +80,32 @@ func StartParams(t *trigger.DeliveryTask) DeliveryParams {
 	}
 }
 
+// StartInput is the input of a run that ingest starts with its first
+// tasks instead of signalling them (a key quiet long enough that its last
+// run has most likely closed): DeliveryParams, as StartParams fills it,
+// with the tasks in Pending. A start records no signal, so the run's
+// history is one event shorter. The tasks stay as ingest received them,
+// so fields this version does not know reach a newer worker. A worker
+// tells such a run from a continued one by its empty Seen: a continued
+// run's pending tasks are always in its dedupe set.
+func StartInput(t *trigger.DeliveryTask, tasks []json.RawMessage) any {
+	p := StartParams(t)
+	return startInput{
+		Tenant: p.Tenant, TriggerID: p.TriggerID, Collection: p.Collection, DocKey: p.DocKey,
+		Pending: tasks, Lifecycle: p.Lifecycle,
+	}
+}
+
+// startInput encodes as DeliveryParams with raw tasks.
+type startInput struct {
+	Tenant     string            `json:"tenant"`
+	TriggerID  string            `json:"triggerId"`
+	Collection string            `json:"collection"`
+	DocKey     string            `json:"docKey"`
+	Pending    []json.RawMessage `json:"pending"`
+	Lifecycle  Lifecycle         `json:"lifecycle"`
+}
+
 // Lifecycle is when an idle delivery run closes.
 type Lifecycle int
 
@@ -89,8 +115,9 @@ const (
 	// events) for a wait that rarely catches anything.
 	LifecycleQuiet Lifecycle = 0
 	// LifecycleCloseWhenCold closes as soon as the queue is empty when
-	// the run has seen one task only (a cold key: Started, Signaled, one
-	// workflow task, the delivery's marker, Completed), and waits
+	// the run has seen one task only (a cold key: Started with the task as
+	// input, or Started and Signaled, then one workflow task, the
+	// delivery's marker, Completed), and waits
 	// QuietPeriod like LifecycleQuiet once it has seen two or more (a hot
 	// key, whose next task is likely to come soon).
 	LifecycleCloseWhenCold Lifecycle = 1

@@ -145,6 +145,14 @@ func run(ctx workflow.Context, p DeliveryParams, registered Options) (DeliveryRe
 	for _, id := range p.Seen {
 		m.remember(id)
 	}
+	if len(p.Seen) == 0 && len(p.Pending) > 0 {
+		// A run ingest started with its first tasks (StartInput): they
+		// are checked and deduplicated as signalled ones are.
+		m.pending = nil
+		for _, t := range p.Pending {
+			m.acceptTask(t, nil)
+		}
+	}
 	if m.blocked != nil && len(m.pending) == 0 {
 		m.blocked = nil // nothing left to block on
 	}
@@ -310,7 +318,20 @@ func (m *mailbox) acceptOne(raw json.RawMessage) {
 		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: "task does not decode: " + err.Error()})
 		return
 	}
+	m.acceptTask(t, raw)
+}
+
+// acceptTask queues a decoded task unless it is invalid (dead-lettered)
+// or a duplicate (dropped). raw is the task as received, for the dead
+// letter; nil for a task that came decoded.
+func (m *mailbox) acceptTask(t trigger.DeliveryTask, raw json.RawMessage) {
 	if reason := m.check(&t); reason != "" {
+		if raw == nil {
+			// Deterministic: map keys are sorted. One that does not encode
+			// is recorded without its payload.
+			//workflowcheck:ignore
+			raw, _ = json.Marshal(t)
+		}
 		m.invalid = append(m.invalid, invalidTask{raw: raw, reason: reason})
 		return
 	}

@@ -773,3 +773,50 @@ func TestLifecycleSurvivesContinueAsNew(t *testing.T) {
 	_, next := continuedAsNew(t, env)
 	require.Equal(t, workflows.LifecycleCloseWhenCold, next.Lifecycle)
 }
+
+// startInput is what ingest starts a quiet key's run with: its tasks as the
+// input, encoded as ingest received them.
+func startInput(t *testing.T, tasks ...trigger.DeliveryTask) any {
+	t.Helper()
+	raws := make([]json.RawMessage, len(tasks))
+	for i, tk := range tasks {
+		raw, err := json.Marshal(tk)
+		require.NoError(t, err)
+		raws[i] = raw
+	}
+	return workflows.StartInput(&tasks[0], raws)
+}
+
+func TestStartedWithOneTaskClosesRightAfterDelivering(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+		start := env.Now()
+		env.ExecuteWorkflow(workflows.DeliveryWorkflow, startInput(t, task("e1")))
+		require.True(t, env.IsWorkflowCompleted())
+		require.NoError(t, env.GetWorkflowError())
+
+		_, delivered, _ := r.snapshot()
+		require.Equal(t, []string{"e1"}, delivered)
+		require.Zero(t, env.Now().Sub(start), "a cold key's run closes in the workflow task that delivers")
+		var res workflows.DeliveryResult
+		require.NoError(t, env.GetWorkflowResult(&res))
+		require.Equal(t, []string{"e1"}, res.Seen, "the result lists what the run saw, for ingest's check of redeliveries")
+	})
+}
+
+func TestStartedTasksAreCheckedLikeSignalledOnes(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+		signalAt(env, time.Second, task("e2"), task("e3"))
+		env.ExecuteWorkflow(workflows.DeliveryWorkflow, startInput(t, task("e1"), task("e1"), foreignTask("foreign"), task("e2")))
+		require.True(t, env.IsWorkflowCompleted())
+		require.NoError(t, env.GetWorkflowError())
+
+		_, delivered, dls := r.snapshot()
+		require.Equal(t, []string{"e1", "e2", "e3"}, delivered, "duplicates in the input and after it are dropped")
+		require.Len(t, dls, 1)
+		require.Equal(t, "invalid-task", dls[0].Reason)
+		require.Contains(t, dls[0].Detail, "o-2", "the foreign task is dead-lettered")
+		require.Contains(t, string(dls[0].Payload), `"eventId":"foreign"`)
+	})
+}

@@ -306,29 +306,43 @@ func TestEndToEnd(t *testing.T) {
 		recordAndReplay(t, "retry-policy", hists, replayOptions["retry-policy"])
 	})
 
-	t.Run("a cold key costs one workflow task and 7 events", func(t *testing.T) {
+	t.Run("a cold key costs one workflow task: 6 events started, 7 signalled", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t, srv, workflows.Options{QuietPeriod: time.Minute})
-		h.signal(t, h.liveTask("cold", "evt_cold"))
-		h.wait(t, "cold")
-		hists := h.runs(t, "cold")
-		require.Len(t, hists, 1)
-		var events []enumspb.EventType
-		for _, ev := range hists[0].Events {
-			events = append(events, ev.EventType)
+		h := newHarness(t, srv, replayOptions["cold-start"])
+		// Ingest starts a quiet key's run with its task, and signals one
+		// handed off lately (whose run may be open).
+		h.start(t, h.liveTask("cold", "evt_cold"))
+		h.signal(t, h.liveTask("cold-signalled", "evt_cold_signalled"))
+		wantEvents := func(first ...enumspb.EventType) []enumspb.EventType {
+			// The workflow task that delivers (the local activity's
+			// marker) also closes the run: no quiet timer for a key that
+			// had one task.
+			return append(first,
+				enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+				enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_MARKER_RECORDED,
+				enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
 		}
-		// The workflow task that delivers (the local activity's marker)
-		// also closes the run: no quiet timer for a key that had one task.
-		require.Equal(t, []enumspb.EventType{
-			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-			enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-			enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_MARKER_RECORDED,
-			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-		}, events)
-		var res workflows.DeliveryResult
-		require.NoError(t, h.c.GetWorkflow(context.Background(), workflowID(keyFor("cold")), "").Get(context.Background(), &res))
-		require.Equal(t, []string{"evt_cold"}, res.Seen, "the closed run lists what it delivered, for ingest")
-		recordAndReplay(t, "cold-close", hists, workflows.Options{})
+		for _, c := range []struct {
+			key, event, history string
+			want                []enumspb.EventType
+		}{
+			{"cold", "evt_cold", "cold-start", wantEvents(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)},
+			{"cold-signalled", "evt_cold_signalled", "cold-close", wantEvents(enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)},
+		} {
+			h.wait(t, c.key)
+			hists := h.runs(t, c.key)
+			require.Len(t, hists, 1)
+			var events []enumspb.EventType
+			for _, ev := range hists[0].Events {
+				events = append(events, ev.EventType)
+			}
+			require.Equal(t, c.want, events, c.key)
+			var res workflows.DeliveryResult
+			require.NoError(t, h.c.GetWorkflow(context.Background(), workflowID(keyFor(c.key)), "").Get(context.Background(), &res))
+			require.Equal(t, []string{c.event}, res.Seen, "the closed run lists what it delivered, for ingest")
+			require.Len(t, requestsFor(h, c.key), 1, c.key)
+			recordAndReplay(t, c.history, hists, replayOptions[c.history])
+		}
 	})
 
 	t.Run("a task arriving while a cold run closes is delivered once, after it", func(t *testing.T) {
@@ -435,6 +449,8 @@ var replayOptions = map[string]workflows.Options{
 	"retry-policy":        {QuietPeriod: time.Second},
 	"continue-as-new":     {QuietPeriod: time.Second, MaxHistoryLength: 30},
 	"redeliver":           {QuietPeriod: time.Second},
+	"cold-close":          {QuietPeriod: time.Minute},
+	"cold-start":          {QuietPeriod: time.Minute},
 }
 
 // recordAndReplay saves hists as name's history files and replays them

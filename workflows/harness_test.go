@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,6 +93,25 @@ func (h *harness) task(docKey, eventID string) trigger.DeliveryTask {
 func (h *harness) signal(t testing.TB, tk trigger.DeliveryTask) {
 	t.Helper()
 	require.NoError(t, h.signalErr(tk))
+}
+
+// start does what ingest does for a key quiet longer than its signal
+// window: it starts the key's workflow with the tasks as its input.
+func (h *harness) start(t testing.TB, tasks ...trigger.DeliveryTask) {
+	t.Helper()
+	raws := make([]json.RawMessage, len(tasks))
+	for i, tk := range tasks {
+		raw, err := json.Marshal(tk)
+		require.NoError(t, err)
+		raws[i] = raw
+	}
+	k := keyFor(tasks[0].DocKey)
+	_, err := h.c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflowID(k), TaskQueue: h.tq,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+	}, workflows.DeliveryWorkflow, workflows.StartInput(&tasks[0], raws))
+	require.NoError(t, err)
 }
 
 // wait blocks until the key's workflow (following continue-as-new) exits.

@@ -28,7 +28,7 @@ import (
 //     runs fail to replay.
 type Options struct {
 	// QuietPeriod is how long a key's workflow waits without a new task
-	// before it exits; ingest's next SignalWithStart starts a fresh one.
+	// before it exits; ingest's next hand-off starts a fresh one.
 	// Defaults to 1m.
 	QuietPeriod time.Duration `json:"quietPeriod"`
 	// Retry fills the fields a task's retry policy leaves zero. Defaults

@@ -395,11 +395,14 @@ func historyMentions(ctx context.Context, c client.Client, workflowID, runID, ev
 			}
 			return false, fmt.Errorf("reading the history of %s run %s: %w", workflowID, runID, err)
 		}
-		a := ev.GetWorkflowExecutionSignaledEventAttributes()
-		if a == nil || (a.GetSignalName() != workflows.TaskSignal && a.GetSignalName() != workflows.RedeliverSignal) {
-			continue
+		var input *commonpb.Payloads
+		if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+			input = a.GetInput() // a run started with its tasks, or continued with them
+		} else if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil &&
+			(a.GetSignalName() == workflows.TaskSignal || a.GetSignalName() == workflows.RedeliverSignal) {
+			input = a.GetInput()
 		}
-		for _, p := range a.GetInput().GetPayloads() {
+		for _, p := range input.GetPayloads() {
 			if strings.Contains(string(p.GetData()), `"`+eventID+`"`) {
 				return true, nil
 			}

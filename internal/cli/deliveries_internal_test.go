@@ -125,6 +125,20 @@ func TestDeliveryLogOfARedelivery(t *testing.T) {
 	require.Equal(t, []attemptRow{{entryRedeliver, 0, 0, "", "", true}, {entryAttempt, 1, 200, "", "", true}}, rows(e))
 }
 
+// A quiet document's run starts with its task as input: the task is
+// received by the start, not by a signal.
+func TestDeliveryLogOfARunStartedWithItsTask(t *testing.T) {
+	t.Parallel()
+	for file, id := range map[string]string{"cold-start-run1.json": "evt_cold", "cold-close-run1.json": "evt_cold_signalled"} {
+		logs := recordedLog(t, "", file)
+		require.Len(t, logs, 1, file)
+		e := logs[0]
+		require.Equal(t, id, e.EventID)
+		require.Equal(t, outcomeDelivered, e.Outcome)
+		require.Equal(t, []attemptRow{{entryReceived, 0, 0, "", "", true}, {entryAttempt, 1, 200, "", "", true}}, rows(e), file)
+	}
+}
+
 func TestVisibilityQueryOfKeyFlags(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)

@@ -201,7 +201,13 @@ func (b *logBuilder) apply(ev *historypb.HistoryEvent) {
 				b.seen[k] = true
 			}
 			for _, t := range p.Pending {
-				b.knowTask(t)
+				if len(p.Seen) == 0 {
+					// A run ingest started with its tasks
+					// (workflows.StartInput) received them here.
+					b.receive(ev, t)
+				} else {
+					b.knowTask(t)
+				}
 			}
 		}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -248,28 +254,9 @@ func (b *logBuilder) signal(ev *historypb.HistoryEvent) {
 		}
 		for _, p := range parts {
 			var t trigger.DeliveryTask
-			if json.Unmarshal(p, &t) != nil || t.EventID == "" {
-				continue
+			if json.Unmarshal(p, &t) == nil {
+				b.receive(ev, t)
 			}
-			e := b.event(t.EventID)
-			key := t.DedupeKey()
-			dup := b.seen[key]
-			b.seen[key] = true
-			if e == nil {
-				continue
-			}
-			e.task = t
-			if dup {
-				b.add(e, ev, logEntry{Kind: entryDuplicate, Message: "dropped: the workflow had this task already"})
-				continue
-			}
-			e.delivery++
-			e.attempts = 0
-			en := logEntry{Kind: entryReceived}
-			if t.Redrive != 0 {
-				en.Kind, en.Message = entryRedriven, fmt.Sprintf("redriven from dead letter %d", t.Redrive)
-			}
-			b.add(e, ev, en)
 		}
 	case workflows.RedeliverSignal:
 		var r workflows.Redelivery
@@ -286,6 +273,34 @@ func (b *logBuilder) signal(ev *historypb.HistoryEvent) {
 		e.attempts = 0
 		b.add(e, ev, logEntry{Kind: entryRedeliver, Actor: r.Actor, Reason: r.Reason, Request: r.Request})
 	}
+}
+
+// receive adds the arrival of task t, with ev, as a signal or a run's
+// input carries it: a delivery of its event, or a duplicate the workflow
+// dropped.
+func (b *logBuilder) receive(ev *historypb.HistoryEvent, t trigger.DeliveryTask) {
+	if t.EventID == "" {
+		return
+	}
+	e := b.event(t.EventID)
+	key := t.DedupeKey()
+	dup := b.seen[key]
+	b.seen[key] = true
+	if e == nil {
+		return
+	}
+	e.task = t
+	if dup {
+		b.add(e, ev, logEntry{Kind: entryDuplicate, Message: "dropped: the workflow had this task already"})
+		return
+	}
+	e.delivery++
+	e.attempts = 0
+	en := logEntry{Kind: entryReceived}
+	if t.Redrive != 0 {
+		en.Kind, en.Message = entryRedriven, fmt.Sprintf("redriven from dead letter %d", t.Redrive)
+	}
+	b.add(e, ev, en)
 }
 
 // localActivityMarker is the part of the SDK's local activity marker data

@@ -111,7 +111,7 @@ func TestEncryptedHistory(t *testing.T) {
 	raw := historyOf(t, s.tc, id) // s.tc has no keys
 	forbidden := append([]string{marker, "/hooks/orders", "X-Env"}, base64Cores(marker)...)
 	forbidden = append(forbidden, base64Cores("/hooks/orders")...)
-	var signalPayload *commonpb.Payload
+	var taskPayload *commonpb.Payload // the run's input: a cold key starts with its task
 	for _, ev := range raw {
 		bin, err := proto.Marshal(ev)
 		require.NoError(t, err)
@@ -121,12 +121,12 @@ func TestEncryptedHistory(t *testing.T) {
 			require.NotContains(t, string(bin), f, "event %d (%s) holds %q in its bytes", ev.GetEventId(), ev.GetEventType(), f)
 			require.NotContains(t, string(js), f, "event %d (%s) holds %q in its JSON", ev.GetEventId(), ev.GetEventType(), f)
 		}
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && signalPayload == nil {
-			signalPayload = a.GetInput().GetPayloads()[0]
+		if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+			taskPayload = a.GetInput().GetPayloads()[0]
 		}
 	}
-	require.NotNil(t, signalPayload)
-	require.Equal(t, codec.EncodingEncrypted, string(signalPayload.GetMetadata()[codec.MetadataEncoding]))
+	require.NotNil(t, taskPayload)
+	require.Equal(t, codec.EncodingEncrypted, string(taskPayload.GetMetadata()[codec.MetadataEncoding]))
 
 	// The same history through the keys holds the marker: the check above
 	// would have seen it.
@@ -150,14 +150,14 @@ func TestEncryptedHistory(t *testing.T) {
 		return nil
 	})
 
-	// The worker's codec server decrypts the signal as the UI asks it to.
+	// The worker's codec server decrypts the input as the UI asks it to.
 	body, err := json.Marshal(map[string]any{"payloads": []map[string]any{{
 		"metadata": map[string]string{
-			codec.MetadataEncoding: base64.StdEncoding.EncodeToString(signalPayload.Metadata[codec.MetadataEncoding]),
-			codec.MetadataKeyID:    base64.StdEncoding.EncodeToString(signalPayload.Metadata[codec.MetadataKeyID]),
-			codec.MetadataCipher:   base64.StdEncoding.EncodeToString(signalPayload.Metadata[codec.MetadataCipher]),
+			codec.MetadataEncoding: base64.StdEncoding.EncodeToString(taskPayload.Metadata[codec.MetadataEncoding]),
+			codec.MetadataKeyID:    base64.StdEncoding.EncodeToString(taskPayload.Metadata[codec.MetadataKeyID]),
+			codec.MetadataCipher:   base64.StdEncoding.EncodeToString(taskPayload.Metadata[codec.MetadataCipher]),
 		},
-		"data": base64.StdEncoding.EncodeToString(signalPayload.Data),
+		"data": base64.StdEncoding.EncodeToString(taskPayload.Data),
 	}}})
 	require.NoError(t, err)
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.opsAddr["worker"]+daemon.CodecPath+"/decode", bytes.NewReader(body))
