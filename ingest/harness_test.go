@@ -197,6 +197,18 @@ func (h *harness) deliveryWorker(quiet time.Duration) {
 	h.t.Cleanup(w.Stop)
 }
 
+// coldDelivery runs the real delivery workflow and returns a receiver and
+// a task for a new key that it receives: the key's run closes as soon as
+// it delivered.
+func (h *harness) coldDelivery(triggerID string) (*testenv.WebhookRecorder, *trigger.DeliveryTask) {
+	h.t.Helper()
+	rec := testenv.Recorder(h.t)
+	h.deliveryWorker(time.Minute)
+	task := h.task(triggerID, "doc")
+	task.URL = rec.URL() + "/hooks/doc"
+	return rec, task
+}
+
 // standInDelivery stands in for the real delivery workflow: it records the
 // event id of every task it is started with or signalled, duplicates
 // included, and answers the "events" query with them. It never closes.

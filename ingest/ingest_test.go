@@ -558,11 +558,7 @@ func testUnauthenticated(t *testing.T, ts *testenv.TemporalServer) {
 func testClosedRunDropsRedelivery(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	h.cfg.AckWait = time.Second
-	rec := testenv.Recorder(t)
-	h.deliveryWorker(time.Minute)
-
-	task := h.task("cold", "doc")
-	task.URL = rec.URL() + "/hooks/doc"
+	rec, task := h.coldDelivery("cold")
 	var once sync.Once
 	inst := h.start(startOpts{opts: []ingest.Option{ingest.WithBeforeAck(func(*trigger.DeliveryTask) bool {
 		crash := false
@@ -856,11 +852,7 @@ func (l *lostAnswerTemporal) ExecuteWorkflow(ctx context.Context, opts client.St
 func testLostAnswerIsNotDeliveredTwice(t *testing.T, ts *testenv.TemporalServer) {
 	h := newHarness(t, ts)
 	h.cfg.RetryInitial = time.Millisecond
-	rec := testenv.Recorder(t)
-	h.deliveryWorker(time.Minute)
-
-	task := h.task("lost", "doc")
-	task.URL = rec.URL() + "/hooks/doc"
+	rec, task := h.coldDelivery("lost")
 	inst := h.startWith(&lostAnswerTemporal{TemporalClient: h.tc}, startOpts{})
 	h.publish(task)
 	inst.steps.waitCount(t, "acked", 1)

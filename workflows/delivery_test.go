@@ -729,20 +729,31 @@ var coldKey = func() workflows.DeliveryParams {
 	return k
 }()
 
+// A cold key's run, signalled its task or started with it, closes in the
+// workflow task that delivers.
 func TestColdKeyClosesRightAfterDelivering(t *testing.T) {
 	t.Parallel()
-	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
-		signalAt(env, 0, task("e1"))
-		start := env.Now()
-		execute(t, env, coldKey)
+	for name, input := range map[string]any{"signalled": coldKey, "started": startInput(t, task("e1"))} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
+				if name == "signalled" {
+					signalAt(env, 0, task("e1"))
+				}
+				start := env.Now()
+				env.ExecuteWorkflow(workflows.DeliveryWorkflow, input)
+				require.True(t, env.IsWorkflowCompleted())
+				require.NoError(t, env.GetWorkflowError())
 
-		_, delivered, _ := r.snapshot()
-		require.Equal(t, []string{"e1"}, delivered)
-		require.Zero(t, env.Now().Sub(start), "no quiet timer for a key that had one task")
-		var res workflows.DeliveryResult
-		require.NoError(t, env.GetWorkflowResult(&res))
-		require.Equal(t, []string{"e1"}, res.Seen, "the result lists what the run saw, for ingest's check of redeliveries")
-	})
+				_, delivered, _ := r.snapshot()
+				require.Equal(t, []string{"e1"}, delivered)
+				require.Zero(t, env.Now().Sub(start), "no quiet timer for a key that had one task")
+				var res workflows.DeliveryResult
+				require.NoError(t, env.GetWorkflowResult(&res))
+				require.Equal(t, []string{"e1"}, res.Seen, "the result lists what the run saw, for ingest's check of redeliveries")
+			})
+		})
+	}
 }
 
 func TestHotKeyWaitsTheQuietPeriod(t *testing.T) {
@@ -778,30 +789,7 @@ func TestLifecycleSurvivesContinueAsNew(t *testing.T) {
 // input, encoded as ingest received them.
 func startInput(t *testing.T, tasks ...trigger.DeliveryTask) any {
 	t.Helper()
-	raws := make([]json.RawMessage, len(tasks))
-	for i, tk := range tasks {
-		raw, err := json.Marshal(tk)
-		require.NoError(t, err)
-		raws[i] = raw
-	}
-	return workflows.StartInput(&tasks[0], raws)
-}
-
-func TestStartedWithOneTaskClosesRightAfterDelivering(t *testing.T) {
-	t.Parallel()
-	eachEnv(t, testOptions, func(t *testing.T, env *testsuite.TestWorkflowEnvironment, r *receiver) {
-		start := env.Now()
-		env.ExecuteWorkflow(workflows.DeliveryWorkflow, startInput(t, task("e1")))
-		require.True(t, env.IsWorkflowCompleted())
-		require.NoError(t, env.GetWorkflowError())
-
-		_, delivered, _ := r.snapshot()
-		require.Equal(t, []string{"e1"}, delivered)
-		require.Zero(t, env.Now().Sub(start), "a cold key's run closes in the workflow task that delivers")
-		var res workflows.DeliveryResult
-		require.NoError(t, env.GetWorkflowResult(&res))
-		require.Equal(t, []string{"e1"}, res.Seen, "the result lists what the run saw, for ingest's check of redeliveries")
-	})
+	return workflows.StartInput(&tasks[0], encodeTasks(t, tasks...))
 }
 
 func TestStartedTasksAreCheckedLikeSignalledOnes(t *testing.T) {

@@ -99,19 +99,25 @@ func (h *harness) signal(t testing.TB, tk trigger.DeliveryTask) {
 // window: it starts the key's workflow with the tasks as its input.
 func (h *harness) start(t testing.TB, tasks ...trigger.DeliveryTask) {
 	t.Helper()
+	k := keyFor(tasks[0].DocKey)
+	_, err := h.c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflowID(k), TaskQueue: h.tq,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+	}, workflows.DeliveryWorkflow, workflows.StartInput(&tasks[0], encodeTasks(t, tasks...)))
+	require.NoError(t, err)
+}
+
+// encodeTasks returns each task's JSON, as ingest receives it.
+func encodeTasks(t testing.TB, tasks ...trigger.DeliveryTask) []json.RawMessage {
+	t.Helper()
 	raws := make([]json.RawMessage, len(tasks))
 	for i, tk := range tasks {
 		raw, err := json.Marshal(tk)
 		require.NoError(t, err)
 		raws[i] = raw
 	}
-	k := keyFor(tasks[0].DocKey)
-	_, err := h.c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: workflowID(k), TaskQueue: h.tq,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.DeliveryWorkflow, workflows.StartInput(&tasks[0], raws))
-	require.NoError(t, err)
+	return raws
 }
 
 // wait blocks until the key's workflow (following continue-as-new) exits.
