@@ -9,6 +9,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -111,30 +112,16 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
-	}
-	if c.MaxConnsPerHost == 0 {
-		c.MaxConnsPerHost = 64
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxResponseBodyBytes == 0 {
-		c.MaxResponseBodyBytes = 4096
-	}
+	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
+	c.MaxConnsPerHost = cmp.Or(c.MaxConnsPerHost, 64)
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes)
+	c.MaxResponseBodyBytes = cmp.Or(c.MaxResponseBodyBytes, 4096)
 	if c.RetryableStatuses == nil {
 		c.RetryableStatuses = []int{408, 429}
 	}
-	if c.MaxRetryAfter == 0 {
-		c.MaxRetryAfter = time.Hour
-	}
-	if c.ConnectRetries == 0 {
-		c.ConnectRetries = 2
-	}
-	if c.UserAgent == "" {
-		c.UserAgent = "Triggerflow-Webhooks/1"
-	}
+	c.MaxRetryAfter = cmp.Or(c.MaxRetryAfter, time.Hour)
+	c.ConnectRetries = cmp.Or(c.ConnectRetries, 2)
+	c.UserAgent = cmp.Or(c.UserAgent, "Triggerflow-Webhooks/1")
 	if c.DefaultMaxAttempts == 0 {
 		c.DefaultMaxAttempts = trigger.DefaultRetryPolicy().MaxAttempts
 	}

@@ -20,6 +20,7 @@
 package authn
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -88,18 +89,10 @@ type Config struct {
 // WithDefaults returns c with zero fields set to their defaults (a nil Key
 // stays nil; NewIssuer generates it).
 func (c Config) WithDefaults() Config {
-	if c.Issuer == "" {
-		c.Issuer = "triggerflow"
-	}
-	if c.Audience == "" {
-		c.Audience = "webhook"
-	}
-	if c.TTL == 0 {
-		c.TTL = 5 * time.Minute
-	}
-	if c.RefreshBefore == 0 {
-		c.RefreshBefore = time.Minute
-	}
+	c.Issuer = cmp.Or(c.Issuer, "triggerflow")
+	c.Audience = cmp.Or(c.Audience, "webhook")
+	c.TTL = cmp.Or(c.TTL, 5*time.Minute)
+	c.RefreshBefore = cmp.Or(c.RefreshBefore, time.Minute)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -24,15 +25,9 @@ type VerifierConfig struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c VerifierConfig) WithDefaults() VerifierConfig {
-	if c.Issuer == "" {
-		c.Issuer = "triggerflow"
-	}
-	if c.Audience == "" {
-		c.Audience = "webhook"
-	}
-	if c.Leeway == 0 {
-		c.Leeway = 30 * time.Second
-	}
+	c.Issuer = cmp.Or(c.Issuer, "triggerflow")
+	c.Audience = cmp.Or(c.Audience, "webhook")
+	c.Leeway = cmp.Or(c.Leeway, 30*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

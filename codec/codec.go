@@ -30,6 +30,7 @@
 package codec
 
 import (
+	"cmp"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -138,9 +139,7 @@ func New(cfg Config) (*Codec, error) {
 		return nil, fmt.Errorf("%w: the key ring is empty", ErrInvalidConfig)
 	}
 	c := &Codec{active: cfg.ActiveKey, aeads: make(map[string]cipher.AEAD, len(cfg.Keys)), rand: cfg.Rand}
-	if c.rand == nil {
-		c.rand = rand.Reader
-	}
+	c.rand = cmp.Or(c.rand, rand.Reader)
 	for _, id := range slices.Sorted(maps.Keys(cfg.Keys)) {
 		if err := CheckKeyID(id); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -8,6 +8,7 @@
 package condition
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,9 +47,7 @@ type Compiler struct {
 
 // NewCompiler builds the CEL environment. costLimit 0 means DefaultCostLimit.
 func NewCompiler(costLimit uint64) (*Compiler, error) {
-	if costLimit == 0 {
-		costLimit = DefaultCostLimit
-	}
+	costLimit = cmp.Or(costLimit, DefaultCostLimit)
 	env, err := cel.NewEnv(
 		ext.NativeTypes(reflect.TypeFor[Event](), ext.ParseStructTags(true)),
 		cel.Variable("event", cel.ObjectType("condition.Event")),

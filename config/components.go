@@ -83,15 +83,9 @@ type Log struct {
 
 // WithDefaults returns l with zero fields set to their defaults.
 func (l Log) WithDefaults() Log {
-	if l.Format == "" {
-		l.Format = LogJSON
-	}
-	if l.Level == "" {
-		l.Level = LevelInfo
-	}
-	if l.TemporalLevel == "" {
-		l.TemporalLevel = LevelWarn
-	}
+	l.Format = cmp.Or(l.Format, LogJSON)
+	l.Level = cmp.Or(l.Level, LevelInfo)
+	l.TemporalLevel = cmp.Or(l.TemporalLevel, LevelWarn)
 	return l
 }
 
@@ -128,9 +122,7 @@ type HTTP struct {
 // withDefaults is unexported because HTTP has no default of its own; each
 // file passes its binary's.
 func (h HTTP) withDefaults(addr string) HTTP {
-	if h.Addr == "" {
-		h.Addr = addr
-	}
+	h.Addr = cmp.Or(h.Addr, addr)
 	return h
 }
 
@@ -269,12 +261,8 @@ func (n NATS) Streams() streams.Config {
 // stream settings take the streams package's (the dead-letter subject and
 // audit stream follow Stream).
 func (n NATS) WithDefaults() NATS {
-	if n.URL == "" {
-		n.URL = "nats://127.0.0.1:4222"
-	}
-	if n.Consumer == "" {
-		n.Consumer = "triggerflow-ingest"
-	}
+	n.URL = cmp.Or(n.URL, "nats://127.0.0.1:4222")
+	n.Consumer = cmp.Or(n.Consumer, "triggerflow-ingest")
 	d := n.Streams().WithDefaults()
 	n.Stream, n.DeadLetterSubject, n.AuditStream = d.Stream, d.DeadLetterStream, d.AuditStream
 	n.Replicas, n.Provisioning = d.Replicas, d.Provisioning
@@ -485,15 +473,9 @@ func (c Codec) check(p *problems) {
 
 // WithDefaults returns t with zero fields set to their defaults.
 func (t Temporal) WithDefaults() Temporal {
-	if t.HostPort == "" {
-		t.HostPort = "127.0.0.1:7233"
-	}
-	if t.Namespace == "" {
-		t.Namespace = "default"
-	}
-	if t.TaskQueue == "" {
-		t.TaskQueue = workflows.DefaultTaskQueue
-	}
+	t.HostPort = cmp.Or(t.HostPort, "127.0.0.1:7233")
+	t.Namespace = cmp.Or(t.Namespace, "default")
+	t.TaskQueue = cmp.Or(t.TaskQueue, workflows.DefaultTaskQueue)
 	return t
 }
 
@@ -613,27 +595,17 @@ type PostgresSource struct {
 
 // WithDefaults returns w with zero fields set to their defaults.
 func (w Watcher) WithDefaults() Watcher {
-	if w.Source == "" {
-		w.Source = SourceSQLite
-	}
+	w.Source = cmp.Or(w.Source, SourceSQLite)
 	if w.SQLite.Path == "" {
 		w.SQLite.Path = filepath.Join("data", "documents.db")
 	}
-	if w.Postgres.Publication == "" {
-		w.Postgres.Publication = "triggerflow"
-	}
-	if w.CheckpointEvery == 0 {
-		w.CheckpointEvery = 500
-	}
-	if w.MaxTenantLabels == 0 {
-		w.MaxTenantLabels = tenantlabel.DefaultMax
-	}
+	w.Postgres.Publication = cmp.Or(w.Postgres.Publication, "triggerflow")
+	w.CheckpointEvery = cmp.Or(w.CheckpointEvery, 500)
+	w.MaxTenantLabels = cmp.Or(w.MaxTenantLabels, tenantlabel.DefaultMax)
 	if w.CheckpointInterval == 0 {
 		w.CheckpointInterval = trigger.Duration(time.Second)
 	}
-	if w.Triggers == "" {
-		w.Triggers = "triggers/"
-	}
+	w.Triggers = cmp.Or(w.Triggers, "triggers/")
 	return w
 }
 
@@ -1191,12 +1163,8 @@ func (w Worker) WithDefaults() Worker {
 	if w.Tokens.KeyFile == "" {
 		w.Tokens.KeyFile = filepath.Join("keys", "token-signing.pem")
 	}
-	if w.Tokens.Issuer == "" {
-		w.Tokens.Issuer = "triggerflow"
-	}
-	if w.Tokens.Audience == "" {
-		w.Tokens.Audience = "webhook"
-	}
+	w.Tokens.Issuer = cmp.Or(w.Tokens.Issuer, "triggerflow")
+	w.Tokens.Audience = cmp.Or(w.Tokens.Audience, "webhook")
 	if w.Tokens.TTL == 0 {
 		w.Tokens.TTL = trigger.Duration(5 * time.Minute)
 	}

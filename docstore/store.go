@@ -2,6 +2,7 @@ package docstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -90,18 +91,10 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.PollInterval == 0 {
-		c.PollInterval = 10 * time.Millisecond
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 500
-	}
-	if c.BusyTimeout == 0 {
-		c.BusyTimeout = 5 * time.Second
-	}
-	if c.MaxOpenConns == 0 {
-		c.MaxOpenConns = 8
-	}
+	c.PollInterval = cmp.Or(c.PollInterval, 10*time.Millisecond)
+	c.BatchSize = cmp.Or(c.BatchSize, 500)
+	c.BusyTimeout = cmp.Or(c.BusyTimeout, 5*time.Second)
+	c.MaxOpenConns = cmp.Or(c.MaxOpenConns, 8)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

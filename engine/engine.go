@@ -13,6 +13,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -230,9 +231,7 @@ func NewFactory(deps Deps, opts ...Option) (TriggerFactory, error) {
 	}
 	f.cfg.Limits = f.cfg.Limits.WithDefaults()
 	f.cfg.Streams = f.cfg.Streams.WithDefaults()
-	if f.cfg.Ingest.Stream == "" {
-		f.cfg.Ingest.Stream = f.cfg.Streams.Stream
-	}
+	f.cfg.Ingest.Stream = cmp.Or(f.cfg.Ingest.Stream, f.cfg.Streams.Stream)
 	labels := f.deps.TenantLabels
 	if labels == nil {
 		labels = tenantlabel.New(f.cfg.MaxTenantLabels)

@@ -2,6 +2,7 @@ package evaluator
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,9 +52,7 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.ErrorLogInterval == 0 {
-		c.ErrorLogInterval = DefaultErrorLogInterval
-	}
+	c.ErrorLogInterval = cmp.Or(c.ErrorLogInterval, DefaultErrorLogInterval)
 	return c
 }
 

@@ -11,6 +11,7 @@ package images
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,9 +103,7 @@ func New(js jetstream.JetStream, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.ReleaseDelay == 0 {
-		cfg.ReleaseDelay = DefaultReleaseDelay
-	}
+	cfg.ReleaseDelay = cmp.Or(cfg.ReleaseDelay, DefaultReleaseDelay)
 	s := &Store{
 		js:      js,
 		names:   [2]string{streams.ImageBucket(sc.Stream), streams.ImageBucket(sc.DeadLetterStream)},

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -206,83 +207,37 @@ func (c Config) takeover() bool {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Stream == "" {
-		c.Stream = streams.DefaultStream
-	}
+	c.Stream = cmp.Or(c.Stream, streams.DefaultStream)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Consumer == "" {
-		c.Consumer = DefaultConsumer
-	}
-	if c.Provisioning == "" {
-		c.Provisioning = streams.ProvisionCreate
-	}
-	if c.TaskQueue == "" {
-		c.TaskQueue = workflows.DefaultTaskQueue
-	}
-	if c.Lanes == 0 {
-		c.Lanes = 16
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 15 * time.Second
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 1024
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = -1
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 5 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
-	if c.CollisionPolicy == "" {
-		c.CollisionPolicy = CollisionSerialize
-	}
-	if c.FetchBatch == 0 {
-		c.FetchBatch = 64
-	}
-	if c.TakeoverMaxReplay == 0 {
-		c.TakeoverMaxReplay = 10000
-	}
-	if c.Sharing == "" {
-		c.Sharing = SharingPinned
-	}
+	c.Consumer = cmp.Or(c.Consumer, DefaultConsumer)
+	c.Provisioning = cmp.Or(c.Provisioning, streams.ProvisionCreate)
+	c.TaskQueue = cmp.Or(c.TaskQueue, workflows.DefaultTaskQueue)
+	c.Lanes = cmp.Or(c.Lanes, 16)
+	c.AckWait = cmp.Or(c.AckWait, 15*time.Second)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 1024)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, -1)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 5*time.Second)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
+	c.CollisionPolicy = cmp.Or(c.CollisionPolicy, CollisionSerialize)
+	c.FetchBatch = cmp.Or(c.FetchBatch, 64)
+	c.TakeoverMaxReplay = cmp.Or(c.TakeoverMaxReplay, 10000)
+	c.Sharing = cmp.Or(c.Sharing, SharingPinned)
 	if c.PinnedTTL == 0 {
 		// Long enough for a crashed replica's tasks to come due, and for a
 		// graceful shutdown to finish, before the pin can move.
 		c.PinnedTTL = max(30*time.Second, 2*c.ShutdownTimeout, 2*c.AckWait)
 	}
-	if c.CollisionCacheSize == 0 {
-		c.CollisionCacheSize = 65536
-	}
-	if c.MaxSignalBatch == 0 {
-		c.MaxSignalBatch = 100
-	}
-	if c.MaxSignalBytes == 0 {
-		c.MaxSignalBytes = 256 << 10
-	}
-	if c.RedeliveryWindow == 0 {
-		c.RedeliveryWindow = 250 * time.Millisecond
-	}
-	if c.SignalWindow == 0 {
-		c.SignalWindow = time.Minute
-	}
-	if c.HandoffTimeout == 0 {
-		c.HandoffTimeout = 10 * time.Second
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = 100 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 5 * time.Second
-	}
-	if c.TakeoverInterval == 0 {
-		c.TakeoverInterval = time.Second
-	}
+	c.CollisionCacheSize = cmp.Or(c.CollisionCacheSize, 65536)
+	c.MaxSignalBatch = cmp.Or(c.MaxSignalBatch, 100)
+	c.MaxSignalBytes = cmp.Or(c.MaxSignalBytes, 256<<10)
+	c.RedeliveryWindow = cmp.Or(c.RedeliveryWindow, 250*time.Millisecond)
+	c.SignalWindow = cmp.Or(c.SignalWindow, time.Minute)
+	c.HandoffTimeout = cmp.Or(c.HandoffTimeout, 10*time.Second)
+	c.RetryInitial = cmp.Or(c.RetryInitial, 100*time.Millisecond)
+	c.RetryMax = cmp.Or(c.RetryMax, 5*time.Second)
+	c.TakeoverInterval = cmp.Or(c.TakeoverInterval, time.Second)
 	return c
 }
 

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -285,9 +286,7 @@ func (in *Ingester) deadLetter(ctx context.Context, it *item) bool {
 	}
 	if t := it.task; t != nil {
 		rec.TriggerID, rec.Collection, rec.DocKey, rec.EventID = t.TriggerID, t.Collection, t.DocKey, t.EventID
-		if rec.Tenant == "" {
-			rec.Tenant = t.Tenant
-		}
+		rec.Tenant = cmp.Or(rec.Tenant, t.Tenant)
 		rec.Task = json.RawMessage(it.msg.Data())
 	} else {
 		rec.Payload = it.msg.Data()

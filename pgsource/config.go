@@ -1,6 +1,7 @@
 package pgsource
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -105,9 +106,7 @@ const maxIdentifier = 63
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Publication == "" {
-		c.Publication = DefaultPublication
-	}
+	c.Publication = cmp.Or(c.Publication, DefaultPublication)
 	if c.TenantFrom == "" && c.TenantColumn != "" {
 		c.TenantFrom = TenantFromColumn
 	}
@@ -118,15 +117,9 @@ func (c Config) WithDefaults() Config {
 			c.Slot = DefaultSlot
 		}
 	}
-	if c.StandbyTimeout == 0 {
-		c.StandbyTimeout = DefaultStandbyTimeout
-	}
-	if c.ReconnectInitial == 0 {
-		c.ReconnectInitial = DefaultReconnectInitial
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = DefaultReconnectMax
-	}
+	c.StandbyTimeout = cmp.Or(c.StandbyTimeout, DefaultStandbyTimeout)
+	c.ReconnectInitial = cmp.Or(c.ReconnectInitial, DefaultReconnectInitial)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, DefaultReconnectMax)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,7 @@
 package publisher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -104,33 +105,17 @@ type ImageStore interface {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Stream == "" {
-		c.Stream = DefaultStream
-	}
+	c.Stream = cmp.Or(c.Stream, DefaultStream)
 	if c.HashGuard == nil {
 		c.HashGuard = new(true)
 	}
-	if c.MaxPayload == 0 {
-		c.MaxPayload = DefaultMaxPayload
-	}
-	if c.MaxPending == 0 {
-		c.MaxPending = DefaultMaxPending
-	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = DefaultAckTimeout
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = DefaultRetryInitial
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = DefaultRetryMax
-	}
-	if c.ImageThreshold == 0 {
-		c.ImageThreshold = DefaultImageThreshold
-	}
-	if c.MaxPendingImageBytes == 0 {
-		c.MaxPendingImageBytes = DefaultMaxPendingImageBytes
-	}
+	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	c.MaxPending = cmp.Or(c.MaxPending, DefaultMaxPending)
+	c.AckTimeout = cmp.Or(c.AckTimeout, DefaultAckTimeout)
+	c.RetryInitial = cmp.Or(c.RetryInitial, DefaultRetryInitial)
+	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
+	c.ImageThreshold = cmp.Or(c.ImageThreshold, DefaultImageThreshold)
+	c.MaxPendingImageBytes = cmp.Or(c.MaxPendingImageBytes, DefaultMaxPendingImageBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

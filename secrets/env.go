@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -25,9 +26,7 @@ var _ Manager = (*Env)(nil)
 // NewEnv returns the env backend. An empty prefix means DefaultEnvPrefix;
 // a nil lookup means os.LookupEnv (tests inject a map).
 func NewEnv(prefix string, lookup func(string) (string, bool)) *Env {
-	if prefix == "" {
-		prefix = DefaultEnvPrefix
-	}
+	prefix = cmp.Or(prefix, DefaultEnvPrefix)
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}

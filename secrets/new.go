@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,18 +40,10 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Backend == "" {
-		c.Backend = BackendFile
-	}
-	if c.Dir == "" {
-		c.Dir = "secrets/"
-	}
-	if c.EnvPrefix == "" {
-		c.EnvPrefix = "TRIGGERFLOW_SECRET_"
-	}
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
+	c.Backend = cmp.Or(c.Backend, BackendFile)
+	c.Dir = cmp.Or(c.Dir, "secrets/")
+	c.EnvPrefix = cmp.Or(c.EnvPrefix, "TRIGGERFLOW_SECRET_")
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
 	return c
 }
 

@@ -12,6 +12,7 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,30 +84,14 @@ const (
 // "_AUDIT", one replica, MaxAge 7 days, DuplicateWindow 2 minutes,
 // ProvisionCreate.
 func (c Config) WithDefaults() Config {
-	if c.Stream == "" {
-		c.Stream = DefaultStream
-	}
-	if c.DeadLetterStream == "" {
-		c.DeadLetterStream = c.Stream + "_DLQ"
-	}
-	if c.AuditStream == "" {
-		c.AuditStream = c.Stream + "_AUDIT"
-	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = DefaultMaxAge
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = DefaultDuplicateWindow
-	}
-	if c.ImageMaxAge == 0 {
-		c.ImageMaxAge = 2 * c.MaxAge
-	}
-	if c.Provisioning == "" {
-		c.Provisioning = ProvisionCreate
-	}
+	c.Stream = cmp.Or(c.Stream, DefaultStream)
+	c.DeadLetterStream = cmp.Or(c.DeadLetterStream, c.Stream+"_DLQ")
+	c.AuditStream = cmp.Or(c.AuditStream, c.Stream+"_AUDIT")
+	c.Replicas = cmp.Or(c.Replicas, DefaultReplicas)
+	c.MaxAge = cmp.Or(c.MaxAge, DefaultMaxAge)
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, DefaultDuplicateWindow)
+	c.ImageMaxAge = cmp.Or(c.ImageMaxAge, 2*c.MaxAge)
+	c.Provisioning = cmp.Or(c.Provisioning, ProvisionCreate)
 	return c
 }
 

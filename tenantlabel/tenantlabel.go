@@ -6,7 +6,10 @@
 // records and dead letters always name the tenant; only metrics fold.
 package tenantlabel
 
-import "sync"
+import (
+	"cmp"
+	"sync"
+)
 
 // Other is the label value of tenants past a Guard's limit.
 const Other = "_other"
@@ -25,9 +28,7 @@ type Guard struct {
 // New returns a guard naming at most max tenants (0 means DefaultMax, a
 // negative value means no limit).
 func New(max int) *Guard {
-	if max == 0 {
-		max = DefaultMax
-	}
+	max = cmp.Or(max, DefaultMax)
 	return &Guard{max: max, seen: make(map[string]struct{})}
 }
 

@@ -1,6 +1,9 @@
 package trigger
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Limits bounds what a trigger may contain. The zero value is not useful;
 // start from DefaultLimits.
@@ -34,20 +37,10 @@ func DefaultLimits() Limits {
 // WithDefaults returns l with every zero field set to its default.
 func (l Limits) WithDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxTenantLength == 0 {
-		l.MaxTenantLength = d.MaxTenantLength
-	}
-	if l.MaxCollectionLength == 0 {
-		l.MaxCollectionLength = d.MaxCollectionLength
-	}
-	if l.MaxHeaderBytes == 0 {
-		l.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if l.MinTimeout == 0 {
-		l.MinTimeout = d.MinTimeout
-	}
-	if l.MaxTimeout == 0 {
-		l.MaxTimeout = d.MaxTimeout
-	}
+	l.MaxTenantLength = cmp.Or(l.MaxTenantLength, d.MaxTenantLength)
+	l.MaxCollectionLength = cmp.Or(l.MaxCollectionLength, d.MaxCollectionLength)
+	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, d.MaxHeaderBytes)
+	l.MinTimeout = cmp.Or(l.MinTimeout, d.MinTimeout)
+	l.MaxTimeout = cmp.Or(l.MaxTimeout, d.MaxTimeout)
 	return l
 }

@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -336,9 +337,7 @@ func parseFile(path string, ps *problems) []*Trigger {
 		if t == nil {
 			continue
 		}
-		if t.Tenant == "" {
-			t.Tenant = f.Tenant
-		}
+		t.Tenant = cmp.Or(t.Tenant, f.Tenant)
 		if f.RetryPolicy != nil {
 			merged := t.RetryPolicy.Merge(*f.RetryPolicy)
 			t.RetryPolicy = &merged

@@ -7,7 +7,10 @@
 // set with any problem activates nothing.
 package trigger
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // EventType is the kind of document change.
 type EventType string
@@ -104,18 +107,10 @@ func (p *RetryPolicy) Merge(def RetryPolicy) RetryPolicy {
 		return def
 	}
 	out := *p
-	if out.MaxAttempts == 0 {
-		out.MaxAttempts = def.MaxAttempts
-	}
-	if out.InitialBackoff == 0 {
-		out.InitialBackoff = def.InitialBackoff
-	}
-	if out.MaxBackoff == 0 {
-		out.MaxBackoff = def.MaxBackoff
-	}
-	if out.Multiplier == 0 {
-		out.Multiplier = def.Multiplier
-	}
+	out.MaxAttempts = cmp.Or(out.MaxAttempts, def.MaxAttempts)
+	out.InitialBackoff = cmp.Or(out.InitialBackoff, def.InitialBackoff)
+	out.MaxBackoff = cmp.Or(out.MaxBackoff, def.MaxBackoff)
+	out.Multiplier = cmp.Or(out.Multiplier, def.Multiplier)
 	return out
 }
 

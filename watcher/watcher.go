@@ -10,6 +10,7 @@
 package watcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,27 +116,13 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.Actor == "" {
-		c.Actor = "watcher"
-	}
-	if c.CheckpointEvery == 0 {
-		c.CheckpointEvery = 500
-	}
-	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = time.Second
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 10_000
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 5 * time.Second
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = 100 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 10 * time.Second
-	}
+	c.Actor = cmp.Or(c.Actor, "watcher")
+	c.CheckpointEvery = cmp.Or(c.CheckpointEvery, 500)
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, time.Second)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, 10_000)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 5*time.Second)
+	c.RetryInitial = cmp.Or(c.RetryInitial, 100*time.Millisecond)
+	c.RetryMax = cmp.Or(c.RetryMax, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -833,9 +820,7 @@ func (w *DocumentWatcher) audit(ctx context.Context, rec audit.Record) {
 
 func (w *DocumentWatcher) writeAudit(ctx context.Context, rec audit.Record) error {
 	rec.Actor = w.cfg.Actor
-	if rec.Reason == "" {
-		rec.Reason = w.cfg.Reason
-	}
+	rec.Reason = cmp.Or(rec.Reason, w.cfg.Reason)
 	w.log.Warn("audit", "action", rec.Action, "tenant", rec.Tenant, "key", rec.Key, "before", rec.Before, "after", rec.After, "actor", rec.Actor, "reason", rec.Reason)
 	if w.cfg.Auditor == nil {
 		return nil

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -273,9 +274,7 @@ func openSource(ctx context.Context, cfg *config.WatcherFile, log *slog.Logger, 
 		return src, nil
 	default:
 		tenant := cfg.Watcher.Tenant
-		if tenant == "" {
-			tenant = docstore.AllTenants
-		}
+		tenant = cmp.Or(tenant, docstore.AllTenants)
 		src, err := docstore.OpenSource(ctx, docstore.Config{Path: cfg.Watcher.SQLite.Path, Logger: log}, tenant)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite source %s: %w", cfg.Watcher.SQLite.Path, err)

@@ -67,15 +67,9 @@ type Receiver struct {
 
 // New returns a receiver.
 func New(cfg Config) *Receiver {
-	if cfg.SecretsRef == "" {
-		cfg.SecretsRef = "default"
-	}
-	if cfg.Out == nil {
-		cfg.Out = io.Discard
-	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = 1 << 20
-	}
+	cfg.SecretsRef = cmp.Or(cfg.SecretsRef, "default")
+	cfg.Out = cmp.Or(cfg.Out, io.Discard)
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, 1<<20)
 	return &Receiver{cfg: cfg, changed: make(chan struct{})}
 }
 

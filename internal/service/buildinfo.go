@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -39,9 +40,7 @@ func Build() BuildInfo {
 func buildInfo(version, revision string, bi *debug.BuildInfo, ok bool) BuildInfo {
 	b := BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()}
 	if ok {
-		if b.Version == "" {
-			b.Version = bi.Main.Version
-		}
+		b.Version = cmp.Or(b.Version, bi.Main.Version)
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && b.Revision == "" {
 				b.Revision = s.Value
@@ -51,9 +50,7 @@ func buildInfo(version, revision string, bi *debug.BuildInfo, ok bool) BuildInfo
 	if b.Version == "" {
 		b.Version = "(devel)"
 	}
-	if b.Revision == "" {
-		b.Revision = "unknown"
-	}
+	b.Revision = cmp.Or(b.Revision, "unknown")
 	return b
 }
 

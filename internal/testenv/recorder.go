@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -202,9 +203,7 @@ func (w *WebhookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			rw.Header().Add(k, v)
 		}
 	}
-	if resp.Status == 0 {
-		resp.Status = http.StatusOK
-	}
+	resp.Status = cmp.Or(resp.Status, http.StatusOK)
 	rw.WriteHeader(resp.Status)
 	_, _ = rw.Write(resp.Body)
 }

@@ -3,6 +3,7 @@
 package watchertest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,9 +108,7 @@ func RunSourceConformance(t *testing.T, h Harness) {
 	t.Helper()
 	require.NotNil(t, h.New, "Harness.New is required")
 	require.NotEmpty(t, h.Tenant, "Harness.Tenant is required")
-	if h.Timeout == 0 {
-		h.Timeout = 30 * time.Second
-	}
+	h.Timeout = cmp.Or(h.Timeout, 30*time.Second)
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s *suite)
