@@ -72,34 +72,18 @@ type tokens struct{ err error }
 
 func (s tokens) Token(context.Context, string) (string, error) { return testToken, s.err }
 
-type dlq struct {
-	mu   sync.Mutex
-	recs []deadletter.Record
-	err  error
-}
-
-func (d *dlq) Publish(_ context.Context, rec deadletter.Record) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.err != nil {
-		return d.err
-	}
-	d.recs = append(d.recs, rec)
-	return nil
-}
-
 type fixture struct {
 	rec  *testenv.WebhookRecorder
 	acts *activities.Activities
 	env  *testsuite.TestActivityEnvironment
 	logs *testenv.LogBuffer
 	reg  *prometheus.Registry
-	dlq  *dlq
+	dlq  *testenv.Records[deadletter.Record]
 }
 
 func newFixture(t *testing.T, cfg activities.Config, deps activities.Deps) *fixture {
 	t.Helper()
-	f := &fixture{rec: testenv.Recorder(t), logs: &testenv.LogBuffer{}, reg: prometheus.NewRegistry(), dlq: &dlq{}}
+	f := &fixture{rec: testenv.Recorder(t), logs: &testenv.LogBuffer{}, reg: prometheus.NewRegistry(), dlq: &testenv.Records[deadletter.Record]{}}
 	cfg.Egress.AllowLoopback = true
 	if deps.Secrets == nil {
 		deps.Secrets = secrets{}
@@ -438,7 +422,7 @@ func TestNetworkErrorIsRetryable(t *testing.T) {
 func TestLoopbackForbiddenUnlessAllowed(t *testing.T) {
 	t.Parallel()
 	rec := testenv.Recorder(t)
-	acts, err := activities.New(activities.Config{DeadLetters: &dlq{}}, activities.Deps{})
+	acts, err := activities.New(activities.Config{DeadLetters: &testenv.Records[deadletter.Record]{}}, activities.Deps{})
 	require.NoError(t, err)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
@@ -522,15 +506,15 @@ func TestDeadLetterPublishes(t *testing.T) {
 	rec := deadletter.Record{ID: "evt_d", Stage: deadletter.StageDelivery, Reason: "http-4xx", Tenant: "acme", Collection: "orders", EventID: "evt_d"}
 	_, err := f.env.ExecuteActivity(activities.DeadLetterName, rec)
 	require.NoError(t, err)
-	require.Equal(t, []deadletter.Record{rec}, f.dlq.recs)
+	require.Equal(t, []deadletter.Record{rec}, f.dlq.All())
 
-	f.dlq.err = errors.New("nats: timeout")
+	f.dlq.Fail(errors.New("nats: timeout"))
 	_, err = f.env.ExecuteActivity(activities.DeadLetterName, rec)
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
 	require.False(t, appErr.NonRetryable(), "an unavailable stream is retried")
 
-	f.dlq.err = deadletter.ErrInvalidRecord
+	f.dlq.Fail(deadletter.ErrInvalidRecord)
 	_, err = f.env.ExecuteActivity(activities.DeadLetterName, rec)
 	require.ErrorAs(t, err, &appErr)
 	require.True(t, appErr.NonRetryable())
@@ -641,7 +625,7 @@ func TestInjectedHTTPClientIsUsed(t *testing.T) {
 	srv, got := tlsReceiver(t)
 	tk := trigger.DeliveryTask{V: 1, EventID: "evt_tls", Tenant: "acme", Type: trigger.EventCreate, URL: srv.URL + "/hook"}
 	run := func(deps activities.Deps) error {
-		acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, ConnectRetries: -1, DeadLetters: &dlq{}}, deps)
+		acts, err := activities.New(activities.Config{Egress: egress.Policy{AllowLoopback: true}, ConnectRetries: -1, DeadLetters: &testenv.Records[deadletter.Record]{}}, deps)
 		require.NoError(t, err)
 		var s testsuite.WorkflowTestSuite
 		env := s.NewTestActivityEnvironment()
@@ -691,7 +675,7 @@ func TestInjectedTransportKeepsEgressGuard(t *testing.T) {
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
 	var wrapped atomic.Int32
-	acts, err := activities.New(activities.Config{DeadLetters: &dlq{}}, activities.Deps{HTTP: activities.HTTPOptions{
+	acts, err := activities.New(activities.Config{DeadLetters: &testenv.Records[deadletter.Record]{}}, activities.Deps{HTTP: activities.HTTPOptions{
 		Transport: base,
 		Wrap: func(next http.RoundTripper) http.RoundTripper {
 			return roundTripper(func(r *http.Request) (*http.Response, error) {
@@ -713,7 +697,7 @@ func TestInjectedTransportKeepsEgressGuard(t *testing.T) {
 	require.Zero(t, got.Load())
 	require.NotNil(t, base.Proxy, "the caller's transport is not modified")
 
-	_, err = activities.New(activities.Config{DeadLetters: &dlq{}}, activities.Deps{HTTP: activities.HTTPOptions{
+	_, err = activities.New(activities.Config{DeadLetters: &testenv.Records[deadletter.Record]{}}, activities.Deps{HTTP: activities.HTTPOptions{
 		Wrap: func(http.RoundTripper) http.RoundTripper { return nil },
 	}})
 	require.ErrorContains(t, err, "nil RoundTripper")
@@ -725,7 +709,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	_, err := activities.New(activities.Config{RetryableStatuses: []int{503}, MaxConnsPerHost: -1, DeadLetters: &dlq{}}, activities.Deps{})
+	_, err := activities.New(activities.Config{RetryableStatuses: []int{503}, MaxConnsPerHost: -1, DeadLetters: &testenv.Records[deadletter.Record]{}}, activities.Deps{})
 	require.ErrorContains(t, err, "503 is not a 4xx")
 	require.ErrorContains(t, err, "maxConnsPerHost")
 	_, err = activities.New(activities.Config{}, activities.Deps{})

@@ -1,12 +1,10 @@
 package images_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -273,29 +271,6 @@ func TestCloseDeletesDelayedReleases(t *testing.T) {
 	require.NoError(t, err, "Release does nothing after Close")
 }
 
-// capture is a dead-letter sink that keeps what it is given.
-type capture struct {
-	mu   sync.Mutex
-	recs []deadletter.Record
-	err  error
-}
-
-func (c *capture) Publish(_ context.Context, rec deadletter.Record) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return c.err
-	}
-	c.recs = append(c.recs, rec)
-	return nil
-}
-
-func (c *capture) records() []deadletter.Record {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]deadletter.Record(nil), c.recs...)
-}
-
 func refTask(before, after *trigger.ImageRef) *trigger.DeliveryTask {
 	return &trigger.DeliveryTask{
 		V: trigger.TaskVersion, EventID: "evt_1", Tenant: "acme", TriggerID: "t1", Collection: "orders",
@@ -374,11 +349,11 @@ func TestKeepForDeadLettersLeavesWhatItDoesNotReplace(t *testing.T) {
 	f := newFixture(t, -1)
 	ctx := t.Context()
 	after, _ := f.put(t, "acme/evt_1/after", image(500))
-	sink := &capture{}
+	sink := &testenv.Records[deadletter.Record]{}
 	keep := f.store.KeepForDeadLetters(sink)
 
 	require.NoError(t, keep.Publish(ctx, record(t, deadletter.StageIngest, "workflow-start-failed", refTask(nil, &after))))
-	got, err := trigger.DecodeTask(sink.records()[0].Task)
+	got, err := trigger.DecodeTask(sink.All()[0].Task)
 	require.NoError(t, err)
 	afterCopy := copyRef(after, deadletter.StageIngest, "evt_1", "after")
 	require.Equal(t, afterCopy, got.AfterRef)
@@ -386,14 +361,14 @@ func TestKeepForDeadLettersLeavesWhatItDoesNotReplace(t *testing.T) {
 	// Redriven, then dead-lettered by the worker again.
 	again := record(t, deadletter.StageDelivery, "http-4xx", got)
 	require.NoError(t, keep.Publish(ctx, again))
-	require.Equal(t, again, sink.records()[1], "the copies are referenced as they are")
+	require.Equal(t, again, sink.All()[1], "the copies are referenced as they are")
 
 	// Unauthenticated: the references are anyone's.
 	forged := refTask(nil, &after)
 	forged.EventID = "evt_forged"
 	unauth := record(t, deadletter.StageDelivery, "unauthenticated", forged)
 	require.NoError(t, keep.Publish(ctx, unauth))
-	require.Equal(t, unauth, sink.records()[2], "passed on untouched")
+	require.Equal(t, unauth, sink.All()[2], "passed on untouched")
 
 	require.NoError(t, f.store.Close()) // waits for any deletion under way
 	_, err = f.store.Fetch(ctx, &after)
@@ -410,7 +385,7 @@ func TestReleaseDeletesDeadLetterCopies(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, -1)
 	after, _ := f.put(t, "acme/evt_1/after", image(500))
-	require.NoError(t, f.store.KeepForDeadLetters(&capture{}).Publish(t.Context(),
+	require.NoError(t, f.store.KeepForDeadLetters(&testenv.Records[deadletter.Record]{}).Publish(t.Context(),
 		record(t, deadletter.StageIngest, "workflow-start-failed", refTask(nil, &after))))
 	afterCopy := copyRef(after, deadletter.StageIngest, "evt_1", "after")
 
@@ -427,9 +402,9 @@ func TestKeepForDeadLettersKeepsOriginalsWhenThePublishFails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, -1)
 	after, _ := f.put(t, "acme/evt_1/after", image(500))
-	sink := &capture{err: errors.New("dead-letter stream unavailable")}
+	sink := &testenv.Records[deadletter.Record]{Err: errors.New("dead-letter stream unavailable")}
 	err := f.store.KeepForDeadLetters(sink).Publish(t.Context(), record(t, deadletter.StageDelivery, "http-4xx", refTask(nil, &after)))
-	require.ErrorIs(t, err, sink.err)
+	require.ErrorIs(t, err, sink.Err)
 	require.NoError(t, f.store.Close()) // waits for any deletion under way
 	_, err = f.store.Fetch(t.Context(), &after)
 	require.NoError(t, err)
@@ -464,10 +439,10 @@ func TestKeepForDeadLettersNotesMissingImages(t *testing.T) {
 	gone, _ := images.Ref("acme/evt_1/before", image(200)) // never stored
 	task := refTask(&gone, &after)
 
-	sink := &capture{}
+	sink := &testenv.Records[deadletter.Record]{}
 	keep := f.store.KeepForDeadLetters(sink)
 	require.NoError(t, keep.Publish(ctx, record(t, deadletter.StageIngest, "x", task)))
-	recs := sink.records()
+	recs := sink.All()
 	require.Len(t, recs, 1)
 	require.True(t, strings.HasPrefix(recs[0].Detail, "410 Gone"), recs[0].Detail)
 	require.Contains(t, recs[0].Detail, "the before image is no longer stored")
@@ -484,7 +459,7 @@ func TestKeepForDeadLettersNotesMissingImages(t *testing.T) {
 	require.NoError(t, keep.Publish(ctx, plain))
 	undecodable := deadletter.Record{ID: "x", Stage: deadletter.StageIngest, Reason: "undecodable", Payload: []byte("garbage")}
 	require.NoError(t, keep.Publish(ctx, undecodable))
-	recs = sink.records()
+	recs = sink.All()
 	require.Len(t, recs, 3)
 	require.Equal(t, plain, recs[1])
 	require.Equal(t, undecodable, recs[2])
@@ -501,11 +476,11 @@ func TestKeepForDeadLettersFailsWhenImagesAreUnavailable(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, other.Close()) })
 	ref, _ := images.Ref("acme/evt_1/after", image(100))
 
-	sink := &capture{}
+	sink := &testenv.Records[deadletter.Record]{}
 	err = other.KeepForDeadLetters(sink).Publish(t.Context(), record(t, deadletter.StageDelivery, "http-4xx", refTask(nil, &ref)))
 	require.Error(t, err)
 	require.NotErrorIs(t, err, images.ErrMissing)
-	require.Empty(t, sink.records(), "nothing recorded")
+	require.Empty(t, sink.All(), "nothing recorded")
 }
 
 func TestBucketBytesMetric(t *testing.T) {
@@ -531,7 +506,7 @@ func TestBucketBytesMetric(t *testing.T) {
 	require.Positive(t, bucketBytes("tasks"))
 	require.Zero(t, bucketBytes("dead-letters"))
 
-	require.NoError(t, f.store.KeepForDeadLetters(&capture{}).Publish(t.Context(),
+	require.NoError(t, f.store.KeepForDeadLetters(&testenv.Records[deadletter.Record]{}).Publish(t.Context(),
 		record(t, deadletter.StageIngest, "x", refTask(nil, &after))))
 	require.Positive(t, bucketBytes("dead-letters"))
 
@@ -564,7 +539,7 @@ func TestDeletingTwiceCountsOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, time.Hour)
 	after, _ := f.put(t, "acme/evt_1/after", image(100))
-	require.NoError(t, f.store.KeepForDeadLetters(&capture{}).Publish(t.Context(),
+	require.NoError(t, f.store.KeepForDeadLetters(&testenv.Records[deadletter.Record]{}).Publish(t.Context(),
 		record(t, deadletter.StageIngest, "x", refTask(nil, &after))))
 	rec := record(t, deadletter.StageIngest, "x", refTask(nil, copyRef(after, deadletter.StageIngest, "evt_1", "after")))
 

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/triggerflow/triggerflow/audit"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
 )
@@ -225,28 +224,6 @@ func (m *memStore) get(key string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.m[key]
-}
-
-type memAuditor struct {
-	mu   sync.Mutex
-	recs []audit.Record
-	fail error // returned by every Write when set
-}
-
-func (a *memAuditor) Write(_ context.Context, r audit.Record) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.fail != nil {
-		return a.fail
-	}
-	a.recs = append(a.recs, r)
-	return nil
-}
-
-func (a *memAuditor) records() []audit.Record {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]audit.Record(nil), a.recs...)
 }
 
 // signal is a broadcast: changed returns a channel that the next fire

@@ -439,7 +439,7 @@ func TestMultiTenantFirstStartWithoutCheckpointFails(t *testing.T) {
 			t.Parallel()
 			src := newQuietMemSource()
 			tlog(src, "a:a1", "b:b1")
-			aud := &memAuditor{}
+			aud := &testenv.Records[audit.Record]{}
 			w, err := watcher.New(src, watcher.Config{Tenants: tc.tenants, Auditor: aud})
 			require.NoError(t, err)
 			err = w.Run(t.Context(), (&recorder{}).handle)
@@ -449,7 +449,7 @@ func TestMultiTenantFirstStartWithoutCheckpointFails(t *testing.T) {
 			}
 			require.ErrorContains(t, err, "startFromNow")
 			require.Empty(t, src.store.snapshot(), "nothing saved")
-			require.Empty(t, aud.records(), "nothing audited")
+			require.Empty(t, aud.All(), "nothing audited")
 		})
 	}
 }
@@ -463,7 +463,7 @@ func TestMultiTenantFreshTenantsStartFromHead(t *testing.T) {
 	src.store.m[tkey("a")] = pos(0)
 	p := tlog(src, "a:a1", "b:b1", "c:c1", "a:a2", "b:b2")
 	head := p[len(p)-1]
-	aud := &memAuditor{}
+	aud := &testenv.Records[audit.Record]{}
 	reg := prometheus.NewRegistry()
 	rec := &recorder{}
 	_, stop := runStarted(t, src, watcher.Config{Tenants: []string{"a", "b", "c"}, Auditor: aud, Actor: "ops", Registerer: reg}, rec.handle)
@@ -479,7 +479,7 @@ func TestMultiTenantFreshTenantsStartFromHead(t *testing.T) {
 	require.Equal(t, []string{"b3"}, docsOf(got, "b"), "changes before the start are not delivered")
 	require.Equal(t, []string{"c3"}, docsOf(got, "c"))
 
-	recs := aud.records()
+	recs := aud.All()
 	require.Len(t, recs, 2, "one record per tenant started from now")
 	slices.SortFunc(recs, func(x, y audit.Record) int { return strings.Compare(x.Tenant, y.Tenant) })
 	for i, tn := range []string{"b", "c"} {
@@ -502,7 +502,7 @@ func TestMultiTenantStartFromNowAndResumeTokenAuditEachTenant(t *testing.T) {
 		t.Parallel()
 		src := newQuietMemSource()
 		p := tlog(src, "a:a1", "b:b1", "c:c1")
-		aud := &memAuditor{}
+		aud := &testenv.Records[audit.Record]{}
 		rec := &recorder{}
 		_, stop := runStarted(t, src, watcher.Config{Tenants: tenants, StartFromNow: true, Auditor: aud}, rec.handle)
 		require.Equal(t, atAll(p[2], tenants...), src.store.snapshot())
@@ -517,7 +517,7 @@ func TestMultiTenantStartFromNowAndResumeTokenAuditEachTenant(t *testing.T) {
 		src := newQuietMemSource()
 		p := tlog(src, "a:a1", "b:b1", "c:c1", "a:a2", "b:b2")
 		src.store.m[tkey("a")] = p[4]
-		aud := &memAuditor{}
+		aud := &testenv.Records[audit.Record]{}
 		rec := &recorder{}
 		// The token without its padding is canonicalised.
 		_, stop := runStarted(t, src, watcher.Config{Tenants: tenants, ResumeToken: "1", Auditor: aud}, rec.handle)
@@ -525,7 +525,7 @@ func TestMultiTenantStartFromNowAndResumeTokenAuditEachTenant(t *testing.T) {
 		require.NoError(t, stop())
 		require.Equal(t, p[1:], rec.positions(), "every tenant replays after the token")
 		requireRecords(t, aud, audit.ActionResumeToken, p[0], tenants...)
-		for _, r := range aud.records() {
+		for _, r := range aud.All() {
 			if r.Tenant == "a" {
 				require.Equal(t, p[4], r.Before)
 			}
@@ -535,9 +535,9 @@ func TestMultiTenantStartFromNowAndResumeTokenAuditEachTenant(t *testing.T) {
 
 // requireRecords checks that aud holds one record of action per tenant,
 // each with after.
-func requireRecords(t *testing.T, aud *memAuditor, action audit.Action, after string, tenants ...string) {
+func requireRecords(t *testing.T, aud *testenv.Records[audit.Record], action audit.Action, after string, tenants ...string) {
 	t.Helper()
-	recs := aud.records()
+	recs := aud.All()
 	var names []string
 	for _, r := range recs {
 		require.Equal(t, action, r.Action)
@@ -551,12 +551,12 @@ func requireRecords(t *testing.T, aud *memAuditor, action audit.Action, after st
 
 // runTenantsAB runs a watcher serving tenants a and b, both checkpointed
 // at the start of a quiet source, with an auditor and a recorder.
-func runTenantsAB(t *testing.T) (*memSource, *memAuditor, *recorder, *watcher.DocumentWatcher, func() error) {
+func runTenantsAB(t *testing.T) (*memSource, *testenv.Records[audit.Record], *recorder, *watcher.DocumentWatcher, func() error) {
 	t.Helper()
 	src := newQuietMemSource()
 	src.store.m[tkey("a")] = pos(0)
 	src.store.m[tkey("b")] = pos(0)
-	aud := &memAuditor{}
+	aud := &testenv.Records[audit.Record]{}
 	rec := &recorder{}
 	w, stop := runStarted(t, src, watcher.Config{Tenants: []string{"a", "b"}, Auditor: aud}, rec.handle)
 	return src, aud, rec, w, stop
@@ -653,7 +653,7 @@ func TestSetTenantsAddsTenantBehindRestartsStream(t *testing.T) {
 	require.Equal(t, []string{"d2", "d3", "d4"}, docsOf(got, "d"))
 	require.Equal(t, []string{"a1", "a2", "a3"}, docsOf(got, "a"))
 	require.Equal(t, []string{"b1", "b2"}, docsOf(got, "b"))
-	require.Empty(t, aud.records(), "a tenant with a checkpoint is not started from now")
+	require.Empty(t, aud.All(), "a tenant with a checkpoint is not started from now")
 }
 
 // While the stream restarts for a tenant added behind, that tenant's
@@ -842,15 +842,13 @@ func TestSetTenantsFailureKeepsTheServedScope(t *testing.T) {
 	src := newQuietMemSource()
 	src.store.m[tkey("a")] = pos(0)
 	src.store.m[tkey("d")] = "not a position"
-	aud := &memAuditor{}
+	aud := &testenv.Records[audit.Record]{}
 	rec := &recorder{}
 	w, stop := runStarted(t, src, watcher.Config{Tenants: []string{"a"}, Auditor: aud}, rec.handle)
 	p := tlog(src, "a:a1")
 	rec.waitFor(t, p[0])
 
-	aud.mu.Lock()
-	aud.fail = errors.New("audit stream down")
-	aud.mu.Unlock()
+	aud.Fail(errors.New("audit stream down"))
 	require.ErrorIs(t, w.SetTenants(t.Context(), []string{"a", "c"}), watcher.ErrNotAudited)
 	require.Equal(t, []string{"a"}, w.Tenants(), "c is not served, and Tenants says so")
 

@@ -122,7 +122,7 @@ func TestUnauditedStartIsRefused(t *testing.T) {
 			src := newMemSource()
 			src.add("acme", "orders", "a")
 			src.add("acme", "orders", "b")
-			cfg.Auditor = &memAuditor{fail: errors.New("audit stream unavailable")}
+			cfg.Auditor = &testenv.Records[audit.Record]{Err: errors.New("audit stream unavailable")}
 			err := newWatcher(t, src, cfg).Run(context.Background(), collect(nil))
 			require.ErrorIs(t, err, watcher.ErrNotAudited)
 			require.ErrorContains(t, err, "audit stream unavailable")
@@ -136,7 +136,7 @@ func TestStartFromNowIsAuditedAndCounted(t *testing.T) {
 	src := newMemSource()
 	src.add("acme", "orders", "old")
 	head := src.add("acme", "orders", "old2")
-	aud := &memAuditor{}
+	aud := &testenv.Records[audit.Record]{}
 	reg := prometheus.NewRegistry()
 	w := newWatcher(t, src, watcher.Config{StartFromNow: true, Actor: "ops", Reason: "new tenant", Auditor: aud, Registerer: reg})
 
@@ -147,7 +147,7 @@ func TestStartFromNowIsAuditedAndCounted(t *testing.T) {
 	require.Equal(t, "new", recv(t, ch).DocKey, "changes before now are not delivered")
 	require.NoError(t, stop())
 
-	recs := aud.records()
+	recs := aud.All()
 	require.Len(t, recs, 1)
 	require.Equal(t, audit.ActionStartFromNow, recs[0].Action)
 	require.Equal(t, "acme", recs[0].Tenant)
@@ -164,7 +164,7 @@ func TestResumeTokenReplays(t *testing.T) {
 	src.add("acme", "orders", "b")
 	last := src.add("acme", "orders", "c")
 	src.store.m[key] = last
-	aud := &memAuditor{}
+	aud := &testenv.Records[audit.Record]{}
 	w := newWatcher(t, src, watcher.Config{ResumeToken: p1, Auditor: aud})
 
 	ch := make(chan watcher.Change, 10)
@@ -172,9 +172,9 @@ func TestResumeTokenReplays(t *testing.T) {
 	require.Equal(t, "b", recv(t, ch).DocKey)
 	require.Equal(t, "c", recv(t, ch).DocKey)
 	require.NoError(t, stop())
-	require.Equal(t, audit.ActionResumeToken, aud.records()[0].Action)
-	require.Equal(t, last, aud.records()[0].Before)
-	require.Equal(t, p1, aud.records()[0].After)
+	require.Equal(t, audit.ActionResumeToken, aud.All()[0].Action)
+	require.Equal(t, last, aud.All()[0].Before)
+	require.Equal(t, p1, aud.All()[0].After)
 }
 
 // Issue 14: a resume token without its zero padding, with an include
@@ -191,7 +191,7 @@ func TestResumeTokenIsCanonicalised(t *testing.T) {
 			src.add("acme", "orders", "o2")
 			src.add("acme", "orders", "o3")
 			last := src.add("acme", "users", "u2")
-			aud := &memAuditor{}
+			aud := &testenv.Records[audit.Record]{}
 			cfg := watcher.Config{Include: []string{"orders"}, ResumeToken: token, Auditor: aud}
 			ch := make(chan watcher.Change, 10)
 			stop := run(t, newWatcher(t, src, cfg), collect(ch))
@@ -200,7 +200,7 @@ func TestResumeTokenIsCanonicalised(t *testing.T) {
 			waitSaved(t, src, key+"/orders="+last)
 			require.NoError(t, stop())
 			require.Empty(t, ch)
-			require.Equal(t, pos(1), aud.records()[0].After, "the audit trail holds the canonical token")
+			require.Equal(t, pos(1), aud.All()[0].After, "the audit trail holds the canonical token")
 		})
 	}
 }
@@ -433,7 +433,7 @@ func TestFiltersAndPerCollectionCheckpoints(t *testing.T) {
 	src.add("acme", "users", "u1")
 	last := src.add("other", "orders", "foreign")
 
-	aud := &memAuditor{}
+	aud := &testenv.Records[audit.Record]{}
 	cfg := watcher.Config{Include: []string{"orders", "chats"}, Exclude: []string{"chats/1/archive"}, Auditor: aud}
 	ch := make(chan watcher.Change, 10)
 	stop := run(t, newWatcher(t, src, cfg), collect(ch))
@@ -443,7 +443,7 @@ func TestFiltersAndPerCollectionCheckpoints(t *testing.T) {
 	require.NoError(t, stop())
 	require.Empty(t, ch, "excluded, unincluded and foreign changes are skipped")
 	require.Equal(t, last, src.store.get(key+"/orders"))
-	require.Equal(t, audit.ActionCheckpointReseed, aud.records()[0].Action, "turning filters on carries the tenant checkpoint over")
+	require.Equal(t, audit.ActionCheckpointReseed, aud.All()[0].Action, "turning filters on carries the tenant checkpoint over")
 
 	// Adding an include entry re-seeds it from the slowest existing checkpoint.
 	src.add("acme", "users", "u2")
