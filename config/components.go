@@ -1053,6 +1053,12 @@ type Worker struct {
 	// the SDK's 2 a worker hands out at most two cold deliveries per round
 	// trip. Defaults to 8.
 	WorkflowTaskPollers int `yaml:"workflowTaskPollers"`
+	// StopTimeout is how long a stopping worker lets the workflow tasks
+	// and webhook attempts under way finish (WorkerStopTimeout) before it
+	// deletes the images of what it delivered and exits. A workflow task
+	// cut short runs again on another worker and posts its deliveries
+	// again. Defaults to 20s.
+	StopTimeout trigger.Duration `yaml:"stopTimeout"`
 	// CodecServer serves Temporal's codec server protocol on the ops port,
 	// so that the Temporal UI and CLI show encrypted payloads.
 	CodecServer CodecServer `yaml:"codecServer"`
@@ -1174,6 +1180,7 @@ func (w Worker) WithDefaults() Worker {
 	w.MaxConcurrentWorkflowTasks = cmp.Or(w.MaxConcurrentWorkflowTasks, 1000)
 	w.MaxConcurrentLocalActivities = cmp.Or(w.MaxConcurrentLocalActivities, 1000)
 	w.WorkflowTaskPollers = cmp.Or(w.WorkflowTaskPollers, 8)
+	w.StopTimeout = cmp.Or(w.StopTimeout, trigger.Duration(20*time.Second))
 	return w
 }
 
@@ -1216,6 +1223,7 @@ func (w Worker) check(p *problems) {
 	// As for maxConcurrentWorkflowTasks: one poller would poll only the
 	// sticky queue.
 	p.atLeast("worker.workflowTaskPollers", w.WorkflowTaskPollers, 2)
+	p.positive("worker.stopTimeout", w.StopTimeout)
 	w.CodecServer.check(p)
 	if w.Tokens.TTL < trigger.Duration(2*time.Minute) {
 		p.add("worker.tokens.ttl", w.Tokens.TTL, "must be at least 2m: tokens are renewed a minute before they expire")

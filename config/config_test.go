@@ -99,6 +99,7 @@ var (
 		MaxConcurrentWorkflowTasks:   1000,
 		MaxConcurrentLocalActivities: 1000,
 		WorkflowTaskPollers:          8,
+		StopTimeout:                  dur(20 * time.Second),
 	}
 )
 

@@ -134,5 +134,9 @@ func WorkerOptions(w config.Worker) worker.Options {
 		MaxConcurrentWorkflowTaskExecutionSize:  w.MaxConcurrentWorkflowTasks,
 		MaxConcurrentLocalActivityExecutionSize: w.MaxConcurrentLocalActivities,
 		MaxConcurrentWorkflowTaskPollers:        w.WorkflowTaskPollers,
+		// The SDK's default of 0 abandons the workflow tasks under way at
+		// once: their deliveries, already posted, would run again on
+		// another worker after this one deleted their images.
+		WorkerStopTimeout: w.StopTimeout.D(),
 	}
 }
