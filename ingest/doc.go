@@ -182,11 +182,12 @@
 //
 // # Metrics
 //
-// Counters triggerflow_ingest_{consumed,redelivered,signalled,acked,naked,
-// terminated,handoff_errors,collisions}_total, the histogram
+// Counters triggerflow_ingest_{consumed,redelivered,signalled,started,
+// start_refused,acked,naked,terminated,handoff_errors,collisions,
+// delivered_before}_total, the histogram
 // triggerflow_ingest_handoff_seconds (receipt to ack), the gauge
 // triggerflow_ingest_lane_depth and triggerflow_ingest_takeovers_total by
-// outcome (taken, holder-alive, holder-unproven, replay-too-long, failed). Task series are labelled tenant,
-// collection and subject_hashed; messages that fail validation are
+// outcome (taken, holder-alive, holder-unproven, replay-too-long,
+// failed). Task series are labelled tenant, collection and subject_hashed; messages that fail validation are
 // labelled "_invalid", so a publisher cannot inflate cardinality.
 package ingest

@@ -178,7 +178,11 @@ func (in *Ingester) dropDelivered(ctx context.Context, batch []*item, repeat boo
 	}
 	seen, err := in.closedRunSeen(ctx, batch[0].key)
 	if err != nil {
-		in.log.Warn("ingest: cannot read the closed run of a task handed off before; handing it off", "workflowId", batch[0].key, "err", err)
+		level := slog.LevelWarn
+		if repeat {
+			level = slog.LevelDebug // the failed hand-off logs already
+		}
+		in.log.Log(ctx, level, "ingest: cannot read the closed run of a task handed off before; handing it off", "workflowId", batch[0].key, "err", err)
 		return batch
 	}
 	kept := batch[:0:0]
@@ -264,6 +268,7 @@ func (in *Ingester) settle(it *item) {
 		in.log.Warn("ingest: ack failed after hand-off; expect a duplicate", "workflowId", it.key, "eventId", t.EventID, "err", err)
 		return
 	}
+	it.acked = true
 	in.m.acked.WithLabelValues(it.labels.values()...).Inc()
 	in.note("acked", it)
 	in.m.handoff.WithLabelValues(it.labels.values()...).Observe(time.Since(it.received).Seconds())
@@ -345,6 +350,9 @@ func (in *Ingester) deadLetterID(it *item) string {
 // processed it, so a lane's NAKs reach the redelivery queue in lane order
 // before the consumer resumes.
 func (in *Ingester) nak(it *item) {
+	if it.acked {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.HandoffTimeout)
 	defer cancel()
 	if _, err := in.js.Conn().RequestWithContext(ctx, it.msg.Reply(), []byte("-NAK")); err != nil {

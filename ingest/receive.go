@@ -31,6 +31,9 @@ type item struct {
 	// reason is set when the message is dead-lettered instead of handed
 	// off; detail explains it.
 	reason, detail string
+	// acked is set by settle, on the lane's goroutine, so a batch cut
+	// short by shutdown hands back only what is still unsettled.
+	acked bool
 }
 
 func (it *item) payload() []byte {

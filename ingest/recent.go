@@ -15,9 +15,6 @@ import (
 // window after its last hand-off and at most twice that. A full generation
 // retires early, so memory stays bounded under any rate of new keys (the
 // cost is a refused start for a key forgotten too soon).
-// recentKeysMax bounds a generation of recentKeys: a few MiB of IDs.
-const recentKeysMax = 1 << 16
-
 type recentKeys struct {
 	window time.Duration
 	max    int
@@ -26,6 +23,9 @@ type recentKeys struct {
 	cur, prev map[string]struct{}
 	rotated   time.Time
 }
+
+// recentKeysMax bounds a generation of recentKeys: a few MiB of IDs.
+const recentKeysMax = 1 << 16
 
 func newRecentKeys(window time.Duration, maxKeys int) *recentKeys {
 	return &recentKeys{window: window, max: maxKeys, cur: map[string]struct{}{}, prev: map[string]struct{}{}}
