@@ -105,9 +105,9 @@ func TestWorkerStopLetsDeliveriesFinish(t *testing.T) {
 		t.Fatal("the worker did not stop")
 	}
 
-	desc, err := tc.DescribeWorkflowExecution(t.Context(), ingest.WorkflowID("acme", "doc-changed", "docs", "d1"), "")
+	desc, err := tc.DescribeWorkflow(t.Context(), ingest.WorkflowID("acme", "doc-changed", "docs", "d1"), "")
 	require.NoError(t, err)
-	require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.GetWorkflowExecutionInfo().GetStatus(),
+	require.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.Status,
 		"the stopping worker closed the run it delivered in, rather than leaving it to another worker to deliver again")
 	require.Len(t, rec.Requests(), 1)
 }
