@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,16 +142,7 @@ func FetchKeys(ctx context.Context, jwksURL string) (*authn.Verifier, error) {
 // the markers above verbatim.
 func TestReceiverExampleIsTheDocumentedOne(t *testing.T) {
 	t.Parallel()
-	src, err := os.ReadFile("receiver_example_test.go")
-	require.NoError(t, err)
-	_, example, ok := strings.Cut(string(src), "// BEGIN receiver example\n")
-	require.True(t, ok)
-	example, _, ok = strings.Cut(example, "// END receiver example")
-	require.True(t, ok)
-	doc, err := os.ReadFile(receiversDoc)
-	require.NoError(t, err)
-	require.Contains(t, string(doc), "```go\n"+strings.TrimSpace(example)+"\n```",
-		"docs/receivers.md must quote the example between the markers in receiver_example_test.go verbatim")
+	testenv.RequireQuoted(t, "receiver_example_test.go", "receiver", receiversDoc)
 }
 
 // TestReceiverExample runs the documented receiver on deliveries the

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -84,16 +83,7 @@ func reloadTriggers(log *slog.Logger, eng engine.TriggerEngine, tenant, dir stri
 // docs/migration.md compiled and tested: the doc must quote the example
 // above verbatim.
 func TestMigrationExampleIsTheDocumentedOne(t *testing.T) {
-	src, err := os.ReadFile("migration_test.go")
-	require.NoError(t, err)
-	_, example, ok := strings.Cut(string(src), "// BEGIN migration example\n")
-	require.True(t, ok)
-	example, _, ok = strings.Cut(example, "// END migration example")
-	require.True(t, ok)
-	doc, err := os.ReadFile(migrationDoc)
-	require.NoError(t, err)
-	require.Contains(t, string(doc), "```go\n"+strings.TrimSpace(example)+"\n```",
-		"docs/migration.md must quote the example between the markers in migration_test.go verbatim")
+	testenv.RequireQuoted(t, "migration_test.go", "migration", migrationDoc)
 }
 
 // TestMigrationExample runs the documented code: a valid directory loads,
