@@ -1,12 +1,10 @@
 package daemon_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +14,7 @@ import (
 	"github.com/triggerflow/triggerflow/config"
 	"github.com/triggerflow/triggerflow/docstore"
 	"github.com/triggerflow/triggerflow/ingest"
-	"github.com/triggerflow/triggerflow/internal/daemon"
+	"github.com/triggerflow/triggerflow/internal/daemon/daemontest"
 	"github.com/triggerflow/triggerflow/internal/testenv"
 	"github.com/triggerflow/triggerflow/trigger"
 	"github.com/triggerflow/triggerflow/watcher"
@@ -53,57 +51,11 @@ func TestWorkerStopLetsDeliveriesFinish(t *testing.T) {
 	inf := config.IngestFile{Log: logCfg, HTTP: ops, NATS: natsCfg, Temporal: temporalCfg}.WithDefaults()
 	wkf := config.WorkerFile{Log: logCfg, HTTP: ops, NATS: natsCfg, Temporal: temporalCfg, Worker: config.Worker{
 		AllowLoopback: new(true), Secrets: config.Secrets{Dir: dir}, Tokens: config.Tokens{KeyFile: filepath.Join(dir, "keys", "token.pem")}}}.WithDefaults()
-	services, err := daemon.Services(&wf, &inf, &wkf)
-	require.NoError(t, err)
-
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	stackCtx, stopStack := context.WithCancel(context.Background())
-	workerCtx, stopWorker := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make(chan error, len(services))
-	workerDone := make(chan struct{})
-	ready := make(chan struct{}, len(services))
-	for _, svc := range services {
-		ctx, o := stackCtx, daemon.Options{Logger: log, OnReady: func(string) { ready <- struct{}{} }}
-		if svc.Name == "worker" {
-			ctx = workerCtx
-		}
-		wg.Go(func() {
-			if svc.Name == "worker" {
-				defer close(workerDone)
-			}
-			if err := svc.Run(ctx, o); err != nil {
-				errs <- err
-			}
-		})
-	}
-	t.Cleanup(func() {
-		stopWorker()
-		stopStack()
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Errorf("service failed: %v", err)
-		}
-	})
-	for range services {
-		select {
-		case <-ready:
-		case err := <-errs:
-			t.Fatal(err)
-		case <-time.After(time.Minute):
-			t.Fatal("services not ready")
-		}
-	}
+	stack := daemontest.Run(t, slog.New(slog.NewTextHandler(io.Discard, nil)), &wf, &inf, &wkf, nil)
 
 	require.NoError(t, store.Put(t.Context(), "acme", "docs", "d1", []byte(`{"n":1}`)))
 	rec.WaitFor(t, 1, time.Minute)
-	stopWorker()
-	select {
-	case <-workerDone:
-	case <-time.After(time.Minute):
-		t.Fatal("the worker did not stop")
-	}
+	stack.Stop("worker")
 
 	desc, err := tc.DescribeWorkflow(t.Context(), ingest.WorkflowID("acme", "doc-changed", "docs", "d1"), "")
 	require.NoError(t, err)

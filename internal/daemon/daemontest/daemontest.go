@@ -26,36 +26,71 @@ const readyTimeout = 60 * time.Second
 func Start(t testing.TB, logger *slog.Logger, wf *config.WatcherFile, inf *config.IngestFile, wkf *config.WorkerFile,
 	configure func(name string, o *daemon.Options)) map[string]string {
 	t.Helper()
+	return Run(t, logger, wf, inf, wkf, configure).Addrs
+}
+
+// Stack is the services Run started.
+type Stack struct {
+	// Addrs are the ops addresses by service name.
+	Addrs map[string]string
+
+	t      testing.TB
+	cancel map[string]context.CancelFunc
+	done   map[string]chan struct{}
+}
+
+// Stop stops one service, as SIGTERM would, and returns once it has
+// returned.
+func (s *Stack) Stop(name string) {
+	s.t.Helper()
+	s.cancel[name]()
+	select {
+	case <-s.done[name]:
+	case <-time.After(readyTimeout):
+		s.t.Fatalf("daemontest: %s did not stop", name)
+	}
+}
+
+// Run is Start, returning the Stack so a test can stop one service.
+func Run(t testing.TB, logger *slog.Logger, wf *config.WatcherFile, inf *config.IngestFile, wkf *config.WorkerFile,
+	configure func(name string, o *daemon.Options)) *Stack {
+	t.Helper()
 	services, err := daemon.Services(wf, inf, wkf)
 	if err != nil {
 		t.Fatalf("daemontest: invalid configuration: %v", err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	s := &Stack{Addrs: map[string]string{}, t: t, cancel: map[string]context.CancelFunc{}, done: map[string]chan struct{}{}}
 	var mu sync.Mutex
-	addrs := map[string]string{}
 	ready := make(chan string, len(services))
 	errs := make(chan error, len(services))
-	var wg sync.WaitGroup
 	for _, svc := range services {
 		o := daemon.Options{Logger: logger.With("svc", svc.Name), OnReady: func(addr string) {
 			mu.Lock()
-			addrs[svc.Name] = addr
+			s.Addrs[svc.Name] = addr
 			mu.Unlock()
 			ready <- svc.Name
 		}}
 		if configure != nil {
 			configure(svc.Name, &o)
 		}
-		wg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		s.cancel[svc.Name], s.done[svc.Name] = cancel, done
+		go func() {
+			defer close(done)
 			if err := svc.Run(ctx, o); err != nil {
 				errs <- fmt.Errorf("%s: %w", svc.Name, err)
 			}
-		})
+		}()
 	}
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
+		for _, cancel := range s.cancel {
+			cancel()
+		}
+		for _, done := range s.done {
+			<-done
+		}
 		close(errs)
 		for err := range errs {
 			t.Errorf("service failed: %v", err)
@@ -72,5 +107,5 @@ func Start(t testing.TB, logger *slog.Logger, wf *config.WatcherFile, inf *confi
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return addrs
+	return s
 }
