@@ -204,14 +204,23 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ob
 	if st.Replicas() != want.Replicas {
 		diffs = append(diffs, fmt.Sprintf("replicas are %d, want %d", st.Replicas(), want.Replicas))
 	}
+	return reconcile(fmt.Sprintf("object store bucket %q", want.Bucket), diffs, mode, func() error {
+		_, err := js.UpdateObjectStore(ctx, want)
+		return err
+	})
+}
+
+// reconcile settles what, whose settings differ from the wanted ones by
+// diffs: nothing to do, ErrDrift in verify mode, else update.
+func reconcile(what string, diffs []string, mode Provisioning, update func() error) error {
 	if len(diffs) == 0 {
 		return nil
 	}
 	if mode == ProvisionVerify {
-		return fmt.Errorf("%w: object store bucket %q: %s", ErrDrift, want.Bucket, strings.Join(diffs, "; "))
+		return fmt.Errorf("%w: %s: %s", ErrDrift, what, strings.Join(diffs, "; "))
 	}
-	if _, err := js.UpdateObjectStore(ctx, want); err != nil {
-		return fmt.Errorf("update drifted object store bucket %q (%s): %w", want.Bucket, strings.Join(diffs, "; "), err)
+	if err := update(); err != nil {
+		return fmt.Errorf("update drifted %s (%s): %w", what, strings.Join(diffs, "; "), err)
 	}
 	return nil
 }
@@ -255,17 +264,10 @@ func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamCo
 	case err != nil:
 		return fmt.Errorf("look up stream %q: %w", want.Name, err)
 	}
-	diffs := Diff(want, s.CachedInfo().Config)
-	if len(diffs) == 0 {
-		return nil
-	}
-	if mode == ProvisionVerify {
-		return fmt.Errorf("%w: stream %q: %s", ErrDrift, want.Name, strings.Join(diffs, "; "))
-	}
-	if _, err := js.UpdateStream(ctx, want); err != nil {
-		return fmt.Errorf("update drifted stream %q (%s): %w", want.Name, strings.Join(diffs, "; "), err)
-	}
-	return nil
+	return reconcile(fmt.Sprintf("stream %q", want.Name), Diff(want, s.CachedInfo().Config), mode, func() error {
+		_, err := js.UpdateStream(ctx, want)
+		return err
+	})
 }
 
 // Diff lists the settings Triggerflow relies on where have differs from want.

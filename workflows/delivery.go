@@ -131,7 +131,6 @@ func run(ctx workflow.Context, p DeliveryParams, registered Options) (DeliveryRe
 		log:        workflow.GetLogger(ctx),
 		key:        DeliveryParams{Tenant: p.Tenant, TriggerID: p.TriggerID, Collection: p.Collection, DocKey: p.DocKey},
 		lifecycle:  p.Lifecycle,
-		pending:    p.Pending,
 		seenSet:    make(map[string]bool, len(p.Seen)),
 		failed:     p.Failed,
 		blocked:    p.Blocked,
@@ -145,13 +144,15 @@ func run(ctx workflow.Context, p DeliveryParams, registered Options) (DeliveryRe
 	for _, id := range p.Seen {
 		m.remember(id)
 	}
-	if len(p.Seen) == 0 && len(p.Pending) > 0 {
+	if len(p.Seen) == 0 {
 		// A run ingest started with its first tasks (StartInput): they
-		// are checked and deduplicated as signalled ones are.
-		m.pending = nil
+		// are checked and deduplicated as signalled ones are. A
+		// continued run's pending tasks are in its dedupe set already.
 		for _, t := range p.Pending {
 			m.acceptTask(t, nil)
 		}
+	} else {
+		m.pending = p.Pending
 	}
 	if m.blocked != nil && len(m.pending) == 0 {
 		m.blocked = nil // nothing left to block on
